@@ -1,0 +1,316 @@
+//! The client session machine.
+//!
+//! # Theory of operation
+//!
+//! A [`ClientSession`] stands for one connection to a server. The UI hands it the user's
+//! [`Intent`]s; the host hands it the bytes that arrive and tells it when the connection
+//! ends. It produces bytes to send ([`poll_transmit`](ClientSession::poll_transmit)) and
+//! typed [`ClientEvent`]s for the UI ([`poll_event`](ClientSession::poll_event)).
+//!
+//! Responses carry no request id: replies and broadcasts are told apart by their bodies,
+//! using only the exact texts of H3 (chat line, join, leave, user list), so the session also
+//! works against a server that behaves exactly like the original. A response that is none of
+//! those four answers the oldest request still waiting for an answer; so does the speaker's
+//! own chat line, which is the reply to its `POST` (S3).
+
+use std::collections::VecDeque;
+
+use crate::error::UsageError;
+use crate::ids::UserName;
+use crate::limits::FrameLimits;
+use crate::time::{Timestamp, datetime_text};
+use crate::wire::encode::{RequestFields, write_request};
+use crate::wire::{Method, Progress, Response, ResponseDecoder};
+
+/// What the user wants to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Join the room as this name (`ADD`).
+    Join(String),
+    /// Say this text to everyone (`POST`). It may hold newlines.
+    Say(String),
+    /// Ask who is online (`GET`).
+    ListUsers,
+    /// Leave the room (`DELETE`).
+    Leave,
+}
+
+/// Something for the UI to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The server greeted the connection (S1).
+    Connected,
+    /// The server accepted our `ADD`: we are in, as `name`.
+    Joined {
+        /// The name as we sent it (trimmed).
+        name: String,
+    },
+    /// The name we asked for is taken (S2.2).
+    NameTaken {
+        /// The name asked for.
+        name: String,
+    },
+    /// A chat line from the room, ours included (S3).
+    ChatLine {
+        /// Who said it.
+        from: String,
+        /// What they said.
+        text: String,
+    },
+    /// Someone else joined (S2.3).
+    MemberJoined {
+        /// Their name.
+        name: String,
+    },
+    /// Someone left (S5, S6).
+    MemberLeft {
+        /// Their name.
+        name: String,
+    },
+    /// The answer to `GET`: members in join order (S4).
+    UserList {
+        /// The names.
+        names: Vec<String>,
+    },
+    /// The server refused a request.
+    Refused {
+        /// The request refused, if the session could tell which.
+        request: Option<Method>,
+        /// The status code.
+        code: u16,
+        /// The server's one-line reason.
+        reason: String,
+    },
+    /// Our `DELETE` was accepted; the server closes the connection next.
+    Left,
+    /// The connection is over, with the server's last word if it gave one
+    /// (`503` full or shutting down, a frame error, or the connection closing).
+    Disconnected {
+        /// Why, as far as the session knows.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Guest,
+    Joining(String),
+    Joined(String),
+    Leaving(String),
+    Closed,
+}
+
+/// One client connection's protocol state. See the module docs.
+#[derive(Debug)]
+pub struct ClientSession {
+    host: String,
+    decoder: ResponseDecoder,
+    phase: Phase,
+    /// Requests sent and not yet answered, oldest first.
+    waiting: VecDeque<Method>,
+    transmit: Vec<u8>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl ClientSession {
+    /// A session on a fresh connection to `host` (sent as the URI and `Host`, like the
+    /// original client does).
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            decoder: ResponseDecoder::new(FrameLimits::for_responses()),
+            phase: Phase::Guest,
+            waiting: VecDeque::new(),
+            transmit: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Our name once joined (or while joining).
+    pub fn name(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Joining(name) | Phase::Joined(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the server has accepted our `ADD` and we have not left.
+    pub fn is_joined(&self) -> bool {
+        matches!(self.phase, Phase::Joined(_))
+    }
+
+    /// Whether the connection is over.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The user wants something. Encodes the request, or says why it cannot be sent now.
+    pub fn handle_intent(&mut self, now: Timestamp, intent: Intent) -> Result<(), UsageError> {
+        let (method, user_agent, body) = match (&self.phase, intent) {
+            (Phase::Closed | Phase::Leaving(_), _) => return Err(UsageError::NotConnected),
+            (Phase::Guest, Intent::Join(raw)) => {
+                let name = UserName::parse(&raw)?.as_str().to_owned();
+                self.phase = Phase::Joining(name.clone());
+                (Method::Add, name, Vec::new())
+            }
+            (_, Intent::Join(_)) => return Err(UsageError::AlreadyJoined),
+            (Phase::Joined(name), Intent::Say(text)) => {
+                if text.trim().is_empty() {
+                    return Err(UsageError::EmptyMessage);
+                }
+                let mut body = text.into_bytes();
+                body.push(b'\n');
+                (Method::Post, name.clone(), body)
+            }
+            (Phase::Joined(name), Intent::Leave) => {
+                let name = name.clone();
+                self.phase = Phase::Leaving(name.clone());
+                (Method::Delete, name, Vec::new())
+            }
+            (_, Intent::Say(_) | Intent::Leave) => return Err(UsageError::NotJoined),
+            (phase, Intent::ListUsers) => {
+                let name = match phase {
+                    Phase::Joining(name) | Phase::Joined(name) => name.clone(),
+                    _ => String::new(),
+                };
+                (Method::Get, name, Vec::new())
+            }
+        };
+        let datetime = datetime_text(now.local());
+        let fields = RequestFields {
+            host: &self.host,
+            datetime: &datetime,
+            user_agent: &user_agent,
+        };
+        write_request(&mut self.transmit, method, &fields, &body);
+        self.waiting.push_back(method);
+        Ok(())
+    }
+
+    /// Bytes arrived from the server.
+    pub fn handle_received(&mut self, bytes: &[u8]) {
+        let mut input = bytes;
+        while self.phase != Phase::Closed {
+            let (used, progress) = self.decoder.decode(input);
+            input = &input[used..];
+            match progress {
+                Progress::NeedMore => break,
+                Progress::Message(response) => {
+                    let event = classify(&response, &mut self.phase, &mut self.waiting);
+                    self.events.extend(event);
+                }
+                Progress::Error(error) => {
+                    self.phase = Phase::Closed;
+                    let reason = format!("the server sent something unreadable: {error}");
+                    self.events.push_back(ClientEvent::Disconnected { reason });
+                }
+            }
+        }
+    }
+
+    /// The connection ended (EOF or error), as the host saw it.
+    pub fn handle_closed(&mut self) {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Closed;
+            self.events.push_back(ClientEvent::Disconnected {
+                reason: "the server closed the connection".into(),
+            });
+        }
+    }
+
+    /// Bytes to write to the connection, if any are waiting.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        (!self.transmit.is_empty()).then(|| std::mem::take(&mut self.transmit))
+    }
+
+    /// The next event for the UI.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// One response, read by its status and H3 body texts. Updates the phase and the queue of
+/// requests waiting for an answer.
+fn classify(
+    response: &Response<'_>,
+    phase: &mut Phase,
+    waiting: &mut VecDeque<Method>,
+) -> Option<ClientEvent> {
+    let body = String::from_utf8_lossy(response.body);
+    let line = body.strip_suffix('\n').unwrap_or(&body);
+    match response.code {
+        202 => return Some(ClientEvent::Connected),
+        503 => {
+            *phase = Phase::Closed;
+            return Some(ClientEvent::Disconnected {
+                reason: line.to_owned(),
+            });
+        }
+        200 => {}
+        code => {
+            let request = waiting.pop_front();
+            return Some(match (request, std::mem::replace(phase, Phase::Guest)) {
+                (Some(Method::Add), Phase::Joining(name)) if code == 401 => {
+                    ClientEvent::NameTaken { name }
+                }
+                (request, previous) => {
+                    *phase = match (request, previous) {
+                        (Some(Method::Add), Phase::Joining(_)) => Phase::Guest,
+                        (Some(Method::Delete), Phase::Leaving(name)) => Phase::Joined(name),
+                        (_, previous) => previous,
+                    };
+                    ClientEvent::Refused {
+                        request,
+                        code,
+                        reason: line.to_owned(),
+                    }
+                }
+            });
+        }
+    }
+    if let Some((from, text)) = line
+        .strip_prefix("[ ")
+        .and_then(|rest| rest.split_once(" ] : "))
+    {
+        let ours = matches!(&*phase, Phase::Joined(name) | Phase::Leaving(name) if name == from);
+        if ours && waiting.front() == Some(&Method::Post) {
+            waiting.pop_front();
+        }
+        return Some(ClientEvent::ChatLine {
+            from: from.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+    if let Some(name) = body.strip_suffix(" has just entered the chat room...\n") {
+        return Some(ClientEvent::MemberJoined {
+            name: name.to_owned(),
+        });
+    }
+    if let Some(name) = body.strip_suffix(" has just left the chat room...\n") {
+        return Some(ClientEvent::MemberLeft {
+            name: name.to_owned(),
+        });
+    }
+    if let Some(list) = body.strip_prefix("Online users:\n") {
+        if waiting.front() == Some(&Method::Get) {
+            waiting.pop_front();
+        }
+        return Some(ClientEvent::UserList {
+            names: list.lines().map(str::to_owned).collect(),
+        });
+    }
+    // Anything else answers the oldest waiting request.
+    match (waiting.pop_front(), &*phase) {
+        (Some(Method::Add), Phase::Joining(name)) => {
+            let name = name.clone();
+            *phase = Phase::Joined(name.clone());
+            Some(ClientEvent::Joined { name })
+        }
+        (Some(Method::Delete), _) => {
+            *phase = Phase::Closed;
+            Some(ClientEvent::Left)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,726 @@
+//! The server room machine.
+//!
+//! # Theory of operation
+//!
+//! A [`Server`] owns every connection's framing state and the [`Room`]. The host reports
+//! what happens on its sockets and clock through the `handle_*` methods, then drains
+//! [`poll_output`](Server::poll_output) until it returns `None`, then asks
+//! [`poll_timeout`](Server::poll_timeout) when to call
+//! [`handle_timeout`](Server::handle_timeout) next. The machine never blocks, never reads a
+//! clock and never touches a socket.
+//!
+//! For each complete request, [`Server::command`] decides, in one table, what it means in
+//! the connection's phase (guest or member). Changes to the room are validated against the
+//! applied state, sequenced as [`Entry`] values and applied (see [`room`]); replies and
+//! broadcasts are emitted as they are applied, so every member sees one order (S7).
+//!
+//! Backpressure is arithmetic (S8): each connection's *queued* count grows by every frame
+//! the machine emits for it and shrinks by what the host reports written with
+//! [`handle_drained`](Server::handle_drained). A frame that would take a non-empty queue past
+//! `max_output_bytes` closes the connection instead.
+//!
+//! A peer's mistakes never surface as `Err`: they become `4xx` frames, closes and
+//! [`Event`]s.
+
+pub mod room;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use crate::error::{FrameError, NameError};
+use crate::ids::{ConnId, UserName};
+use crate::limits::ServerConfig;
+use crate::time::{Timestamp, datetime_text};
+use crate::wire::encode::{ResponseFields, write_response};
+use crate::wire::{Frame, Method, Progress, Request, RequestDecoder, Status, UserAgent, VERSION};
+
+pub use room::{Entry, LeaveCause, Room};
+
+/// The body of the greeting (S1). Any short body is allowed; this one tells a person at a
+/// `nc` prompt what to do next.
+pub const GREETING: &str = "Welcome to ChatHTTP! Join with ADD.\n";
+/// The body sent to every connection on shutdown (S11).
+pub const SHUTDOWN_NOTICE: &str = "Server is shutting down...\n";
+
+/// Something the host must do, or may log. Drain them in order with
+/// [`Server::poll_output`]: the order of sends to one connection is the order on its wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Queue `frame` for `conn`.
+    Send {
+        /// The recipient.
+        conn: ConnId,
+        /// The bytes.
+        frame: Frame,
+    },
+    /// Queue the same `frame` for every connection in `to`. Ids the host no longer knows
+    /// (closed since) are skipped.
+    Broadcast {
+        /// The recipients, shared between broadcasts while membership does not change.
+        to: Arc<[ConnId]>,
+        /// The bytes, encoded once.
+        frame: Frame,
+    },
+    /// Close `conn`. The machine has forgotten it: later events for it are ignored.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Whether to deliver what is queued first.
+        mode: CloseMode,
+    },
+    /// Something worth a log line; no action needed.
+    Event(Event),
+}
+
+/// How to close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseMode {
+    /// Write everything queued, then shut down the sending side and let the peer's unread
+    /// input drain, so the last response is not lost to a reset (W8).
+    AfterFlush,
+    /// Drop what is queued and close now: the peer is not reading (S8).
+    Now,
+}
+
+/// A fact for the host's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A member joined.
+    Joined {
+        /// Its connection.
+        conn: ConnId,
+        /// Its name.
+        name: UserName,
+    },
+    /// A member left.
+    Left {
+        /// Its connection.
+        conn: ConnId,
+        /// Its name.
+        name: UserName,
+        /// Why.
+        cause: LeaveCause,
+    },
+    /// A request was refused with a `4xx`; `closed` says whether the connection goes too.
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// The status sent.
+        status: Status,
+        /// The one-line reason sent as the body.
+        reason: String,
+        /// Whether the connection is being closed.
+        closed: bool,
+    },
+    /// A connection that was not a member closed (timeout, capacity, peer gone).
+    GuestClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        cause: LeaveCause,
+    },
+    /// A connection arrived past `max_connections` and was turned away (S10).
+    OverCapacity {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// How a connection ended, as the host saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The peer closed its side (read returned 0).
+    Eof,
+    /// Reading or writing failed (reset, timeout of keepalive, ...).
+    Error,
+}
+
+/// What a request asks for, once checked against the connection's phase.
+#[derive(Debug)]
+enum Command<'a> {
+    Join(UserName),
+    Say(&'a str),
+    List,
+    Leave,
+    Refuse(Status, String),
+}
+
+#[derive(Debug)]
+struct Connection {
+    decoder: RequestDecoder,
+    is_member: bool,
+    /// Bytes emitted for this connection and not yet reported drained.
+    queued: usize,
+    last_activity: Timestamp,
+    request_started: Option<Timestamp>,
+    deadline: Option<Timestamp>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    connection: Option<Connection>,
+}
+
+/// The server room machine. See the module docs for how to drive it.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    live: usize,
+    room: Room,
+    deadlines: BTreeSet<(Timestamp, ConnId)>,
+    outputs: VecDeque<Output>,
+    /// Members closed while an entry was being applied; their leaves are applied next.
+    pending_leaves: VecDeque<(ConnId, LeaveCause)>,
+    now: Timestamp,
+    datetime: (i64, [u8; 19]),
+    shutting_down: bool,
+}
+
+impl Server {
+    /// A server with no connections, configured by `config`, at time `now`.
+    pub fn new(config: ServerConfig, now: Timestamp) -> Self {
+        Self {
+            config,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            live: 0,
+            room: Room::default(),
+            deadlines: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            pending_leaves: VecDeque::new(),
+            now,
+            datetime: (i64::MIN, [0; 19]),
+            shutting_down: false,
+        }
+    }
+
+    // ----- getters -------------------------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The room's applied state.
+    pub fn room(&self) -> &Room {
+        &self.room
+    }
+
+    /// Connections open (guests and members).
+    pub fn connection_count(&self) -> usize {
+        self.live
+    }
+
+    /// Bytes emitted for `conn` and not yet reported drained; `None` if `conn` is closed.
+    pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
+        self.connection(conn).map(|c| c.queued)
+    }
+
+    /// Bytes the decoder of `conn` holds for an unfinished request.
+    pub fn buffered_bytes(&self, conn: ConnId) -> Option<usize> {
+        self.connection(conn).map(|c| c.decoder.buffered())
+    }
+
+    /// Whether `conn` is open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.connection(conn).is_some()
+    }
+
+    // ----- inputs --------------------------------------------------------------------------
+
+    /// A connection was accepted. Returns its id; the greeting (or, past the connection
+    /// limit or during shutdown, a `503` and a close) is in the outputs.
+    pub fn handle_open(&mut self, now: Timestamp) -> ConnId {
+        self.now = now;
+        let conn = self.allocate();
+        if self.shutting_down || self.live > self.config.max_connections {
+            let body = if self.shutting_down {
+                SHUTDOWN_NOTICE
+            } else {
+                "Server is full, try again later.\n"
+            };
+            let frame = self.response(Status::SERVICE_UNAVAILABLE, body.as_bytes());
+            self.outputs.push_back(Output::Send { conn, frame });
+            self.outputs
+                .push_back(Output::Event(Event::OverCapacity { conn }));
+            self.forget(conn, CloseMode::AfterFlush);
+            return conn;
+        }
+        let frame = self.response(Status::ACCEPT, GREETING.as_bytes());
+        self.send(conn, frame);
+        self.refresh_deadline(conn);
+        conn
+    }
+
+    /// `bytes` arrived on `conn`. Bytes for a closed connection are ignored.
+    pub fn handle_received(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
+        self.now = now;
+        let Some(connection) = self.connection_mut(conn) else {
+            return;
+        };
+        // The decoder is lent out while its requests are carried out: a request borrows
+        // from it, and carrying it out needs the whole machine.
+        let mut decoder = std::mem::replace(
+            &mut connection.decoder,
+            RequestDecoder::new(Default::default()),
+        );
+        let mut input = bytes;
+        let mut active = false;
+        loop {
+            let (used, progress) = decoder.decode(input);
+            input = &input[used..];
+            match progress {
+                Progress::NeedMore => break,
+                Progress::Message(request) => {
+                    active = true;
+                    if let Some(c) = self.connection_mut(conn) {
+                        c.request_started = None;
+                    }
+                    self.carry_out(conn, &request);
+                }
+                Progress::Error(error) => {
+                    self.refuse_and_close(conn, &error);
+                    break;
+                }
+            }
+            if !self.is_open(conn) {
+                break;
+            }
+        }
+        let mid_message = decoder.is_mid_message();
+        if let Some(c) = self.connection_mut(conn) {
+            c.decoder = decoder;
+            if mid_message {
+                c.request_started.get_or_insert(now);
+            }
+            if active || mid_message {
+                c.last_activity = now;
+            }
+            self.refresh_deadline(conn);
+        }
+        self.apply_pending_leaves();
+    }
+
+    /// The host wrote `count` bytes of what was queued for `conn` to its socket.
+    pub fn handle_drained(&mut self, now: Timestamp, conn: ConnId, count: usize) {
+        self.now = now;
+        if let Some(c) = self.connection_mut(conn) {
+            c.queued = c.queued.saturating_sub(count);
+        }
+    }
+
+    /// `conn` ended without the machine asking (S6). A member leaves; its name is free.
+    pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, how: Disconnect) {
+        self.now = now;
+        let _ = how;
+        if self.is_open(conn) {
+            self.close(conn, None, LeaveCause::Disconnected);
+            self.apply_pending_leaves();
+        }
+    }
+
+    /// The clock reached `now`: cut connections whose deadline passed (S9).
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
+        while let Some(&(deadline, conn)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(c) = self.connection_mut(conn) else {
+                continue;
+            };
+            c.deadline = None;
+            if c.decoder.is_mid_message() {
+                let secs = self.config.request_timeout.as_secs_f64();
+                let reason = format!("request not completed within {secs} s");
+                self.refuse(conn, Status::REQUEST_TIMEOUT, reason, true);
+                self.close(
+                    conn,
+                    Some(CloseMode::AfterFlush),
+                    LeaveCause::RequestTimeout,
+                );
+            } else {
+                self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::IdleTimeout);
+            }
+        }
+        self.apply_pending_leaves();
+    }
+
+    /// Start shutting down (S11): every connection gets `503` with the shutdown notice and
+    /// is closed after it; no leave notices; new connections are refused.
+    pub fn handle_shutdown(&mut self, now: Timestamp) {
+        self.now = now;
+        self.shutting_down = true;
+        let frame = self.response(Status::SERVICE_UNAVAILABLE, SHUTDOWN_NOTICE.as_bytes());
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            if slot.connection.is_some() {
+                let conn = ConnId::new(index as u32, slot.generation);
+                self.outputs.push_back(Output::Send {
+                    conn,
+                    frame: frame.clone(),
+                });
+                self.forget(conn, CloseMode::AfterFlush);
+            }
+        }
+        self.room.clear();
+    }
+
+    // ----- outputs -------------------------------------------------------------------------
+
+    /// The next thing to do, in order; `None` when there is nothing left.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next, if any deadline is set.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|&(deadline, _)| deadline)
+    }
+
+    // ----- transitions ---------------------------------------------------------------------
+
+    /// Every rule for "a request arrived in phase X", in one place.
+    fn command<'r>(&self, conn: ConnId, request: &Request<'r>) -> Command<'r> {
+        use Command::Refuse;
+        if request.version != VERSION {
+            let version = String::from_utf8_lossy(request.version);
+            return Refuse(
+                Status::BAD_REQUEST,
+                format!("unsupported version {version:?}; expected HTTP/1.1"),
+            );
+        }
+        let Some(method) = request.method() else {
+            let token = String::from_utf8_lossy(request.method_token);
+            return Refuse(
+                Status::METHOD_NOT_ALLOWED,
+                format!("unknown method {token:?}; use ADD, POST, GET or DELETE"),
+            );
+        };
+        if request.user_agent == UserAgent::Conflicting {
+            return Refuse(
+                Status::BAD_REQUEST,
+                "two User_Agent headers that disagree".into(),
+            );
+        }
+        let member = self.room.name_of(conn);
+        match (method, member) {
+            (Method::Get, _) => Command::List,
+            (Method::Add, Some(name)) => {
+                Refuse(Status::FORBIDDEN, format!("already joined as {name}"))
+            }
+            (Method::Add, None) => match join_name(request.user_agent) {
+                Err(error) => Refuse(Status::BAD_REQUEST, error.to_string()),
+                Ok(name) if self.room.is_taken(&name) => Refuse(
+                    Status::USER_NAME_EXIST,
+                    format!("the user name {name} is taken"),
+                ),
+                Ok(name) => Command::Join(name),
+            },
+            (Method::Post | Method::Delete, None) => Refuse(
+                Status::FORBIDDEN,
+                format!("{} needs a member: join with ADD first", method.as_str()),
+            ),
+            (Method::Post, Some(_)) => match say_text(request.body) {
+                Ok(text) => Command::Say(text),
+                Err(reason) => Refuse(Status::BAD_REQUEST, reason.into()),
+            },
+            (Method::Delete, Some(_)) => Command::Leave,
+        }
+    }
+
+    fn carry_out(&mut self, conn: ConnId, request: &Request<'_>) {
+        match self.command(conn, request) {
+            Command::Join(name) => self.sequence(Entry::Join { conn, name }),
+            Command::Say(text) => self.sequence(Entry::Say { conn, text }),
+            Command::Leave => self.sequence(Entry::Leave {
+                conn,
+                cause: LeaveCause::Delete,
+            }),
+            Command::List => {
+                let mut body = String::from("Online users:\n");
+                for (_, name) in self.room.members() {
+                    body.push_str(name.as_str());
+                    body.push('\n');
+                }
+                let frame = self.response(Status::OK, body.as_bytes());
+                self.send(conn, frame);
+            }
+            Command::Refuse(status, reason) => self.refuse(conn, status, reason, false),
+        }
+    }
+
+    /// Sequences `entry` and, in this single-process room, applies it at once. This is the
+    /// seam where a shared log goes (see [`room`]).
+    fn sequence(&mut self, entry: Entry<'_>) {
+        let seq = self.room.sequence();
+        self.apply(seq, entry);
+        self.apply_pending_leaves();
+    }
+
+    /// Applies one sequenced entry: the only place membership changes and chat is delivered.
+    fn apply(&mut self, seq: u64, entry: Entry<'_>) {
+        match entry {
+            Entry::Join { conn, name } => {
+                if !self.is_open(conn) || self.room.is_taken(&name) {
+                    return;
+                }
+                let others = self.room.recipients();
+                self.room.insert(seq, conn, name.clone());
+                if let Some(c) = self.connection_mut(conn) {
+                    c.is_member = true;
+                }
+                self.refresh_deadline(conn);
+                let welcome = self.response(Status::OK, format!("Welcome, {name}!\n").as_bytes());
+                self.send(conn, welcome);
+                let notice = format!("{name} has just entered the chat room...\n");
+                let notice = self.response(Status::OK, notice.as_bytes());
+                self.broadcast(others, notice);
+                self.outputs
+                    .push_back(Output::Event(Event::Joined { conn, name }));
+            }
+            Entry::Say { conn, text } => {
+                let Some(name) = self.room.name_of(conn) else {
+                    return;
+                };
+                let mut body = Vec::with_capacity(name.as_str().len() + text.len() + 7);
+                body.extend_from_slice(b"[ ");
+                body.extend_from_slice(name.as_str().as_bytes());
+                body.extend_from_slice(b" ] : ");
+                body.extend_from_slice(text.as_bytes());
+                body.push(b'\n');
+                let frame = self.response(Status::OK, &body);
+                let everyone = self.room.recipients();
+                self.broadcast(everyone, frame);
+            }
+            Entry::Leave { conn, cause } => {
+                let Some(name) = self.room.remove(conn) else {
+                    return;
+                };
+                if cause == LeaveCause::Delete {
+                    let goodbye =
+                        self.response(Status::OK, format!("Goodbye, {name}!\n").as_bytes());
+                    self.send(conn, goodbye);
+                    self.close(conn, Some(CloseMode::AfterFlush), cause);
+                }
+                let notice = format!("{name} has just left the chat room...\n");
+                let notice = self.response(Status::OK, notice.as_bytes());
+                let others = self.room.recipients();
+                self.broadcast(others, notice);
+                self.outputs
+                    .push_back(Output::Event(Event::Left { conn, name, cause }));
+            }
+        }
+    }
+
+    fn apply_pending_leaves(&mut self) {
+        while let Some((conn, cause)) = self.pending_leaves.pop_front() {
+            let seq = self.room.sequence();
+            self.apply(seq, Entry::Leave { conn, cause });
+        }
+    }
+
+    // ----- effects -------------------------------------------------------------------------
+
+    /// Queues `frame` for `conn`, or cuts `conn` if its queue would pass the limit (S8).
+    fn send(&mut self, conn: ConnId, frame: Frame) {
+        if self.account(conn, frame.len()) {
+            self.outputs.push_back(Output::Send { conn, frame });
+        }
+    }
+
+    /// Queues one `frame` for each of `to`, cutting those whose queue would pass the limit.
+    fn broadcast(&mut self, to: Arc<[ConnId]>, frame: Frame) {
+        if to.is_empty() {
+            return;
+        }
+        let mut cut = Vec::new();
+        for &conn in to.iter() {
+            if !self.account(conn, frame.len()) {
+                cut.push(conn);
+            }
+        }
+        let to = if cut.is_empty() {
+            to
+        } else {
+            to.iter().filter(|c| !cut.contains(c)).copied().collect()
+        };
+        self.outputs.push_back(Output::Broadcast { to, frame });
+    }
+
+    /// Adds `len` to `conn`'s queue. Returns false, having closed `conn`, if that would pass
+    /// the limit; a frame larger than the limit still goes to an empty queue.
+    fn account(&mut self, conn: ConnId, len: usize) -> bool {
+        let limit = self.config.max_output_bytes;
+        let Some(c) = self.connection_mut(conn) else {
+            return false;
+        };
+        if c.queued > 0 && c.queued.saturating_add(len) > limit {
+            self.close(conn, Some(CloseMode::Now), LeaveCause::SlowReader);
+            return false;
+        }
+        c.queued += len;
+        true
+    }
+
+    fn refuse(&mut self, conn: ConnId, status: Status, reason: String, closed: bool) {
+        let frame = self.response(status, format!("{reason}\n").as_bytes());
+        self.outputs.push_back(Output::Event(Event::Refused {
+            conn,
+            status,
+            reason,
+            closed,
+        }));
+        self.send(conn, frame);
+    }
+
+    fn refuse_and_close(&mut self, conn: ConnId, error: &FrameError) {
+        self.refuse(conn, Status::BAD_REQUEST, error.to_string(), true);
+        self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::BadRequest);
+    }
+
+    /// Forgets `conn` (emitting a close if `mode` is given; `None` when the peer is already
+    /// gone). A member's leave is applied next.
+    fn close(&mut self, conn: ConnId, mode: Option<CloseMode>, cause: LeaveCause) {
+        let Some(c) = self.connection(conn) else {
+            return;
+        };
+        if c.is_member {
+            if cause != LeaveCause::Delete {
+                self.pending_leaves.push_back((conn, cause));
+            }
+        } else {
+            self.outputs
+                .push_back(Output::Event(Event::GuestClosed { conn, cause }));
+        }
+        match mode {
+            Some(mode) => self.forget(conn, mode),
+            None => self.release(conn),
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId, mode: CloseMode) {
+        self.release(conn);
+        self.outputs.push_back(Output::Close { conn, mode });
+    }
+
+    fn release(&mut self, conn: ConnId) {
+        let Some(slot) = self.slots.get_mut(conn.index()) else {
+            return;
+        };
+        if slot.generation != conn.generation() {
+            return;
+        }
+        if let Some(c) = slot.connection.take() {
+            if let Some(deadline) = c.deadline {
+                self.deadlines.remove(&(deadline, conn));
+            }
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free_slots.push(conn.index() as u32);
+            self.live -= 1;
+        }
+    }
+
+    fn refresh_deadline(&mut self, conn: ConnId) {
+        let (idle, request) = (self.config.idle_timeout, self.config.request_timeout);
+        let Some(c) = self.connection_mut(conn) else {
+            return;
+        };
+        let next = match c.request_started {
+            Some(started) => Some(started.saturating_add(request)),
+            None if !c.is_member => Some(c.last_activity.saturating_add(idle)),
+            None => None,
+        };
+        let previous = std::mem::replace(&mut c.deadline, next);
+        if previous != next {
+            if let Some(previous) = previous {
+                self.deadlines.remove(&(previous, conn));
+            }
+            if let Some(next) = next {
+                self.deadlines.insert((next, conn));
+            }
+        }
+    }
+
+    fn response(&mut self, status: Status, body: &[u8]) -> Frame {
+        let second = self.now.local().and_utc().timestamp();
+        if self.datetime.0 != second {
+            self.datetime = (second, datetime_text(self.now.local()));
+        }
+        let fields = ResponseFields {
+            datetime: &self.datetime.1,
+            developer: &self.config.developer_header,
+            server: &self.config.server_header,
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, status, &fields, body);
+        Frame::new(out)
+    }
+
+    // ----- the connection table ------------------------------------------------------------
+
+    fn allocate(&mut self) -> ConnId {
+        let connection = Connection {
+            decoder: RequestDecoder::new(self.config.frame),
+            is_member: false,
+            queued: 0,
+            last_activity: self.now,
+            request_started: None,
+            deadline: None,
+        };
+        let index = match self.free_slots.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.connection = Some(connection);
+        self.live += 1;
+        ConnId::new(index, slot.generation)
+    }
+
+    fn connection(&self, conn: ConnId) -> Option<&Connection> {
+        let slot = self.slots.get(conn.index())?;
+        (slot.generation == conn.generation())
+            .then_some(slot.connection.as_ref())
+            .flatten()
+    }
+
+    fn connection_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
+        let slot = self.slots.get_mut(conn.index())?;
+        (slot.generation == conn.generation())
+            .then_some(slot.connection.as_mut())
+            .flatten()
+    }
+}
+
+/// S2: the name is the trimmed `User_Agent` value, valid per S2.1.
+fn join_name(user_agent: UserAgent<'_>) -> Result<UserName, NameError> {
+    match user_agent {
+        UserAgent::Value(raw) => {
+            UserName::parse(std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8)?)
+        }
+        UserAgent::Missing | UserAgent::Conflicting => Err(NameError::Empty),
+    }
+}
+
+/// S3: UTF-8, one trailing `\n` or `\r\n` dropped, not empty after that.
+fn say_text(body: &[u8]) -> Result<&str, &'static str> {
+    let text = std::str::from_utf8(body).map_err(|_| "message is not valid UTF-8")?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    if text.is_empty() {
+        return Err("empty message");
+    }
+    Ok(text)
+}

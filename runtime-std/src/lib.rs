@@ -1,0 +1,1 @@
+//! Placeholder until the runtimes issue (#3) fills this adapter in.
