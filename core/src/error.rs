@@ -64,6 +64,9 @@ pub enum FrameError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum NameError {
+    /// `ADD` without a `User_Agent` header.
+    #[error("ADD needs a User_Agent header carrying the user name")]
+    Missing,
     /// Nothing left after trimming.
     #[error("user name is empty")]
     Empty,

@@ -103,7 +103,8 @@ pub enum Event {
         /// Why.
         cause: LeaveCause,
     },
-    /// A request was refused with a `4xx`; `closed` says whether the connection goes too.
+    /// A request was refused with a `4xx`. If the connection is closed for it, a
+    /// [`Event::Left`] or [`Event::GuestClosed`] follows.
     Refused {
         /// The connection.
         conn: ConnId,
@@ -111,8 +112,6 @@ pub enum Event {
         status: Status,
         /// The one-line reason sent as the body.
         reason: String,
-        /// Whether the connection is being closed.
-        closed: bool,
     },
     /// A connection that was not a member closed (timeout, capacity, peer gone).
     GuestClosed {
@@ -339,7 +338,7 @@ impl Server {
             if c.decoder.is_mid_message() {
                 let secs = self.config.request_timeout.as_secs_f64();
                 let reason = format!("request not completed within {secs} s");
-                self.refuse(conn, Status::REQUEST_TIMEOUT, reason, true);
+                self.refuse(conn, Status::REQUEST_TIMEOUT, reason);
                 self.close(
                     conn,
                     Some(CloseMode::AfterFlush),
@@ -452,7 +451,7 @@ impl Server {
                 let frame = self.response(Status::OK, body.as_bytes());
                 self.send(conn, frame);
             }
-            Command::Refuse(status, reason) => self.refuse(conn, status, reason, false),
+            Command::Refuse(status, reason) => self.refuse(conn, status, reason),
         }
     }
 
@@ -569,19 +568,19 @@ impl Server {
         true
     }
 
-    fn refuse(&mut self, conn: ConnId, status: Status, reason: String, closed: bool) {
+    fn refuse(&mut self, conn: ConnId, status: Status, reason: String) {
         let frame = self.response(status, format!("{reason}\n").as_bytes());
-        self.outputs.push_back(Output::Event(Event::Refused {
+        self.send(conn, frame);
+        let event = Event::Refused {
             conn,
             status,
             reason,
-            closed,
-        }));
-        self.send(conn, frame);
+        };
+        self.outputs.push_back(Output::Event(event));
     }
 
     fn refuse_and_close(&mut self, conn: ConnId, error: &FrameError) {
-        self.refuse(conn, Status::BAD_REQUEST, error.to_string(), true);
+        self.refuse(conn, Status::BAD_REQUEST, error.to_string());
         self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::BadRequest);
     }
 
@@ -708,7 +707,7 @@ fn join_name(user_agent: UserAgent<'_>) -> Result<UserName, NameError> {
         UserAgent::Value(raw) => {
             UserName::parse(std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8)?)
         }
-        UserAgent::Missing | UserAgent::Conflicting => Err(NameError::Empty),
+        UserAgent::Missing | UserAgent::Conflicting => Err(NameError::Missing),
     }
 }
 

@@ -1,0 +1,395 @@
+//! Whole conversations through the room machine, as insta snapshots: one line per input
+//! and per output, virtual time on the left. Each test names the PROTOCOL.md clause it
+//! shows. Frames print as `CODE REASON "body"` after the renderer has checked the seven
+//! headers of H2 (a frame that deviates prints whole, so the deviation shows).
+
+mod support;
+
+use std::time::Duration;
+
+use chathttp_core::ServerConfig;
+use insta::assert_snapshot;
+use support::*;
+
+#[test]
+fn seed_examples_byte_for_byte() {
+    let mut s = Script::new(ServerConfig {
+        server_header: "Python Socket Server".into(),
+        developer_header: "Soros_Liu".into(),
+        ..ServerConfig::default()
+    });
+    s.full_frames = true;
+    s.now_ms = 14_000; // 10:17:48, the seed's POST
+    let alice = s.open();
+    let bob = s.open();
+    s.send(bob, &add("Bob"));
+    s.send(alice, SEED_ADD);
+    s.send(alice, SEED_POST);
+    s.send(alice, SEED_GET);
+    s.send(alice, SEED_DELETE);
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s1_greeting_and_s2_3_join_notices() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let b = s.open();
+    s.send(b, &add("bob"));
+    let c = s.open();
+    s.send(c, &add("carol"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s2_1_name_rules() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    for name in [
+        "",
+        "two words",
+        "al\u{200B}ice",
+        "[admin]",
+        "a:b",
+        &"x".repeat(33),
+        "👩\u{200D}💻",
+    ] {
+        s.send(a, &add(name));
+    }
+    s.send(a, b"ADD / HTTP/1.1\nUser_Agent: \xff\xfe\n\n");
+    s.send(a, b"ADD / HTTP/1.1\n\n");
+    s.send(a, &add("  \t小明🦀\t "));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s2_2_names_are_unique_ignoring_case() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, &add("Émile"));
+    let b = s.open();
+    s.send(b, &add("émile"));
+    s.send(b, &add("ÉMILE"));
+    s.send(b, &add("Emile"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s2_4_a_second_add_changes_nothing() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, &add("alice"));
+    s.send(a, &add("mallory"));
+    s.send(a, &request("GET", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s3_say_speaker_is_bound_at_add() {
+    let mut s = Script::with_defaults();
+    let guest = s.open();
+    s.send(guest, &request("POST", Some("alice"), "hi\n"));
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let m = s.open();
+    s.send(m, &add("mallory"));
+    s.note("mallory claims to be alice in User_Agent: the line still says mallory");
+    s.send(m, &request("POST", Some("alice"), "I am alice\n"));
+    s.note("one trailing LF or CRLF is dropped; inner newlines stay");
+    s.send(a, &request("POST", None, "line one\nline two\r\n"));
+    s.send(a, &request("POST", None, "no newline"));
+    s.send(a, &request("POST", None, "two newlines\n\n"));
+    s.note("empty after the trailing newline is dropped: refused");
+    s.send(a, &request("POST", None, "\n"));
+    s.send(a, &request("POST", None, "\r\n"));
+    s.send(a, b"POST / HTTP/1.1\nContent_Length: 3\n\n\xff\xfe\n");
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s4_users_in_join_order_also_before_joining() {
+    let mut s = Script::with_defaults();
+    let guest = s.open();
+    s.send(guest, &request("GET", None, ""));
+    for name in ["zoe", "adam", "小明"] {
+        let c = s.open();
+        s.send(c, &add(name));
+    }
+    s.send(guest, &request("GET", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s5_leave_frees_the_name_at_once() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let b = s.open();
+    s.send(b, &add("bob"));
+    s.send(a, &request("DELETE", None, ""));
+    s.note("bytes after DELETE on a closed connection are ignored");
+    s.send(a, &post("still here?"));
+    let c = s.open();
+    s.send(c, &add("ALICE"));
+    s.note("DELETE from a guest is refused");
+    let g = s.open();
+    s.send(g, &request("DELETE", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s6_abrupt_disconnects_leave_no_ghosts() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let b = s.open();
+    s.send(b, &add("bob"));
+    s.disconnect(a);
+    s.note("a late event for the closed connection is ignored");
+    s.disconnect(a);
+    s.send(b, &request("GET", None, ""));
+    let c = s.open();
+    s.send(c, &add("alice"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s7_pipelined_requests_are_answered_in_order() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    let b = s.open();
+    s.send(b, &add("bob"));
+    let mut pipeline = add("alice");
+    pipeline.extend(post("one"));
+    pipeline.extend(request("GET", None, ""));
+    pipeline.extend(post("two"));
+    pipeline.extend(request("DELETE", None, ""));
+    s.send(a, &pipeline);
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s8_a_slow_reader_is_cut_and_nobody_waits() {
+    let mut s = Script::new(ServerConfig {
+        max_output_bytes: 900,
+        ..ServerConfig::default()
+    });
+    let slow = s.open();
+    s.send(slow, &add("slow"));
+    let fast = s.open();
+    s.send(fast, &add("fast"));
+    s.note("the fast reader reports everything drained; the slow one never does");
+    let queued = s.server.queued_bytes(fast).expect("open");
+    s.drained(fast, queued);
+    for text in ["one", "two", "three"] {
+        s.send(fast, &post(text));
+        let queued = s.server.queued_bytes(fast).expect("open");
+        s.drained(fast, queued);
+    }
+    s.send(fast, &request("GET", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s8_one_response_larger_than_the_limit_goes_to_an_empty_queue() {
+    let mut s = Script::new(ServerConfig {
+        max_output_bytes: 100,
+        ..ServerConfig::default()
+    });
+    let a = s.open();
+    let queued = s.server.queued_bytes(a).expect("open");
+    s.drained(a, queued);
+    s.send(a, &add("alice"));
+    s.note("the queue holds the welcome now: the next frame cuts");
+    s.send(a, &request("GET", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s9_idle_guests_are_closed_members_are_not() {
+    let mut s = Script::new(ServerConfig {
+        idle_timeout: Duration::from_secs(10),
+        ..ServerConfig::default()
+    });
+    let guest = s.open();
+    let member = s.open();
+    s.send(member, &add("lurker"));
+    s.advance(5_000);
+    s.note("blank lines are not activity (W7)");
+    s.send(guest, b"\r\n\n");
+    s.advance(5_000);
+    s.advance(3_600_000);
+    s.send(member, &request("GET", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s9_a_request_that_does_not_complete_gets_408() {
+    let mut s = Script::new(ServerConfig {
+        request_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    });
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let b = s.open();
+    s.send(b, &add("bob"));
+    s.send(a, b"POST / HTTP/1.1\nContent_Length: 100\n\nslow");
+    s.advance(1_000);
+    s.send(a, b"loris");
+    s.advance(1_000);
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s10_connections_past_the_limit_get_503() {
+    let mut s = Script::new(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    });
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let _b = s.open();
+    let _c = s.open();
+    s.disconnect(a);
+    let d = s.open();
+    s.send(d, &add("dave"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn s11_shutdown_notice_without_leave_notices() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let _guest = s.open();
+    s.shutdown();
+    let _late = s.open();
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn w2_w3_w4_crlf_header_spelling_and_missing_length() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, b"ADD / HTTP/1.1\r\nuser-agent:   alice  \r\n\r\n");
+    s.send(
+        a,
+        b"POST / HTTP/1.1\r\nCONTENT_length: 4\r\nX-Unknown: ignored\r\n\r\nhey\n",
+    );
+    s.send(
+        a,
+        b"POST / HTTP/1.1\nContent-Length: 4\ncontent_length: 4\n\nyes\n",
+    );
+    s.note("no Content_Length: an empty body, so an empty message");
+    s.send(a, b"POST / HTTP/1.1\n\n");
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn w7_stream_split_anywhere_and_blank_lines_skipped() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    let mut stream = b"\n\r\n".to_vec();
+    stream.extend(add("alice"));
+    stream.extend(b"\r\n");
+    stream.extend(post("split"));
+    for chunk in stream.chunks(7) {
+        s.send(a, chunk);
+    }
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn w8_unframeable_requests_get_400_and_a_close() {
+    let cases: &[(&str, &[u8])] = &[
+        ("one word", b"GET\n\n"),
+        ("two words", b"GET /\n\n"),
+        ("four words", b"GET / HTTP/1.1 extra\n\n"),
+        ("double space", b"GET  / HTTP/1.1\n\n"),
+        ("tab", b"GET\t/ HTTP/1.1\n\n"),
+        ("NUL", b"GET /\0 HTTP/1.1\n\n"),
+        ("leading space", b" GET / HTTP/1.1\n\n"),
+        ("no colon", b"GET / HTTP/1.1\nUser_Agent alice\n\n"),
+        (
+            "space before colon",
+            b"GET / HTTP/1.1\nUser_Agent : alice\n\n",
+        ),
+        (
+            "obs-fold",
+            b"GET / HTTP/1.1\nUser_Agent: alice\n  continued\n\n",
+        ),
+        ("empty name", b"GET / HTTP/1.1\n: value\n\n"),
+        ("control in value", b"GET / HTTP/1.1\nX: a\x01b\n\n"),
+        (
+            "signed length",
+            b"POST / HTTP/1.1\nContent_Length: +5\n\nhello",
+        ),
+        (
+            "hex length",
+            b"POST / HTTP/1.1\nContent_Length: 0x5\n\nhello",
+        ),
+        (
+            "huge length",
+            b"POST / HTTP/1.1\nContent_Length: 99999999999999999999999\n\n",
+        ),
+        (
+            "conflicting lengths",
+            b"POST / HTTP/1.1\nContent_Length: 5\nContent-Length: 6\n\nhello!",
+        ),
+        (
+            "body too large",
+            b"POST / HTTP/1.1\nContent_Length: 65537\n\n",
+        ),
+        ("lone CR before the start line", b"\rGET / HTTP/1.1\n\n"),
+    ];
+    let mut s = Script::with_defaults();
+    for (label, bytes) in cases {
+        s.note(label);
+        let c = s.open();
+        s.send(c, bytes);
+    }
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn w5_head_and_header_count_limits() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    let mut big = b"GET / HTTP/1.1\nX: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 9000));
+    s.send_quietly(a, &big, "a 9000-byte header line");
+    let b = s.open();
+    let mut many = b"GET / HTTP/1.1\n".to_vec();
+    for i in 0..65 {
+        many.extend(format!("X-{i}: y\n").as_bytes());
+    }
+    many.push(b'\n');
+    s.send_quietly(b, &many, "65 header lines");
+    let c = s.open();
+    let mut exactly = b"GET / HTTP/1.1\n".to_vec();
+    for i in 0..64 {
+        exactly.extend(format!("X-{i}: y\n").as_bytes());
+    }
+    exactly.push(b'\n');
+    s.send_quietly(c, &exactly, "64 header lines");
+    s.note("a fresh client is still served");
+    let d = s.open();
+    s.send(d, &add("after"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn w8_requests_that_frame_but_make_no_sense_keep_the_connection() {
+    let mut s = Script::with_defaults();
+    let a = s.open();
+    s.send(a, b"PATCH / HTTP/1.1\n\n");
+    s.send(a, b"add / HTTP/1.1\n\n");
+    s.send(a, b"GET / HTTP/1.0\n\n");
+    s.send(a, b"ADD / HTTP/1.1\nUser_Agent: alice\nUser_Agent: bob\n\n");
+    s.send(
+        a,
+        b"ADD / HTTP/1.1\nUser_Agent: alice\nUser-Agent: alice\n\n",
+    );
+    assert_snapshot!(s.transcript);
+}
