@@ -1,1 +1,11 @@
-//! Placeholder until the runtimes issue (#3) fills this adapter in.
+//! The blocking `std::net` server, `chat-server-std`, and the runtime-free base of all three
+//! server binaries.
+//!
+//! [`host`] holds everything the three binaries share that is not I/O: the command line
+//! (PROTOCOL.md section X), logging, the `listening on` line, signals, socket options, the
+//! clock, and the [`Driver`](host::Driver) that owns the room machine and carries out its
+//! outputs. `chathttp-runtime-smol` and `chathttp-runtime-asyncstd` depend on this library
+//! for it and add only their own I/O; so does this crate's binary (`src/main.rs`), whose
+//! docs explain its thread layout.
+
+pub mod host;
