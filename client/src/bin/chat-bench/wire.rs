@@ -1,0 +1,326 @@
+//! The ChatHTTP wire as the generator needs it: requests written straight into a
+//! connection's output buffer, responses framed in place without copying, and the
+//! benchmark's message text `B<sender> <seq> <send-time-ns>`.
+//!
+//! This is deliberately not `chathttp_core::wire`: a load generator must stay cheaper per
+//! delivery than the server it measures, so it only finds frame boundaries and the body,
+//! and reads no header but `Content_Length`.
+
+use std::io::Write as _;
+
+use memchr::{memchr, memmem};
+
+/// Writes one request. `full_headers` sends the ten headers of the original client
+/// (PROTOCOL.md R2); otherwise only `User_Agent` and `Content_Length`.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    name: &str,
+    body: &[u8],
+    full_headers: bool,
+    datetime: &str,
+) {
+    // Writing into a Vec cannot fail.
+    let _ = if full_headers {
+        write!(
+            out,
+            "{method} 127.0.0.1 HTTP/1.1\n\
+             Datetime: {datetime}\n\
+             User_Agent: {name}\n\
+             Host: 127.0.0.1\n\
+             Accept_Language: en\n\
+             Accept: text\n\
+             Accept_Encoding: utf-8\n\
+             Content_Length: {}\n\
+             Content_Language: en\n\
+             Content_Encoding: utf-8\n\
+             Content_Type: text\n\n",
+            body.len()
+        )
+    } else {
+        write!(
+            out,
+            "{method} 127.0.0.1 HTTP/1.1\nUser_Agent: {name}\nContent_Length: {}\n\n",
+            body.len()
+        )
+    };
+    out.extend_from_slice(body);
+}
+
+/// Appends the message text `B<sender> <seq> <send_ns> `, padded with `x` to `payload`
+/// bytes (longer if the numbers alone need more).
+pub fn write_payload(out: &mut Vec<u8>, sender: usize, seq: u64, send_ns: u64, payload: usize) {
+    let start = out.len();
+    let _ = write!(out, "B{sender} {seq} {send_ns} ");
+    let used = out.len() - start;
+    if used < payload {
+        out.resize(out.len() + payload - used, b'x');
+    }
+}
+
+/// A message text parsed back: (sender, seq, send time in ns).
+pub fn parse_payload(text: &[u8]) -> Option<(u64, u64, u64)> {
+    let rest = text.strip_prefix(b"B")?;
+    let (sender, rest) = leading_u64(rest)?;
+    let (seq, rest) = leading_u64(rest.strip_prefix(b" ")?)?;
+    let (send_ns, _) = leading_u64(rest.strip_prefix(b" ")?)?;
+    Some((sender, seq, send_ns))
+}
+
+/// The decimal number at the front of `b` and what follows it.
+fn leading_u64(b: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let v = b[..digits]
+        .iter()
+        .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
+    Some((v, &b[digits..]))
+}
+
+/// A response head larger than this is treated as a protocol error rather than buffered.
+const MAX_HEAD: usize = 64 * 1024;
+/// A response body larger than this is treated as a protocol error rather than buffered.
+const MAX_BODY: usize = 16 << 20;
+
+/// The result of looking for one response at the front of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// More bytes are needed.
+    Incomplete,
+    /// The bytes cannot be a ChatHTTP response; the connection is no use any more.
+    Bad(String),
+    /// A whole response: its status code, where its body lies, and where it ends
+    /// (`body_end` is also the length of the frame).
+    Ok {
+        status: u16,
+        body_start: usize,
+        body_end: usize,
+    },
+}
+
+/// Frames one response at the front of `buf` (PROTOCOL.md W1, W2, W4: LF or CRLF line
+/// ends, `Content_Length` spelled with `_` or `-` in any case, blank lines before the
+/// status line skipped).
+pub fn parse_frame(buf: &[u8]) -> Frame {
+    let start = buf
+        .iter()
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .count();
+    let Some(eol) = memchr(b'\n', &buf[start..]) else {
+        return incomplete_or(buf.len() - start > MAX_HEAD, "status line too long");
+    };
+    let line = &buf[start..start + eol];
+    let status = match line.strip_prefix(b"HTTP/1.1 ").and_then(leading_u64) {
+        Some((code, _)) if (100..1000).contains(&code) => code as u16,
+        _ => {
+            let shown = String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();
+            return Frame::Bad(format!("bad status line {shown:?}"));
+        }
+    };
+    let mut pos = start + eol + 1;
+    let mut content_length: Option<usize> = None;
+    loop {
+        let Some(eol) = memchr(b'\n', &buf[pos..]) else {
+            return incomplete_or(buf.len() - start > MAX_HEAD, "response head too long");
+        };
+        let mut line = &buf[pos..pos + eol];
+        pos += eol + 1;
+        if let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        if line.is_empty() {
+            break;
+        }
+        // Cheap pre-check: only a line starting with 'c' or 'C' can be Content_Length.
+        if line[0] | 0x20 != b'c' {
+            continue;
+        }
+        let Some(colon) = memchr(b':', line) else {
+            continue;
+        };
+        if !is_content_length(&line[..colon]) {
+            continue;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        match leading_u64(value) {
+            Some((v, rest)) if rest.is_empty() && v as usize <= MAX_BODY => {
+                if content_length.is_some_and(|old| old != v as usize) {
+                    return Frame::Bad("conflicting Content_Length headers".into());
+                }
+                content_length = Some(v as usize);
+            }
+            _ => return Frame::Bad("bad Content_Length".into()),
+        }
+    }
+    let body_end = pos + content_length.unwrap_or(0);
+    if buf.len() < body_end {
+        return Frame::Incomplete;
+    }
+    Frame::Ok {
+        status,
+        body_start: pos,
+        body_end,
+    }
+}
+
+fn incomplete_or(too_long: bool, why: &str) -> Frame {
+    if too_long {
+        Frame::Bad(why.into())
+    } else {
+        Frame::Incomplete
+    }
+}
+
+/// `Content_Length`, compared ASCII case-insensitively with `-` equal to `_` (W3).
+fn is_content_length(name: &[u8]) -> bool {
+    const CL: &[u8] = b"content_length";
+    let name = name.trim_ascii();
+    name.len() == CL.len()
+        && name.iter().zip(CL).all(|(&a, &b)| {
+            let a = a.to_ascii_lowercase();
+            (if a == b'-' { b'_' } else { a }) == b
+        })
+}
+
+/// What a response body is, read from the body alone (PROTOCOL.md H3).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// `[ NAME ] : TEXT\n`: the text, without the final newline.
+    Chat(&'a [u8]),
+    Joined,
+    Left,
+    Other,
+}
+
+pub fn classify(body: &[u8]) -> Body<'_> {
+    if body.starts_with(b"[ ") {
+        if let Some(p) = memmem::find(body, b" ] : ") {
+            let text = &body[p + 5..];
+            return Body::Chat(text.strip_suffix(b"\n").unwrap_or(text));
+        }
+    }
+    if body.ends_with(b" has just entered the chat room...\n") {
+        Body::Joined
+    } else if body.ends_with(b" has just left the chat room...\n") {
+        Body::Left
+    } else {
+        Body::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\nDatetime: 2015-11-29 10:17:34\nDeveloper: x\nServer: y\n\
+             Content_Length: {}\nContent_Language: en\nContent_Encoding: utf-8\n\
+             Content_Type: text\n\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn frames_a_response() {
+        let r = response("200 OK", "[ b1 ] : B1 7 123 xx\n");
+        let Frame::Ok {
+            status,
+            body_start,
+            body_end,
+        } = parse_frame(&r)
+        else {
+            panic!("not framed")
+        };
+        assert_eq!(status, 200);
+        assert_eq!(body_end, r.len());
+        let body = &r[body_start..body_end];
+        assert_eq!(classify(body), Body::Chat(b"B1 7 123 xx"));
+        assert_eq!(parse_payload(b"B1 7 123 xx"), Some((1, 7, 123)));
+    }
+
+    #[test]
+    fn framing_does_not_depend_on_the_split() {
+        let mut stream = response("202 Accept", "hello\n");
+        stream.extend(b"\r\n");
+        stream.extend(response("200 OK", "b2 has just entered the chat room...\n"));
+        stream.extend(response("200 OK", ""));
+        for cut in 0..stream.len() {
+            // Feed the first `cut` bytes, then everything: frames come out whole or not at all.
+            let mut pos = 0;
+            let mut frames = Vec::new();
+            for end in [cut, stream.len()] {
+                while let Frame::Ok { body_end, .. } = parse_frame(&stream[pos..end]) {
+                    frames.push(body_end);
+                    pos += body_end;
+                }
+            }
+            assert_eq!(pos, stream.len(), "cut at {cut}");
+            assert_eq!(frames.len(), 3, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn crlf_and_spelling_of_content_length() {
+        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc";
+        assert_eq!(
+            parse_frame(r),
+            Frame::Ok {
+                status: 200,
+                body_start: r.len() - 3,
+                body_end: r.len()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(parse_frame(b"HELLO\n"), Frame::Bad(_)));
+        assert!(matches!(
+            parse_frame(b"HTTP/1.1 200 OK\nContent_Length: x\n\n"),
+            Frame::Bad(_)
+        ));
+        assert!(matches!(
+            parse_frame(b"HTTP/1.1 200 OK\nContent_Length: 1\nContent-Length: 2\n\n"),
+            Frame::Bad(_)
+        ));
+    }
+
+    #[test]
+    fn payload_round_trip_and_padding() {
+        let mut out = Vec::new();
+        write_payload(&mut out, 3, 41, 987_654_321, 64);
+        assert_eq!(out.len(), 64);
+        assert_eq!(parse_payload(&out), Some((3, 41, 987_654_321)));
+        assert_eq!(parse_payload(b"hello"), None);
+        assert_eq!(parse_payload(b"B1 2"), None);
+    }
+
+    #[test]
+    fn classifies_notices() {
+        assert_eq!(
+            classify(b"b1 has just entered the chat room...\n"),
+            Body::Joined
+        );
+        assert_eq!(classify(b"b1 has just left the chat room...\n"), Body::Left);
+        assert_eq!(classify(b"Online users:\nb1\n"), Body::Other);
+    }
+
+    #[test]
+    fn requests() {
+        let mut out = Vec::new();
+        write_request(&mut out, "POST", "b0", b"hi", false, "");
+        assert_eq!(
+            out,
+            b"POST 127.0.0.1 HTTP/1.1\nUser_Agent: b0\nContent_Length: 2\n\nhi"
+        );
+        out.clear();
+        write_request(&mut out, "ADD", "b0", b"", true, "2015-11-29 10:17:34");
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.lines().count(), 12);
+        assert!(text.ends_with("Content_Type: text\n\n"));
+    }
+}
