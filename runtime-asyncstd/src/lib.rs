@@ -1,1 +1,0 @@
-//! Placeholder until the runtimes issue (#3) fills this adapter in.
