@@ -298,15 +298,24 @@ impl<S: Copy> Head<S> {
         if matches!(line[0], b' ' | b'\t') {
             return Err(FrameError::ObsoleteLineFolding);
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(FrameError::HeaderWithoutColon)?;
+        let colon = find_byte(line, b':').ok_or(FrameError::HeaderWithoutColon)?;
         let name = &line[..colon];
-        if matches!(name.last(), Some(b' ' | b'\t')) {
-            return Err(FrameError::WhitespaceBeforeColon);
+        // Branch-free over the name's bytes: names are short and almost always valid.
+        let invalid = name
+            .iter()
+            .fold(false, |bad, &b| bad | !TOKEN[usize::from(b)]);
+        if invalid {
+            return Err(match name.iter().rposition(|&b| !is_ows(b)) {
+                Some(last)
+                    if last + 1 < name.len()
+                        && name[..=last].iter().all(|&b| TOKEN[usize::from(b)]) =>
+                {
+                    FrameError::WhitespaceBeforeColon
+                }
+                _ => FrameError::BadHeaderName,
+            });
         }
-        if !name.iter().all(|&b| is_token_char(b)) {
+        if name.is_empty() {
             return Err(FrameError::BadHeaderName);
         }
         let raw = &line[colon + 1..];
@@ -321,7 +330,7 @@ impl<S: Copy> Head<S> {
             end: at + line.len() - trailing,
         };
         let bytes = value.of(message);
-        if bytes.iter().any(|&b| b != b'\t' && is_control(b)) {
+        if has_control(bytes) {
             return Err(FrameError::ControlInHeaderValue);
         }
         if header_name_is(name, b"content-length") {
@@ -482,16 +491,22 @@ impl Kind for ResponseKind {
     }
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
 /// Finds the first LF, a word at a time: the head scan is the decoder's hot loop.
 fn find_lf(haystack: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const LF: u64 = LO * b'\n' as u64;
+    find_byte(haystack, b'\n')
+}
+
+/// Finds the first `needle`, eight bytes at a time (the classic "has zero byte" test).
+fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    let pattern = LO * u64::from(needle);
     let mut chunks = haystack.chunks_exact(8);
     let mut offset = 0;
     for chunk in &mut chunks {
         let word = u64::from_le_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes"));
-        let x = word ^ LF;
+        let x = word ^ pattern;
         let found = x.wrapping_sub(LO) & !x & HI;
         if found != 0 {
             return Some(offset + (found.trailing_zeros() / 8) as usize);
@@ -501,8 +516,24 @@ fn find_lf(haystack: &[u8]) -> Option<usize> {
     chunks
         .remainder()
         .iter()
-        .position(|&b| b == b'\n')
+        .position(|&b| b == needle)
         .map(|i| offset + i)
+}
+
+/// Whether `value` holds a control byte other than tab, eight bytes at a time.
+fn has_control(value: &[u8]) -> bool {
+    let mut chunks = value.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes"));
+        // A byte below 0x20 (a tab among them), or a DEL: look closer only then.
+        let below_space = word.wrapping_sub(LO * 0x20) & !word & HI;
+        let del = word ^ (LO * 0x7f);
+        let is_del = del.wrapping_sub(LO) & !del & HI;
+        if (below_space | is_del) != 0 && !chunk.iter().all(|&b| VALUE[usize::from(b)]) {
+            return true;
+        }
+    }
+    !chunks.remainder().iter().all(|&b| VALUE[usize::from(b)])
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -517,10 +548,46 @@ fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
-/// RFC 9110 `tchar`.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+/// RFC 9110 `tchar`, as a table: header names are checked a byte at a time.
+static TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// Bytes allowed in a header value: anything but control bytes, tab excepted.
+static VALUE: [bool; 256] = {
+    let mut table = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b == 0x09;
+        b += 1;
+    }
+    table[0x7f] = false;
+    table
+};
 
 /// W3: header names compare ASCII case-insensitively, with `_` and `-` equal.
 /// `expected` is lowercase with `-`.

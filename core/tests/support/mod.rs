@@ -151,7 +151,6 @@ impl Script {
                     CloseMode::Now => format!("{conn:?} closed now"),
                 },
                 Output::Event(event) => format!("  log: {}", render_event(&event)),
-                other => format!("{other:?}"),
             };
             self.line(text);
         }

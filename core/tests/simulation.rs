@@ -1,0 +1,590 @@
+//! A seeded simulation of many clients against the room machine, with faults.
+//!
+//! The harness plays the host: it hands the machine bytes in random chunks, delivers the
+//! frames it emits to per-client inboxes that clients read at their own pace (some barely
+//! at all), reports what was read as drained, hangs clients up, sends garbage, and moves a
+//! virtual clock so timeouts fire. After every step it checks the room against a small
+//! reference model:
+//!
+//! * names are unique ignoring case, and the room's members (in join order) are exactly the
+//!   model's: no ghost members, no one missing;
+//! * every broadcast goes to exactly the members present (and open) when it is applied;
+//! * every client has received, decoded from its byte stream, exactly the broadcasts of its
+//!   membership, in the order they were applied: none lost, none doubled, one order for all;
+//! * memory per connection stays within the limits.
+//!
+//! `SIM_SEED=<n>` replays one seed; `SIM_STEPS=<n>` sets the steps per seed;
+//! `SIM_SEEDS=<n>` the number of seeds. A failure prints the seed and the step.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use chathttp_core::server::{CloseMode, Disconnect, Event, Output, Server};
+use chathttp_core::wire::{Frame, Progress, ResponseDecoder};
+use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp, UserName};
+
+/// xorshift64*: small, seedable, good enough to pick actions.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+const NAMES: &[&str] = &[
+    "alice", "Alice", "bob", "BOB", "émile", "Émile", "小明", "zoé", "Zoé", "x", "y", "z",
+];
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    Guest,
+    Member,
+    /// The server closed it; the client reads what was flushed to it, then it is gone.
+    Closing,
+    Gone,
+}
+
+struct Client {
+    conn: ConnId,
+    phase: Phase,
+    slow: bool,
+    /// Bytes written by the client and not yet handed to the server.
+    outbox: Vec<u8>,
+    /// Frames the host queued for the client; `read_offset` into the first.
+    inbox: VecDeque<Frame>,
+    read_offset: usize,
+    decoder: ResponseDecoder,
+    /// The name of the ADD in flight, if any.
+    joining: Option<String>,
+    received: Vec<String>,
+    expected: Vec<String>,
+    /// Cut without a flush: what it received may stop short of what was sent.
+    cut_now: bool,
+    posts: u64,
+    /// The name it was welcomed under.
+    name: Option<String>,
+}
+
+struct World {
+    rng: Rng,
+    server: Server,
+    now_ms: u64,
+    clients: Vec<Client>,
+    by_conn: HashMap<ConnId, usize>,
+    /// The reference model: members in join order, and their names' keys.
+    members: BTreeMap<u64, usize>,
+    join_order: u64,
+    config: ServerConfig,
+    largest_frame: usize,
+    broadcasts: u64,
+    /// How often each kind of event happened, to show the faults were exercised.
+    tally: BTreeMap<String, u64>,
+}
+
+impl World {
+    fn new(seed: u64) -> Self {
+        let config = ServerConfig {
+            frame: FrameLimits {
+                max_head_bytes: 512,
+                max_header_lines: 8,
+                max_body_bytes: 256,
+            },
+            max_connections: 40,
+            max_output_bytes: 4096,
+            idle_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        Self {
+            rng: Rng::new(seed),
+            server: Server::new(config.clone(), Timestamp::from_millis(0)),
+            now_ms: 0,
+            clients: Vec::new(),
+            by_conn: HashMap::new(),
+            members: BTreeMap::new(),
+            join_order: 0,
+            config,
+            largest_frame: 0,
+            broadcasts: 0,
+            tally: BTreeMap::new(),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.now_ms)
+    }
+
+    fn step(&mut self) {
+        let live: Vec<usize> = (0..self.clients.len())
+            .filter(|&i| self.clients[i].phase != Phase::Gone)
+            .collect();
+        let roll = self.rng.below(100);
+        if live.is_empty() || roll < 4 {
+            self.open();
+        } else {
+            let i = live[self.rng.below(live.len())];
+            match roll {
+                4..=30 => self.write_request(i),
+                31..=60 => self.transmit(i),
+                61..=88 => self.read(i),
+                89..=90 => self.hang_up(i),
+                91 => self.send_garbage(i),
+                _ => self.tick(),
+            }
+        }
+        self.pump();
+        self.check();
+    }
+
+    fn open(&mut self) {
+        let conn = self.server.handle_open(self.now());
+        let slow = self.rng.chance(15);
+        self.by_conn.insert(conn, self.clients.len());
+        self.clients.push(Client {
+            conn,
+            phase: Phase::Guest,
+            slow,
+            outbox: Vec::new(),
+            inbox: VecDeque::new(),
+            read_offset: 0,
+            decoder: ResponseDecoder::new(FrameLimits::for_responses()),
+            joining: None,
+            received: Vec::new(),
+            expected: Vec::new(),
+            cut_now: false,
+            posts: 0,
+            name: None,
+        });
+    }
+
+    /// The client composes a request that makes sense in its phase (mostly).
+    fn write_request(&mut self, i: usize) {
+        let name = format!(
+            "{}{}",
+            NAMES[self.rng.below(NAMES.len())],
+            ["", "", "1", "2"][self.rng.below(4)]
+        );
+        let name = name.as_str();
+        let roll = self.rng.below(100);
+        let c = &mut self.clients[i];
+        if c.phase != Phase::Guest && c.phase != Phase::Member {
+            return;
+        }
+        let bytes = match (c.phase, roll) {
+            (Phase::Guest, 0..=69) if c.joining.is_none() => {
+                c.joining = Some(name.to_owned());
+                support::add(name)
+            }
+            (Phase::Member, 0..=79) => {
+                c.posts += 1;
+                support::post(&format!("m{i}-{}", c.posts))
+            }
+            (Phase::Member, 80..=83) => support::request("DELETE", None, ""),
+            (_, 84..=89) => support::request("POST", None, "\n"),
+            _ => support::request("GET", None, ""),
+        };
+        c.outbox.extend(bytes);
+    }
+
+    /// Hands part of the client's outbox to the server, split anywhere.
+    fn transmit(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        if c.outbox.is_empty() || c.phase == Phase::Closing {
+            return;
+        }
+        // Usually everything, sometimes a cut anywhere: partial frames without starving.
+        let len = if self.rng.chance(60) {
+            c.outbox.len()
+        } else {
+            1 + self.rng.below(c.outbox.len())
+        };
+        let chunk: Vec<u8> = c.outbox.drain(..len).collect();
+        let (conn, now) = (c.conn, self.now());
+        self.server.handle_received(now, conn, &chunk);
+    }
+
+    /// The client reads some of what the host queued for it, and the host reports it drained.
+    fn read(&mut self, i: usize) {
+        let budget = if self.clients[i].slow {
+            self.rng.below(64)
+        } else {
+            1 + self.rng.below(4096)
+        };
+        let c = &mut self.clients[i];
+        let mut read = Vec::new();
+        while read.len() < budget {
+            let Some(front) = c.inbox.front() else { break };
+            let take = (front.len() - c.read_offset).min(budget - read.len());
+            read.extend_from_slice(&front[c.read_offset..c.read_offset + take]);
+            c.read_offset += take;
+            if c.read_offset == front.len() {
+                c.inbox.pop_front();
+                c.read_offset = 0;
+            }
+        }
+        let mut input = &read[..];
+        loop {
+            let (used, progress) = c.decoder.decode(input);
+            input = &input[used..];
+            match progress {
+                Progress::NeedMore => break,
+                Progress::Message(response) => {
+                    let body = String::from_utf8_lossy(response.body);
+                    if is_broadcast(&body) {
+                        // Each broadcast must be the next one the model sent it: none lost,
+                        // none doubled, in the order applied.
+                        let next = c.expected.get(c.received.len());
+                        assert_eq!(
+                            next.map(String::as_str),
+                            Some(&*body),
+                            "client {i}: broadcasts lost, doubled or reordered"
+                        );
+                        c.received.push(body.into_owned());
+                    }
+                }
+                Progress::Error(e) => panic!("client {i} could not decode the server's bytes: {e}"),
+            }
+        }
+        if c.phase == Phase::Closing && c.inbox.is_empty() {
+            c.phase = Phase::Gone;
+        }
+        let (conn, count) = (c.conn, read.len());
+        let now = Timestamp::from_millis(self.now_ms);
+        if count > 0 && c.phase != Phase::Gone && c.phase != Phase::Closing {
+            self.server.handle_drained(now, conn, count);
+        }
+    }
+
+    fn hang_up(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.phase = Phase::Gone;
+        c.cut_now = true;
+        let (conn, now) = (c.conn, self.now());
+        self.server.handle_closed(now, conn, Disconnect::Error);
+    }
+
+    fn send_garbage(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.outbox.extend_from_slice(b"BREW coffee\tHTTP/1.1\n\n");
+    }
+
+    fn tick(&mut self) {
+        self.now_ms += self.rng.below(800) as u64;
+        while let Some(deadline) = self.server.poll_timeout() {
+            if deadline > self.now() {
+                break;
+            }
+            self.server.handle_timeout(self.now());
+            self.pump();
+        }
+    }
+
+    /// Carries out the machine's outputs as a host would, checking each against the model.
+    fn pump(&mut self) {
+        while let Some(output) = self.server.poll_output() {
+            match output {
+                Output::Send { conn, frame } => self.deliver_one(conn, frame),
+                Output::Broadcast { to, frame } => {
+                    self.broadcasts += 1;
+                    self.largest_frame = self.largest_frame.max(frame.len());
+                    let body = body_of(&frame);
+                    let mut expected: Vec<usize> = self.open_members();
+                    if let Some(joiner) = body.strip_suffix(" has just entered the chat room...\n")
+                    {
+                        expected.retain(|&m| self.member_name(m) != joiner);
+                    }
+                    if let Some(leaver) = body.strip_suffix(" has just left the chat room...\n") {
+                        let gone = self
+                            .members
+                            .iter()
+                            .find(|&(_, &m)| self.member_name(m) == leaver)
+                            .map(|(&k, _)| k);
+                        match gone {
+                            Some(k) => {
+                                let m = self.members.remove(&k).expect("found above");
+                                expected.retain(|&x| x != m);
+                            }
+                            None => panic!("leave notice for {leaver}, who is not a member"),
+                        }
+                    }
+                    let mut got: Vec<usize> = to
+                        .iter()
+                        .filter_map(|c| self.by_conn.get(c).copied())
+                        .collect();
+                    got.sort_unstable();
+                    expected.sort_unstable();
+                    assert_eq!(
+                        got,
+                        expected,
+                        "broadcast {body:?} went to the wrong connections; model {:?}, room {:?}",
+                        self.members
+                            .values()
+                            .map(|&m| (m, self.member_name(m), self.clients[m].phase))
+                            .collect::<Vec<_>>(),
+                        self.server
+                            .room()
+                            .members()
+                            .map(|(c, n)| (self.by_conn[&c], n.as_str().to_owned()))
+                            .collect::<Vec<_>>()
+                    );
+                    for &m in &got {
+                        self.clients[m].expected.push(body.clone());
+                        self.clients[m].inbox.push_back(frame.clone());
+                    }
+                }
+                Output::Close { conn, mode } => {
+                    let i = self.by_conn[&conn];
+                    let c = &mut self.clients[i];
+                    match mode {
+                        CloseMode::AfterFlush => c.phase = Phase::Closing,
+                        CloseMode::Now => {
+                            c.phase = Phase::Gone;
+                            c.cut_now = true;
+                            c.inbox.clear();
+                        }
+                    }
+                    if c.phase == Phase::Closing && c.inbox.is_empty() {
+                        c.phase = Phase::Gone;
+                    }
+                }
+                Output::Event(Event::Left { conn, cause, .. }) => {
+                    // The leave notice removed it from the model, unless nobody was left to
+                    // notify.
+                    *self.tally.entry(format!("left:{cause:?}")).or_default() += 1;
+                    let i = self.by_conn[&conn];
+                    if let Some(k) = self.members.iter().find(|&(_, &m)| m == i).map(|(&k, _)| k) {
+                        self.members.remove(&k);
+                        let others = self.open_members();
+                        assert!(
+                            others.is_empty(),
+                            "client {i} left ({cause:?}) with no notice to {others:?}"
+                        );
+                    }
+                }
+                Output::Event(event) => {
+                    let kind = match event {
+                        Event::Left { cause, .. } => format!("left:{cause:?}"),
+                        Event::GuestClosed { cause, .. } => format!("guest closed:{cause:?}"),
+                        Event::Refused { status, .. } => format!("refused:{}", status.code()),
+                        other => format!("{other:?}")
+                            .split([' ', '{'])
+                            .next()
+                            .unwrap_or("")
+                            .to_owned(),
+                    };
+                    *self.tally.entry(kind).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    fn deliver_one(&mut self, conn: ConnId, frame: Frame) {
+        let i = self.by_conn[&conn];
+        let body = body_of(&frame);
+        let code = frame
+            .get(9..12)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_default();
+        if let Some(name) = body
+            .strip_prefix("Welcome, ")
+            .and_then(|b| b.strip_suffix("!\n"))
+        {
+            let asked = self.clients[i].joining.take();
+            assert_eq!(
+                asked.as_deref(),
+                Some(name),
+                "welcomed under a name it did not ask for"
+            );
+            let key = UserName::parse(name).expect("valid").key().to_owned();
+            let clash = self.members.values().find(|&&m| self.key_of(m) == key);
+            assert!(
+                clash.is_none(),
+                "{name} admitted while {:?} holds the name",
+                clash
+            );
+            self.join_order += 1;
+            self.members.insert(self.join_order, i);
+            self.clients[i].phase = Phase::Member;
+            self.clients[i].name = Some(name.to_owned());
+        } else if code == "401" {
+            let asked = self.clients[i].joining.take().expect("401 answers an ADD");
+            let key = UserName::parse(&asked).expect("valid").key().to_owned();
+            assert!(
+                self.members.values().any(|&m| self.key_of(m) == key),
+                "{asked} refused as taken, but it is free"
+            );
+        } else if is_broadcast(&body) {
+            // A broadcast with one recipient left comes as a broadcast too; a single send of
+            // a broadcast body would bypass the model.
+            panic!("broadcast body sent as a single frame: {body:?}");
+        }
+        self.clients[i].inbox.push_back(frame);
+    }
+
+    fn open_members(&self) -> Vec<usize> {
+        // Open as the outputs carried out so far say; the machine itself may be further on.
+        self.members
+            .values()
+            .copied()
+            .filter(|&m| matches!(self.clients[m].phase, Phase::Guest | Phase::Member))
+            .collect()
+    }
+
+    fn member_name(&self, i: usize) -> String {
+        self.clients[i].name.clone().unwrap_or_default()
+    }
+
+    fn key_of(&self, i: usize) -> String {
+        UserName::parse(&self.member_name(i))
+            .map(|n| n.key().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn check(&self) {
+        let room: Vec<(ConnId, String)> = self
+            .server
+            .room()
+            .members()
+            .map(|(c, n)| (c, n.as_str().to_owned()))
+            .collect();
+        let model: Vec<(ConnId, String)> = self
+            .members
+            .values()
+            .map(|&m| (self.clients[m].conn, self.member_name(m)))
+            .collect();
+        assert_eq!(room, model, "the room's members differ from the model's");
+        let mut keys = std::collections::HashSet::new();
+        for (conn, name) in &room {
+            assert!(
+                keys.insert(UserName::parse(name).expect("valid").key().to_owned()),
+                "two members named {name}"
+            );
+            assert!(self.server.is_open(*conn), "ghost member {name}");
+        }
+        let limits = self.config.frame;
+        for c in &self.clients {
+            if let Some(buffered) = self.server.buffered_bytes(c.conn) {
+                assert!(buffered <= limits.max_head_bytes + limits.max_body_bytes);
+            }
+            if let Some(queued) = self.server.queued_bytes(c.conn) {
+                // The machine's count is exactly what the host holds unread for the client.
+                let unread: usize = c.inbox.iter().map(|f| f.len()).sum::<usize>() - c.read_offset;
+                assert_eq!(
+                    queued, unread,
+                    "queued bytes drifted from what the client has not read"
+                );
+                assert!(queued <= self.config.max_output_bytes.max(self.largest_frame));
+            }
+        }
+    }
+
+    /// Everyone reads everything left; every client not cut short has all it should.
+    fn finish(&mut self) {
+        for i in 0..self.clients.len() {
+            self.clients[i].slow = false;
+            while !self.clients[i].inbox.is_empty() {
+                self.read(i);
+                self.pump();
+            }
+            let c = &self.clients[i];
+            if !c.cut_now {
+                assert_eq!(
+                    c.received, c.expected,
+                    "client {i} did not receive all its broadcasts"
+                );
+            }
+        }
+        self.check();
+    }
+}
+
+fn body_of(frame: &[u8]) -> String {
+    let at = frame
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|p| p + 2)
+        .unwrap_or(frame.len());
+    String::from_utf8_lossy(&frame[at..]).into_owned()
+}
+
+fn is_broadcast(body: &str) -> bool {
+    body.starts_with("[ ")
+        || body.ends_with(" has just entered the chat room...\n")
+        || body.ends_with(" has just left the chat room...\n")
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn simulated_clients_with_faults_keep_every_invariant() {
+    let steps = env_u64("SIM_STEPS").unwrap_or(20_000);
+    let seeds: Vec<u64> = match env_u64("SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env_u64("SIM_SEEDS").unwrap_or(8)).collect(),
+    };
+    let started = std::time::Instant::now();
+    let mut broadcasts = 0;
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for seed in seeds.iter().copied() {
+        let result = std::panic::catch_unwind(|| {
+            let mut world = World::new(seed);
+            for _ in 0..steps {
+                world.step();
+            }
+            world.finish();
+            (world.broadcasts, world.tally)
+        });
+        match result {
+            Ok((count, tally)) => {
+                broadcasts += count;
+                for (kind, n) in tally {
+                    *totals.entry(kind).or_default() += n;
+                }
+            }
+            Err(panic) => {
+                eprintln!("simulation failed: replay with SIM_SEED={seed} SIM_STEPS={steps}");
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+    eprintln!(
+        "simulation: {} seeds x {steps} steps, {broadcasts} broadcasts checked, in {:?}\n{totals:?}",
+        seeds.len(),
+        started.elapsed()
+    );
+    for kind in [
+        "left:SlowReader",
+        "left:Disconnected",
+        "left:Delete",
+        "refused:401",
+        "guest closed:BadRequest",
+    ] {
+        assert!(
+            totals.contains_key(kind),
+            "the simulation never exercised {kind}"
+        );
+    }
+}
