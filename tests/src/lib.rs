@@ -1,1 +1,424 @@
-//! Conformance suite helpers (filled by the runtimes issue, #3).
+//! The conformance suite's helpers: start a real server binary, talk to it as a client.
+//!
+//! The suite is black-box on purpose: it frames responses with its own small reader and
+//! builds requests by hand, so a fault in the core's codec cannot hide itself. Every case is
+//! written once as `fn case(rt: Runtime)` inside [`conformance!`], which instantiates it for
+//! each server binary (`on_std::case`, `on_smol::case`, `on_asyncstd::case`).
+//!
+//! Waiting is done by reading: a case blocks until the byte it expects arrives. Read
+//! timeouts ([`GUARD`]) only turn a hang into a failure; they are generous so that a loaded
+//! machine does not fail a correct server.
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long any single wait may take before the case fails.
+pub const GUARD: Duration = Duration::from_secs(30);
+
+/// The `Server` header value the binaries send.
+pub const SERVER_HEADER: &str = concat!("chathttp/", env!("CARGO_PKG_VERSION"));
+
+/// One of the three server binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `chat-server-std`.
+    Std,
+    /// `chat-server-smol`.
+    Smol,
+    /// `chat-server-asyncstd`.
+    AsyncStd,
+}
+
+impl Runtime {
+    /// The binary's name.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Runtime::Std => "chat-server-std",
+            Runtime::Smol => "chat-server-smol",
+            Runtime::AsyncStd => "chat-server-asyncstd",
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Runtime::Std => "chathttp-runtime-std",
+            Runtime::Smol => "chathttp-runtime-smol",
+            Runtime::AsyncStd => "chathttp-runtime-asyncstd",
+        }
+    }
+
+    /// The binary, built if it is missing. `cargo test --workspace` builds every binary of
+    /// the workspace first; `cargo test -p chathttp-tests` does not, so the first case that
+    /// needs one builds it (one build at a time).
+    pub fn binary(self) -> PathBuf {
+        static BUILDING: Mutex<()> = Mutex::new(());
+        let exe = std::env::current_exe().expect("the test executable has a path");
+        // target/<profile>/deps/<test> -> target/<profile>/<binary>
+        let profile_dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test executable lives in target/<profile>/deps");
+        let path = profile_dir.join(self.binary_name());
+        let _one_build = BUILDING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !path.exists() {
+            let mut build = Command::new(env!("CARGO"));
+            build.args(["build", "-p", self.package(), "--bin", self.binary_name()]);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo can be run");
+            assert!(status.success(), "building {} failed", self.binary_name());
+        }
+        path
+    }
+}
+
+/// Writes every case once per runtime: `fn case(rt: Runtime) { .. }` becomes the tests
+/// `on_std::case`, `on_smol::case` and `on_asyncstd::case`.
+#[macro_export]
+macro_rules! conformance {
+    ($($(#[$meta:meta])* fn $name:ident($rt:ident: Runtime) $body:block)*) => {
+        $( $(#[$meta])* fn $name($rt: $crate::Runtime) $body )*
+        mod on_std { $( #[test] fn $name() { super::$name($crate::Runtime::Std) } )* }
+        mod on_smol { $( #[test] fn $name() { super::$name($crate::Runtime::Smol) } )* }
+        mod on_asyncstd { $( #[test] fn $name() { super::$name($crate::Runtime::AsyncStd) } )* }
+    };
+}
+
+/// A running server process, killed (through its own handle) when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `rt` on `127.0.0.1:0` with `flags` and waits for its `listening on` line.
+    pub fn start(rt: Runtime, flags: &[&str]) -> Server {
+        let mut command = Command::new(rt.binary());
+        command.args(["--bind", "127.0.0.1:0"]).args(flags);
+        Self::spawn(command)
+    }
+
+    /// Starts a prepared command, which must print a `listening on` line.
+    pub fn spawn(mut command: Command) -> Server {
+        // Server logs are noise in a passing run; CHATHTTP_TEST_LOG=1 shows them.
+        let logs = if std::env::var_os("CHATHTTP_TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(logs)
+            .spawn()
+            .expect("the server binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the server writes its stdout");
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        Server { child, addr }
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id, for reading its memory use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A connection that has not read anything yet.
+    pub fn connect(&self) -> Client {
+        Client::new(TcpStream::connect(self.addr).expect("the server accepts connections"))
+    }
+
+    /// A connection that has read its greeting (S1).
+    pub fn guest(&self) -> Client {
+        let mut client = self.connect();
+        let greeting = client.read_response();
+        assert_eq!(greeting.status_line, "HTTP/1.1 202 Accept", "S1 greeting");
+        client
+    }
+
+    /// A connection that has joined as `name` (S2).
+    pub fn member(&self, name: &str) -> Client {
+        let mut client = self.guest();
+        let reply = client.request("ADD", name, b"");
+        assert_eq!(reply.code(), 200, "ADD {name}: {reply:?}");
+        client
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill can be run");
+        assert!(status.success(), "kill -TERM failed");
+        self.wait()
+    }
+
+    /// Waits for the process to exit, failing after [`GUARD`].
+    pub fn wait(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return status;
+            }
+            assert!(started.elapsed() < GUARD, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request with the ten headers of the seed's examples (R2), LF line ends.
+pub fn request(method: &str, name: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} 127.0.0.1 HTTP/1.1\nDatetime: 2015-11-29 10:17:48\nUser_Agent: {name}\n\
+         Host: 127.0.0.1\nAccept_Language: en\nAccept: text\nAccept_Encoding: utf-8\n\
+         Content_Length: {}\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// One response as it came off the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Response {
+    /// `HTTP/1.1 CODE REASON`.
+    pub status_line: String,
+    /// The header lines, in order, split at the first `": "`.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Every byte of the response.
+    pub raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.raw))
+    }
+}
+
+impl Response {
+    /// The status code.
+    pub fn code(&self) -> u16 {
+        self.status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {:?}", self.status_line))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The value of header `name` (exact spelling).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses one response from the front of `buffer`, if it is complete. Responses use LF
+    /// line ends only (W2), so the head ends at the first empty line.
+    fn parse(buffer: &[u8]) -> Option<(Response, usize)> {
+        let head_end = buffer.windows(2).position(|w| w == b"\n\n")?;
+        let head = std::str::from_utf8(&buffer[..head_end]).expect("the head is UTF-8");
+        let mut lines = head.split('\n');
+        let status_line = lines.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(": ").expect("a header has `: `");
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(name, _)| name == "Content_Length")
+            .map(|(_, value)| value.parse().expect("Content_Length is decimal"))
+            .unwrap_or(0);
+        let end = head_end + 2 + length;
+        if buffer.len() < end {
+            return None;
+        }
+        let response = Response {
+            status_line,
+            headers,
+            body: buffer[head_end + 2..end].to_vec(),
+            raw: buffer[..end].to_vec(),
+        };
+        Some((response, end))
+    }
+}
+
+/// A blocking client connection with its own response framing.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Client {
+    /// Wraps a connected stream.
+    pub fn new(stream: TcpStream) -> Client {
+        stream
+            .set_read_timeout(Some(GUARD))
+            .expect("a read timeout can be set");
+        stream.set_nodelay(true).expect("nodelay can be set");
+        Client {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The socket, for options and shutdowns.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("the server reads");
+    }
+
+    /// Sends a request (see [`request`]) and reads one response.
+    pub fn request(&mut self, method: &str, name: &str, body: &[u8]) -> Response {
+        self.send(&request(method, name, body));
+        self.read_response()
+    }
+
+    /// Reads the next response; fails on end of stream or after [`GUARD`].
+    pub fn read_response(&mut self) -> Response {
+        match self.next_response() {
+            Ok(Some(response)) => response,
+            Ok(None) => panic!("the server closed instead of responding"),
+            Err(error) => panic!("no response: {error}"),
+        }
+    }
+
+    /// Reads the next response, or `None` at a clean end of stream.
+    pub fn next_response(&mut self) -> io::Result<Option<Response>> {
+        let mut chunk = [0; 16 * 1024];
+        loop {
+            if let Some((response, used)) = Response::parse(&self.buffer) {
+                self.buffer.drain(..used);
+                return Ok(Some(response));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) if self.buffer.is_empty() => return Ok(None),
+                Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "cut response")),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Reads responses until one whose body is `body`, returning those skipped.
+    pub fn read_until_body(&mut self, body: &str) -> Vec<Response> {
+        let mut skipped = Vec::new();
+        loop {
+            let response = self.read_response();
+            if response.body == body.as_bytes() {
+                return skipped;
+            }
+            skipped.push(response);
+        }
+    }
+
+    /// Asserts that the server closes the connection (cleanly, no reset) without sending
+    /// anything more.
+    pub fn expect_closed(&mut self) {
+        match self.next_response() {
+            Ok(None) => {}
+            Ok(Some(response)) => panic!("expected the close, got {response:?}"),
+            Err(error) => panic!("expected a clean close, got {error}"),
+        }
+    }
+
+    /// Asserts that nothing arrives for `quiet` (a check of an absence; use sparingly).
+    pub fn expect_silence(&mut self, quiet: Duration) {
+        self.stream
+            .set_read_timeout(Some(quiet))
+            .expect("a read timeout can be set");
+        let mut byte = [0; 1];
+        let result = self.stream.peek(&mut byte);
+        self.stream
+            .set_read_timeout(Some(GUARD))
+            .expect("a read timeout can be set");
+        match result {
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Ok(0) => panic!("the server closed the connection"),
+            other => panic!("expected silence, got {other:?}"),
+        }
+        assert!(
+            self.buffer.is_empty(),
+            "expected silence, have buffered bytes"
+        );
+    }
+
+    /// Resets the connection (RST instead of FIN), as a crashed peer would.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger can be set");
+        drop(self);
+    }
+}
+
+/// A small deterministic generator for chunk sizes (xorshift64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (not zero).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// A number in `1..=max`.
+    pub fn between_one_and(&mut self, max: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % max as u64) as usize + 1
+    }
+}
+
+/// Checks that a fresh client is still served normally (after a bad input elsewhere).
+pub fn assert_still_serving(server: &Server) {
+    let mut client = server.guest();
+    let reply = client.request("GET", "probe", b"");
+    assert_eq!(reply.code(), 200, "a fresh client is served: {reply:?}");
+    assert!(reply.text().starts_with("Online users:\n"));
+}
