@@ -1,1 +1,29 @@
-fn main() { eprintln!("chat-client: not built yet (issue #4)"); std::process::exit(1) }
+//! `chat-client`: a terminal client for ChatHTTP/1.1 chat rooms. See docs/CLIENT.md.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use chathttp_client::args::Args;
+use chathttp_client::{line, tui};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let interactive =
+        !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if interactive {
+        match tui::run(&args.server, args.name.as_deref()) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("chat-client: terminal error: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    } else {
+        let Some(name) = args.name else {
+            eprintln!("chat-client: line mode needs --name NAME");
+            return ExitCode::from(2);
+        };
+        ExitCode::from(line::run(args.server, name))
+    }
+}
