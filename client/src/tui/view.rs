@@ -62,7 +62,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App) {
 fn draw_login(frame: &mut Frame<'_>, form: &LoginForm) {
     let area = frame.area();
     let width = area.width.min(64);
-    let height = area.height.min(12);
+    let height = area.height.min(10);
     let [_, column, _] = Layout::horizontal([
         Constraint::Fill(1),
         Constraint::Length(width),
@@ -217,6 +217,11 @@ fn draw_chat(frame: &mut Frame<'_>, chat: &mut ChatView) {
         Presence::Rejoining => (" Reconnecting… ", " Ctrl-C quit "),
         Presence::Leaving => (" Leaving… ", ""),
         Presence::Online => (" Message ", " Enter send · Alt-Enter newline · /help "),
+    };
+    let hint = if (hint.width() as u16) + 4 > area.width {
+        ""
+    } else {
+        hint
     };
     let block = Block::bordered()
         .title(input_title)

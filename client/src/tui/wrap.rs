@@ -2,7 +2,8 @@
 //!
 //! Widths come from `unicode-width` per grapheme, as ratatui measures them, so a CJK
 //! character or an emoji takes two columns and is never split across rows. Rows break after
-//! the last space that fits (word wrap), or anywhere when a word is longer than a row.
+//! the last space or wide character that fits (word wrap), or anywhere when a word is longer
+//! than a row.
 
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -41,9 +42,14 @@ pub fn wrap(spans: &[Span<'_>], width: usize, indent: usize) -> Vec<Line<'static
                 break_at = None;
             }
             let row = rows.last_mut().expect("rows starts with one row");
+            // A row may break after a space, and before or after a wide (CJK) character,
+            // since those scripts put no spaces between words.
+            if w > 1 {
+                break_at = Some(row.len());
+            }
             row.push((grapheme, span.style));
             used += w;
-            if grapheme == " " {
+            if grapheme == " " || w > 1 {
                 break_at = Some(row.len());
             }
         }
@@ -100,6 +106,12 @@ mod tests {
         let lines = wrap(&[Span::raw("你好世界")], 5, 0);
         assert_eq!(texts(&lines), ["你好", "世界"]);
         assert!(lines.iter().all(|l| l.width() <= 5));
+    }
+
+    #[test]
+    fn breaks_between_cjk_characters_after_latin_text() {
+        let lines = wrap(&[Span::raw("<小明> 大家好今天")], 10, 0);
+        assert_eq!(texts(&lines), ["<小明> 大", "家好今天"]);
     }
 
     #[test]
