@@ -47,6 +47,12 @@ impl Command {
     }
 }
 
+/// A chat line's text as shown: without trailing line ends. The original server echoes a
+/// `POST` body with its final `\n` and then adds its own, which would show as an empty line.
+pub fn chat_text(text: &str) -> &str {
+    text.trim_end_matches(['\n', '\r'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,12 +24,13 @@ use chathttp_core::client::{ClientEvent, Intent};
 use chrono::NaiveTime;
 
 use crate::args::ServerAddr;
-use crate::command::{Command, HELP};
+use crate::command::{Command, HELP, chat_text};
 use crate::driver::{Action, Driver, Frontend};
 use crate::net::Tagged;
 
 /// How long to wait for the server to confirm `/quit` before exiting anyway.
-const LEAVE_GRACE: Duration = Duration::from_secs(3);
+/// The original server never answers `DELETE`, so against it this is how long `/quit` takes.
+const LEAVE_GRACE: Duration = Duration::from_secs(2);
 
 /// The line-mode front end: prints events to `out` and turns input lines into actions.
 #[derive(Debug)]
@@ -137,7 +138,7 @@ impl<W: Write> Frontend for LineMode<W> {
             }
             ClientEvent::ChatLine { from, text } => {
                 let time = at.format("%H:%M:%S");
-                for line in text.split('\n') {
+                for line in chat_text(&text).split('\n') {
                     self.print(&format!("[{time}] <{from}> {line}"));
                 }
             }

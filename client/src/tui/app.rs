@@ -10,7 +10,7 @@ use chrono::NaiveTime;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use crate::args::ServerAddr;
-use crate::command::{Command, HELP};
+use crate::command::{Command, HELP, chat_text};
 use crate::driver::{Action, Frontend};
 use crate::tui::editor::{Editor, History};
 
@@ -449,6 +449,7 @@ impl Frontend for App {
                         self.back_to_login(server, &me, error);
                     }
                     ClientEvent::ChatLine { from, text } => {
+                        let text = chat_text(&text).to_owned();
                         chat.push(at_entry(EntryKind::Chat { from, text }));
                     }
                     ClientEvent::MemberJoined { name } => {
