@@ -581,7 +581,7 @@ fn simulated_clients_with_faults_keep_every_invariant() {
     );
     for kind in [
         "left:SlowReader",
-        "left:Disconnected",
+        "left:ConnectionError",
         "left:Delete",
         "refused:401",
         "guest closed:BadRequest",

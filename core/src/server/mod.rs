@@ -316,9 +316,12 @@ impl Server {
     /// `conn` ended without the machine asking (S6). A member leaves; its name is free.
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, how: Disconnect) {
         self.now = now;
-        let _ = how;
+        let cause = match how {
+            Disconnect::Eof => LeaveCause::PeerClosed,
+            Disconnect::Error => LeaveCause::ConnectionError,
+        };
         if self.is_open(conn) {
-            self.close(conn, None, LeaveCause::Disconnected);
+            self.close(conn, None, cause);
             self.apply_pending_leaves();
         }
     }

@@ -20,8 +20,10 @@ use crate::ids::{ConnId, UserName};
 pub enum LeaveCause {
     /// The member sent `DELETE` (S5).
     Delete,
-    /// The peer closed the connection or it failed (S6).
-    Disconnected,
+    /// The peer closed the connection (end of stream, S6).
+    PeerClosed,
+    /// Reading or writing failed: a reset, or keepalive found the peer gone (S6).
+    ConnectionError,
     /// A guest sent nothing for the idle timeout (S9).
     IdleTimeout,
     /// A request was not completed within the request timeout (S9).
