@@ -165,6 +165,20 @@ impl LineClient {
         }
     }
 
+    /// The very next line must be this one.
+    pub fn expect_next(&mut self, expected: &str) {
+        let line = match self.lines.recv_timeout(TIMEOUT) {
+            Ok(line) => line,
+            Err(error) => panic!("{}: no line ({error}); saw {:#?}", self.name, self.seen),
+        };
+        self.seen.push(line.clone());
+        assert_eq!(
+            line, expected,
+            "{}: the next line; saw {:#?}",
+            self.name, self.seen
+        );
+    }
+
     /// Waits for exactly this line.
     pub fn expect_line(&mut self, expected: &str) {
         self.expect_that(&format!("{expected:?}"), |line| line == expected);
