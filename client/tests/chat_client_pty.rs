@@ -1,0 +1,193 @@
+//! The interactive TUI of the real `chat-client` binary, driven through a pseudo-terminal
+//! (portable-pty) against a real `chat-server-smol`. The test reads the screen with a
+//! terminal emulator (vt100), types like a user, and checks that the terminal is restored.
+
+mod chat_client_support;
+
+use std::io::{Read, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::Instant;
+
+use chat_client_support::{LineClient, Server, TIMEOUT, client_binary};
+use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
+
+const ROWS: u16 = 24;
+const COLS: u16 = 80;
+
+/// What the program under test has drawn: the emulated screen and every byte it wrote.
+struct Screen {
+    parser: vt100::Parser,
+    raw: Vec<u8>,
+    output: Receiver<Vec<u8>>,
+    /// Whether the program's side of the pty has closed.
+    ended: bool,
+}
+
+impl Screen {
+    fn new(master: &dyn MasterPty) -> Self {
+        let mut reader = master.try_clone_reader().expect("a reader for the pty");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut buf = [0; 8192];
+            // Ends with EOF or EIO once the program has exited.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            parser: vt100::Parser::new(ROWS, COLS, 0),
+            raw: Vec::new(),
+            output: rx,
+            ended: false,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    /// Feeds output to the emulator until `done` holds for the screen.
+    fn wait_for(&mut self, what: &str, done: impl Fn(&vt100::Screen) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !done(self.parser.screen()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => {
+                    self.parser.process(&bytes);
+                    self.raw.extend_from_slice(&bytes);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for {what}; the screen:\n{}", self.text())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.ended = true;
+                    assert!(
+                        done(self.parser.screen()),
+                        "the program ended before {what}; the screen:\n{}",
+                        self.text()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn wait_for_text(&mut self, needle: &str) {
+        self.wait_for(&format!("{needle:?} on screen"), |s| {
+            s.contents().contains(needle)
+        });
+    }
+
+    /// Reads everything until the program's side of the pty closes.
+    fn wait_for_end(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.ended {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => {
+                    self.parser.process(&bytes);
+                    self.raw.extend_from_slice(&bytes);
+                }
+                Err(RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the program did not exit; the screen:\n{}", self.text())
+                }
+            }
+        }
+    }
+}
+
+/// Whether the pty's line discipline is in canonical mode with echo: a shell's terminal.
+fn is_cooked(master: &dyn MasterPty) -> bool {
+    let termios = master.get_termios().expect("the pty's termios");
+    let flags = termios.local_flags.bits();
+    let wanted: libc::tcflag_t = libc::ICANON | libc::ECHO;
+    flags & wanted == wanted
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[test]
+fn log_in_talk_paste_and_quit_through_a_terminal() {
+    let server = Server::start();
+    let mut watcher = LineClient::start(&server.addr, "watcher");
+    watcher.expect_line("* joined as watcher");
+
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: ROWS,
+            cols: COLS,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pseudo-terminal");
+    assert!(is_cooked(&*pair.master), "a fresh pty starts cooked");
+    let mut command = CommandBuilder::new(client_binary());
+    command.args(["--server", &server.addr, "--name", "alice"]);
+    command.env("TERM", "xterm-256color");
+    let mut child = pair
+        .slave
+        .spawn_command(command)
+        .expect("starting chat-client in the pty");
+    drop(pair.slave);
+    let mut screen = Screen::new(&*pair.master);
+    let mut keys = pair.master.take_writer().expect("a writer for the pty");
+    let mut type_keys = |bytes: &[u8]| {
+        keys.write_all(bytes).expect("typing");
+        keys.flush().expect("flushing the keys");
+    };
+
+    // The login form, pre-filled; the terminal is in the TUI's modes.
+    screen.wait_for_text("join a chat room");
+    screen.wait_for_text("alice");
+    assert!(screen.parser.screen().alternate_screen());
+    assert!(screen.parser.screen().bracketed_paste());
+    assert!(!is_cooked(&*pair.master), "raw mode while the TUI runs");
+
+    type_keys(b"\r");
+    screen.wait_for_text("Joined ");
+    screen.wait_for_text(" online ");
+    screen.wait_for_text("watcher");
+    watcher.expect_line("* alice joined");
+
+    type_keys("hello from a pty, 你好\r".as_bytes());
+    screen.wait_for_text("<alice> hello from a pty, 你好");
+    watcher.expect_chat("alice", "hello from a pty, 你好");
+
+    // A bracketed paste of two lines is one message.
+    type_keys(b"\x1b[200~first pasted line\nsecond pasted line\x1b[201~\r");
+    screen.wait_for_text("<alice> first pasted line");
+    screen.wait_for_text("         second pasted line");
+    watcher.expect_chat("alice", "first pasted line");
+    watcher.expect_chat("alice", "second pasted line");
+
+    type_keys(b"/quit\r");
+    screen.wait_for_end();
+    let status = child.wait().expect("waiting for chat-client");
+    assert!(
+        status.success(),
+        "exit status {status:?}; the screen:\n{}",
+        screen.text()
+    );
+    watcher.expect_line("* alice left");
+
+    // The terminal is as the shell had it.
+    assert!(is_cooked(&*pair.master), "raw mode is off again");
+    let s = screen.parser.screen();
+    assert!(!s.alternate_screen(), "back on the main screen");
+    assert!(!s.bracketed_paste(), "bracketed paste is off");
+    assert_eq!(
+        s.mouse_protocol_mode(),
+        vt100::MouseProtocolMode::None,
+        "mouse reporting is off"
+    );
+    assert!(!s.hide_cursor(), "the cursor is visible");
+    let entered = find(&screen.raw, b"\x1b[?1049h").expect("entered the alternate screen");
+    let left = find(&screen.raw, b"\x1b[?1049l").expect("left the alternate screen");
+    assert!(left > entered);
+}
