@@ -72,7 +72,7 @@ fn a_whole_conversation_with_our_server() {
     let mut bob = ClientSession::new("127.0.0.1");
     let a = server.handle_open(now());
     let b = server.handle_open(now());
-    let mut pump = |server: &mut Server, alice: &mut ClientSession, bob: &mut ClientSession| loop {
+    let pump = |server: &mut Server, alice: &mut ClientSession, bob: &mut ClientSession| loop {
         let mut moved = false;
         if let Some(bytes) = alice.poll_transmit() {
             server.handle_received(now(), a, &bytes);

@@ -466,6 +466,9 @@ impl World {
     }
 
     fn check(&self) {
+        if let Err(broken) = self.server.check_invariants() {
+            panic!("the machine's own invariants: {broken}");
+        }
         let room: Vec<(ConnId, String)> = self
             .server
             .room()

@@ -230,6 +230,74 @@ impl Server {
         self.connection(conn).is_some()
     }
 
+    /// Checks the machine's internal invariants; `Err` says which one is broken. It walks
+    /// every connection, so call it from tests and fuzzers, not from a production loop.
+    ///
+    /// Between two inputs: the connection count matches the table; every member's
+    /// connection is open and marked a member, and the reverse; names are unique by their
+    /// S2.2 key; every deadline in the timer index belongs to an open connection and every
+    /// connection's deadline is indexed; no decoder holds more than the head and body
+    /// limits; no leave is left pending.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let open: Vec<(ConnId, &Connection)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                Some((
+                    ConnId::new(i as u32, slot.generation),
+                    slot.connection.as_ref()?,
+                ))
+            })
+            .collect();
+        if open.len() != self.live {
+            return Err(format!(
+                "{} connections open, {} counted",
+                open.len(),
+                self.live
+            ));
+        }
+        let mut keys = std::collections::HashSet::new();
+        for (conn, name) in self.room.members() {
+            if !self.connection(conn).is_some_and(|c| c.is_member) {
+                return Err(format!(
+                    "member {name} ({conn:?}) has no open member connection"
+                ));
+            }
+            if !keys.insert(name.key()) {
+                return Err(format!("two members share the name key {:?}", name.key()));
+            }
+        }
+        let limit = self.config.frame.max_head_bytes + self.config.frame.max_body_bytes;
+        let mut indexed = 0;
+        for (conn, c) in &open {
+            if c.is_member && self.room.name_of(*conn).is_none() {
+                return Err(format!(
+                    "{conn:?} is marked a member but is not in the room"
+                ));
+            }
+            if let Some(deadline) = c.deadline {
+                indexed += 1;
+                if !self.deadlines.contains(&(deadline, *conn)) {
+                    return Err(format!("{conn:?}'s deadline is not indexed"));
+                }
+            }
+            if c.decoder.buffered() > limit {
+                return Err(format!("{conn:?} buffers {} bytes", c.decoder.buffered()));
+            }
+        }
+        if indexed != self.deadlines.len() {
+            return Err(format!(
+                "{} deadlines indexed for {indexed} connections",
+                self.deadlines.len()
+            ));
+        }
+        if !self.pending_leaves.is_empty() {
+            return Err("leaves left pending between inputs".into());
+        }
+        Ok(())
+    }
+
     // ----- inputs --------------------------------------------------------------------------
 
     /// A connection was accepted. Returns its id; the greeting (or, past the connection
