@@ -112,82 +112,145 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
+/// chat-client running in a pty, with its screen and keyboard.
+struct Tui {
+    master: Box<dyn MasterPty + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    screen: Screen,
+    keys: Box<dyn Write + Send>,
+}
+
+impl Tui {
+    fn start(server: &str, name: &str) -> Self {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("a pseudo-terminal");
+        assert!(is_cooked(&*pair.master), "a fresh pty starts cooked");
+        let mut command = CommandBuilder::new(client_binary());
+        command.args(["--server", server, "--name", name]);
+        command.env("TERM", "xterm-256color");
+        let child = pair
+            .slave
+            .spawn_command(command)
+            .expect("starting chat-client in the pty");
+        drop(pair.slave);
+        let screen = Screen::new(&*pair.master);
+        let keys = pair.master.take_writer().expect("a writer for the pty");
+        Self {
+            master: pair.master,
+            child,
+            screen,
+            keys,
+        }
+    }
+
+    fn type_keys(&mut self, bytes: &[u8]) {
+        self.keys.write_all(bytes).expect("typing");
+        self.keys.flush().expect("flushing the keys");
+    }
+
+    /// Logs in with the pre-filled form and waits for the chat screen.
+    fn log_in(&mut self, others: &str) {
+        self.screen.wait_for_text("join a chat room");
+        assert!(self.screen.parser.screen().alternate_screen());
+        assert!(self.screen.parser.screen().bracketed_paste());
+        assert!(!is_cooked(&*self.master), "raw mode while the TUI runs");
+        self.type_keys(b"\r");
+        self.screen.wait_for_text("Joined ");
+        self.screen.wait_for_text(" online ");
+        self.screen.wait_for_text(others);
+    }
+
+    /// Waits for the program to exit 0, then checks the terminal is as the shell had it.
+    fn assert_exits_and_restores(&mut self) {
+        self.screen.wait_for_end();
+        let status = self.child.wait().expect("waiting for chat-client");
+        assert!(
+            status.success(),
+            "exit status {status:?}; the screen:\n{}",
+            self.screen.text()
+        );
+        assert!(is_cooked(&*self.master), "raw mode is off again");
+        let s = self.screen.parser.screen();
+        assert!(!s.alternate_screen(), "back on the main screen");
+        assert!(!s.bracketed_paste(), "bracketed paste is off");
+        assert_eq!(
+            s.mouse_protocol_mode(),
+            vt100::MouseProtocolMode::None,
+            "mouse reporting is off"
+        );
+        assert!(!s.hide_cursor(), "the cursor is visible");
+        let raw = &self.screen.raw;
+        let entered = find(raw, b"\x1b[?1049h").expect("entered the alternate screen");
+        let left = find(raw, b"\x1b[?1049l").expect("left the alternate screen");
+        assert!(left > entered);
+    }
+}
+
 #[test]
 fn log_in_talk_paste_and_quit_through_a_terminal() {
     let server = Server::start();
     let mut watcher = LineClient::start(&server.addr, "watcher");
     watcher.expect_line("* joined as watcher");
 
-    let pair = native_pty_system()
-        .openpty(PtySize {
-            rows: ROWS,
-            cols: COLS,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .expect("a pseudo-terminal");
-    assert!(is_cooked(&*pair.master), "a fresh pty starts cooked");
-    let mut command = CommandBuilder::new(client_binary());
-    command.args(["--server", &server.addr, "--name", "alice"]);
-    command.env("TERM", "xterm-256color");
-    let mut child = pair
-        .slave
-        .spawn_command(command)
-        .expect("starting chat-client in the pty");
-    drop(pair.slave);
-    let mut screen = Screen::new(&*pair.master);
-    let mut keys = pair.master.take_writer().expect("a writer for the pty");
-    let mut type_keys = |bytes: &[u8]| {
-        keys.write_all(bytes).expect("typing");
-        keys.flush().expect("flushing the keys");
-    };
-
-    // The login form, pre-filled; the terminal is in the TUI's modes.
-    screen.wait_for_text("join a chat room");
-    screen.wait_for_text("alice");
-    assert!(screen.parser.screen().alternate_screen());
-    assert!(screen.parser.screen().bracketed_paste());
-    assert!(!is_cooked(&*pair.master), "raw mode while the TUI runs");
-
-    type_keys(b"\r");
-    screen.wait_for_text("Joined ");
-    screen.wait_for_text(" online ");
-    screen.wait_for_text("watcher");
+    let mut tui = Tui::start(&server.addr, "alice");
+    tui.log_in("watcher");
     watcher.expect_line("* alice joined");
 
-    type_keys("hello from a pty, 你好\r".as_bytes());
-    screen.wait_for_text("<alice> hello from a pty, 你好");
+    tui.type_keys("hello from a pty, 你好\r".as_bytes());
+    tui.screen.wait_for_text("<alice> hello from a pty, 你好");
     watcher.expect_chat("alice", "hello from a pty, 你好");
 
     // A bracketed paste of two lines is one message.
-    type_keys(b"\x1b[200~first pasted line\nsecond pasted line\x1b[201~\r");
-    screen.wait_for_text("<alice> first pasted line");
-    screen.wait_for_text("         second pasted line");
+    tui.type_keys(b"\x1b[200~first pasted line\nsecond pasted line\x1b[201~\r");
+    tui.screen.wait_for_text("<alice> first pasted line");
+    tui.screen.wait_for_text("         second pasted line");
     watcher.expect_chat("alice", "first pasted line");
     watcher.expect_chat("alice", "second pasted line");
 
-    type_keys(b"/quit\r");
-    screen.wait_for_end();
-    let status = child.wait().expect("waiting for chat-client");
-    assert!(
-        status.success(),
-        "exit status {status:?}; the screen:\n{}",
-        screen.text()
-    );
+    tui.type_keys(b"/quit\r");
+    tui.assert_exits_and_restores();
     watcher.expect_line("* alice left");
+}
 
-    // The terminal is as the shell had it.
-    assert!(is_cooked(&*pair.master), "raw mode is off again");
-    let s = screen.parser.screen();
-    assert!(!s.alternate_screen(), "back on the main screen");
-    assert!(!s.bracketed_paste(), "bracketed paste is off");
-    assert_eq!(
-        s.mouse_protocol_mode(),
-        vt100::MouseProtocolMode::None,
-        "mouse reporting is off"
-    );
-    assert!(!s.hide_cursor(), "the cursor is visible");
-    let entered = find(&screen.raw, b"\x1b[?1049h").expect("entered the alternate screen");
-    let left = find(&screen.raw, b"\x1b[?1049l").expect("left the alternate screen");
-    assert!(left > entered);
+#[test]
+fn resize_redraws_and_ctrl_c_leaves_cleanly() {
+    let server = Server::start();
+    let mut watcher = LineClient::start(&server.addr, "watcher");
+    watcher.expect_line("* joined as watcher");
+
+    let mut tui = Tui::start(&server.addr, "bob");
+    tui.log_in("watcher");
+    // The state badge sits at the right edge: " online " ends one column before it.
+    let badge_end =
+        |s: &vt100::Screen, cols: u16| s.cell(0, cols - 2).is_some_and(|c| c.contents() == "e");
+    tui.screen
+        .wait_for("the badge at column 78", |s| badge_end(s, COLS));
+
+    tui.master
+        .resize(PtySize {
+            rows: 30,
+            cols: 100,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("resizing the pty");
+    tui.screen.parser.set_size(30, 100);
+    tui.screen
+        .wait_for("the badge at column 98 after the resize", |s| {
+            badge_end(s, 100)
+        });
+    tui.screen
+        .wait_for("the input box on the new last row", |s| {
+            s.cell(29, 0).is_some_and(|c| c.contents() == "└")
+        });
+
+    tui.type_keys(b"\x03");
+    tui.assert_exits_and_restores();
+    watcher.expect_line("* bob left");
 }

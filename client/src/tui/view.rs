@@ -206,7 +206,7 @@ fn draw_chat(frame: &mut Frame<'_>, chat: &mut ChatView) {
     } else {
         (main_area, None)
     };
-    draw_log(frame, chat, log_area);
+    draw_log(frame, chat, log_area, members_area.is_some());
     if let Some(members_area) = members_area {
         draw_members(frame, chat, members_area);
     }
@@ -239,8 +239,8 @@ fn draw_chat(frame: &mut Frame<'_>, chat: &mut ChatView) {
     }
 }
 
-fn draw_log(frame: &mut Frame<'_>, chat: &mut ChatView, area: Rect) {
-    let borders = if area.width >= MIN_WIDTH_FOR_MEMBERS - MEMBERS_WIDTH {
+fn draw_log(frame: &mut Frame<'_>, chat: &mut ChatView, area: Rect, beside_members: bool) {
+    let borders = if beside_members {
         Borders::TOP | Borders::RIGHT
     } else {
         Borders::TOP
