@@ -13,6 +13,7 @@ use crate::args::ServerAddr;
 use crate::command::{Command, HELP, chat_text};
 use crate::driver::{Action, Frontend};
 use crate::tui::editor::{Editor, History};
+use crate::tui::view::entry_lines;
 
 /// Log entries kept; older ones are dropped.
 const MAX_LOG: usize = 10_000;
@@ -118,6 +119,8 @@ pub struct ChatView {
     pub scroll: usize,
     /// Rows of log shown by the last render: the page size for PgUp/PgDn.
     pub page: usize,
+    /// Columns of log in the last render, to count the rows a new entry adds.
+    pub log_width: usize,
     /// The connection.
     pub presence: Presence,
     /// For each `GET` waiting for its answer: whether the user asked (then the list is
@@ -551,13 +554,19 @@ impl ChatView {
             history: History::default(),
             scroll: 0,
             page: 1,
+            log_width: 0,
             presence: Presence::Online,
             lists_to_log: VecDeque::new(),
         }
     }
 
-    /// Adds an entry to the log, dropping the oldest past the limit.
+    /// Adds an entry to the log, dropping the oldest past the limit. While the log is
+    /// scrolled back, the view stays on what the user is reading.
     pub fn push(&mut self, entry: Entry) {
+        if self.scroll > 0 && self.log_width > 0 {
+            let rows = entry_lines(&entry, &self.me, self.log_width).len();
+            self.scroll = self.scroll.saturating_add(rows);
+        }
         if self.log.len() == MAX_LOG {
             self.log.pop_front();
         }

@@ -259,6 +259,7 @@ fn draw_log(frame: &mut Frame<'_>, chat: &mut ChatView, area: Rect, beside_membe
     let max_scroll = rows.len().saturating_sub(height);
     chat.scroll = chat.scroll.min(max_scroll);
     chat.page = height.max(1);
+    chat.log_width = width;
     let end = rows.len() - chat.scroll;
     let start = end.saturating_sub(height);
     let block = if chat.scroll > 0 {
