@@ -111,7 +111,7 @@ impl Outbox for Connection {
     }
 
     fn abort(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        host::abort_socket(&self.stream);
     }
 }
 

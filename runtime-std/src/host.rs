@@ -216,6 +216,16 @@ pub fn tune_socket(stream: &impl AsFd) {
     }
 }
 
+/// Cuts a connection at once (`CloseMode::Now`): wakes a writer stuck on a peer that does
+/// not read and the reader, and makes the final close a reset. A reset also frees what the
+/// kernel still holds for the peer; a graceful close would keep up to a socket buffer of
+/// unread bytes alive for minutes in an orphaned socket, per slow reader.
+pub fn abort_socket(stream: &impl AsFd) {
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_linger(Some(Duration::ZERO));
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+}
+
 /// Logs a failed `accept`. The caller then waits [`ACCEPT_BACKOFF`] and tries again.
 pub fn accept_failed(error: &io::Error) {
     tracing::warn!(%error, "accept failed; retrying in {ACCEPT_BACKOFF:?}");
@@ -234,7 +244,7 @@ pub enum WriterCommand {
 pub trait Outbox {
     /// Hands a command to the writer's queue.
     fn push(&self, command: WriterCommand);
-    /// Shuts the socket down in both directions at once, so that a writer stuck on a peer
+    /// Cuts the connection at once (see [`abort_socket`]), so that a writer stuck on a peer
     /// that does not read, and the reader, both wake up and end.
     fn abort(&self);
 }

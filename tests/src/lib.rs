@@ -166,12 +166,17 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`) to this server's process, by its id.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill can be run");
-        assert!(status.success(), "kill -TERM failed");
-        self.wait()
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits for the process to exit, failing after [`GUARD`].
