@@ -476,6 +476,9 @@ impl Frontend for App {
                         code,
                         reason,
                     } => {
+                        if request == Some(Method::Get) {
+                            chat.lists_to_log.pop_front();
+                        }
                         let what = request.map_or("request", |m| m.as_str());
                         chat.push(at_entry(EntryKind::Error(format!(
                             "The server refused {what}: {code} {reason}"

@@ -250,12 +250,18 @@ fn draw_log(frame: &mut Frame<'_>, chat: &mut ChatView, area: Rect, beside_membe
         .border_style(Style::new().dim());
     let inner = block.inner(area);
     let width = inner.width as usize;
-    let rows: Vec<Line<'static>> = chat
-        .log
-        .iter()
-        .flat_map(|entry| entry_lines(entry, &chat.me, width))
-        .collect();
     let height = inner.height as usize;
+    // Wrap from the newest entry back, only as far as the view reaches: a long log costs
+    // nothing per frame.
+    let needed = height.saturating_add(chat.scroll);
+    let mut rows: Vec<Line<'static>> = Vec::new();
+    for entry in chat.log.iter().rev() {
+        if rows.len() >= needed {
+            break;
+        }
+        rows.extend(entry_lines(entry, &chat.me, width).into_iter().rev());
+    }
+    rows.reverse();
     let max_scroll = rows.len().saturating_sub(height);
     chat.scroll = chat.scroll.min(max_scroll);
     chat.page = height.max(1);
