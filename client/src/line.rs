@@ -62,6 +62,11 @@ impl<W: Write> LineMode<W> {
         vec![Action::Connect(self.server.clone())]
     }
 
+    /// What has been printed so far.
+    pub fn output(&self) -> &W {
+        &self.out
+    }
+
     /// Whether `/quit` (or end of input) has been sent and we wait for the server.
     pub fn is_quitting(&self) -> bool {
         self.quitting

@@ -430,3 +430,13 @@ fn quit_and_ctrl_c_leave_before_exiting() {
         "a second Ctrl-C does not wait"
     );
 }
+
+#[test]
+fn a_multi_line_input_grows_the_input_box() {
+    let mut app = joined("bob");
+    say(&mut app, "alice", "paste your stack trace?", at(12, 0, 1));
+    app.on_paste(
+        "thread 'main' panicked at src/main.rs:2:5:\nboom\nnote: run with `RUST_BACKTRACE=1`",
+    );
+    insta::assert_snapshot!(render(&mut app, 60, 14).backend());
+}
