@@ -254,3 +254,32 @@ fn resize_redraws_and_ctrl_c_leaves_cleanly() {
     tui.assert_exits_and_restores();
     watcher.expect_line("* bob left");
 }
+
+#[test]
+fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
+    let server = Server::start();
+    let addr = server.addr.clone();
+    let mut tui = Tui::start(&addr, "carol");
+    tui.log_in("carol (you)");
+
+    drop(server);
+    tui.screen.wait_for_text("Disconnected: ");
+    tui.screen
+        .wait_for_text("Press Enter to reconnect as carol");
+    tui.screen.wait_for_text(" offline ");
+
+    // The same port again (std binds with SO_REUSEADDR, so no wait for TIME_WAIT).
+    let server = Server::start_on(&addr);
+    let mut watcher = LineClient::start(&server.addr, "watcher");
+    watcher.expect_line("* joined as watcher");
+    tui.type_keys(b"\r");
+    tui.screen.wait_for_text("Rejoined as carol.");
+    tui.screen.wait_for_text(" online ");
+    watcher.expect_line("* carol joined");
+    tui.type_keys(b"back again\r");
+    watcher.expect_chat("carol", "back again");
+
+    tui.type_keys(b"/quit\r");
+    tui.assert_exits_and_restores();
+    watcher.expect_line("* carol left");
+}

@@ -68,10 +68,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server and waits for its `listening on ADDR` line.
+    /// Starts the server on a free port and waits for its `listening on ADDR` line.
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Starts the server on `bind` and waits for its `listening on ADDR` line.
+    pub fn start_on(bind: &str) -> Self {
         let mut child = Command::new(server_binary())
-            .args(["--bind", "127.0.0.1:0"])
+            .args(["--bind", bind])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
