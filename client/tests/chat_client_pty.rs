@@ -283,3 +283,62 @@ fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
     tui.assert_exits_and_restores();
     watcher.expect_line("* carol left");
 }
+
+/// Set in the environment of the child that [`a_panic_restores_the_terminal`] runs.
+const PANIC_CHILD: &str = "CHAT_CLIENT_TEST_PANIC_CHILD";
+
+/// Not a test on its own: when re-run by [`a_panic_restores_the_terminal`] inside a pty, it
+/// enters the TUI's terminal modes and panics, leaving the restoring to the panic hook alone
+/// (the guard is forgotten, so its drop cannot do it).
+#[test]
+fn panic_child() {
+    if std::env::var_os(PANIC_CHILD).is_none() {
+        return;
+    }
+    chathttp_client::tui::install_panic_hook();
+    let guard = chathttp_client::tui::TerminalGuard::enter().expect("entering the TUI's modes");
+    std::mem::forget(guard);
+    panic!("a deliberate panic in the TUI");
+}
+
+#[test]
+fn a_panic_restores_the_terminal() {
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: ROWS,
+            cols: COLS,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pseudo-terminal");
+    let mut command = CommandBuilder::new(std::env::current_exe().expect("the test binary's path"));
+    command.args(["--exact", "panic_child", "--nocapture", "--test-threads=1"]);
+    command.env(PANIC_CHILD, "1");
+    command.env("RUST_BACKTRACE", "0");
+    let mut child = pair
+        .slave
+        .spawn_command(command)
+        .expect("re-running this test binary");
+    drop(pair.slave);
+    let mut screen = Screen::new(&*pair.master);
+    screen.wait_for_end();
+    let status = child.wait().expect("waiting for the child");
+    assert!(!status.success(), "the child panicked");
+
+    let raw = &screen.raw;
+    let entered = find(raw, b"\x1b[?1049h").expect("the child entered the alternate screen");
+    let left = find(raw, b"\x1b[?1049l").expect("the hook left the alternate screen");
+    let message = find(raw, b"a deliberate panic in the TUI").expect("the panic message");
+    assert!(
+        entered < left && left < message,
+        "restored before the message was printed"
+    );
+    assert!(is_cooked(&*pair.master), "raw mode is off again");
+    let s = screen.parser.screen();
+    assert!(!s.alternate_screen() && !s.bracketed_paste());
+    assert!(
+        s.contents().contains("a deliberate panic in the TUI"),
+        "{}",
+        s.contents()
+    );
+}

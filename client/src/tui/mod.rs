@@ -123,12 +123,14 @@ fn event_loop(
     }
 }
 
-/// Puts the terminal in the TUI's modes; [`restore`] on drop.
+/// Puts the terminal in the TUI's modes (raw, alternate screen, mouse reporting, bracketed
+/// paste); [`restore`] on drop.
 #[derive(Debug)]
-struct TerminalGuard;
+pub struct TerminalGuard;
 
 impl TerminalGuard {
-    fn enter() -> io::Result<Self> {
+    /// Enters the TUI's modes on standard output's terminal.
+    pub fn enter() -> io::Result<Self> {
         enable_raw_mode()?;
         let guard = Self;
         execute!(
@@ -160,8 +162,9 @@ pub fn restore() {
     let _ = disable_raw_mode();
 }
 
-/// Restores the terminal before the panic message is printed, so it is readable.
-fn install_panic_hook() {
+/// Makes a panic [`restore`] the terminal before the panic message is printed, so the
+/// message is readable and the shell usable. Call before [`TerminalGuard::enter`].
+pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore();
