@@ -19,8 +19,8 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chathttp_core::UsageError;
 use chathttp_core::client::{ClientEvent, Intent};
+use chathttp_core::{UsageError, UserName};
 use chrono::NaiveTime;
 
 use crate::args::ServerAddr;
@@ -57,8 +57,13 @@ impl<W: Write> LineMode<W> {
         }
     }
 
-    /// The actions that start the session.
-    pub fn start(&self) -> Vec<Action> {
+    /// The actions that start the session: connect, unless the name is one the server
+    /// would refuse anyway.
+    pub fn start(&mut self) -> Vec<Action> {
+        if let Err(error) = UserName::parse(&self.name) {
+            self.print(&format!("! invalid name: {error}"));
+            return vec![Action::Exit(1)];
+        }
         vec![Action::Connect(self.server.clone())]
     }
 

@@ -136,3 +136,20 @@ fn refusals_and_disconnects_end_with_exit_code_1() {
     assert_eq!(gone, vec![Action::Exit(1)]);
     assert!(output(&f).ends_with("! disconnected: Server is shutting down...\n"));
 }
+
+#[test]
+fn an_invalid_name_is_refused_before_connecting() {
+    let server = ServerAddr::parse("127.0.0.1:9994").expect("a valid address");
+    let mut f = LineMode::new(Vec::new(), server.clone(), "[bot]".into());
+    assert_eq!(f.start(), vec![Action::Exit(1)]);
+    assert_eq!(
+        output(&f),
+        "! invalid name: user name contains '[', which is reserved\n"
+    );
+    let mut f = LineMode::new(Vec::new(), server.clone(), "  émile ".into());
+    assert_eq!(
+        f.start(),
+        vec![Action::Connect(server)],
+        "trimmed, then valid"
+    );
+}

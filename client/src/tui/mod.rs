@@ -96,7 +96,7 @@ fn event_loop(
         };
         let first = match first {
             Ok(input) => input,
-            // The server did not confirm /quit in time, or every sender is gone.
+            // The server did not confirm /quit in time (the original server never does).
             Err(_) => return Ok(0),
         };
         // Handle everything that is already waiting before drawing again.
