@@ -106,6 +106,10 @@ where
     /// resulting actions. Events from replaced connections are dropped.
     pub fn handle_net(&mut self, frontend: &mut impl Frontend, tagged: Tagged) {
         if tagged.link != self.link {
+            if let NetEvent::Connected(stream) = tagged.event {
+                // Replaced while connecting: close it, which also ends its reader thread.
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
             return;
         }
         let actions = match tagged.event {
