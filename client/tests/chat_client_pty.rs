@@ -1,6 +1,8 @@
 //! The interactive TUI of the real `chat-client` binary, driven through a pseudo-terminal
 //! (portable-pty) against a real `chat-server-smol`. The test reads the screen with a
 //! terminal emulator (vt100), types like a user, and checks that the terminal is restored.
+//! Unix only: it reads the pty's termios flags.
+#![cfg(unix)]
 
 mod chat_client_support;
 
