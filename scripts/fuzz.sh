@@ -18,7 +18,7 @@ for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
     cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
-        tee "corpus/$target.log" | grep -E "^(#[0-9]+ +DONE|stat::|==[0-9]+==|SUMMARY|Done)" || true
+        tee "corpus/$target.log" | grep -E "^(#[0-9]+[[:space:]]+DONE|stat::|==[0-9]+==|SUMMARY|Done)" || true
     if grep -qE "^(==[0-9]+== ERROR|SUMMARY: libFuzzer|.*panicked at)" "corpus/$target.log"; then
         echo "$target: crash, see fuzz/artifacts/$target and fuzz/corpus/$target.log" >&2
         exit 1

@@ -1,0 +1,37 @@
+//! The request decoder, fed the input whole and in the chunks its first byte chooses: both
+//! must give the same messages and errors, never panic, and never buffer past the limits.
+#![no_main]
+
+use chathttp_core::FrameLimits;
+use chathttp_core::wire::{Progress, RequestDecoder};
+use libfuzzer_sys::fuzz_target;
+
+fn decode(chunks: &[&[u8]], limits: FrameLimits) -> Vec<String> {
+    let mut decoder = RequestDecoder::new(limits);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut input = *chunk;
+        loop {
+            let (used, progress) = decoder.decode(input);
+            input = &input[used..];
+            match progress {
+                Progress::NeedMore => {
+                    assert!(input.is_empty(), "NeedMore consumes everything");
+                    break;
+                }
+                Progress::Message(r) => out.push(format!("{r:?}")),
+                Progress::Error(e) => out.push(format!("{e:?}")),
+            }
+        }
+        assert!(decoder.buffered() <= limits.max_head_bytes + limits.max_body_bytes);
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunk, stream)) = data.split_first() else { return };
+    let limits = FrameLimits { max_head_bytes: 256, max_header_lines: 8, max_body_bytes: 128 };
+    let whole = decode(&[stream], limits);
+    let chunks: Vec<&[u8]> = stream.chunks(usize::from(chunk % 16) + 1).collect();
+    assert_eq!(whole, decode(&chunks, limits), "the split changed the outcome");
+});

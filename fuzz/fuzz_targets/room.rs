@@ -1,0 +1,109 @@
+//! The room machine driven by an arbitrary sequence of inputs: opens, byte chunks, closes,
+//! drains, clock ticks and a shutdown. After every input the machine's own invariants hold,
+//! every broadcast goes only to open members, and the host's count of unwritten bytes per
+//! connection matches the machine's.
+#![no_main]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chathttp_core::server::{Disconnect, Output, Server};
+use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp};
+use libfuzzer_sys::fuzz_target;
+
+/// Requests the fuzzer can splice together, so it reaches joins and chat quickly.
+const PIECES: &[&[u8]] = &[
+    b"ADD / HTTP/1.1\nUser_Agent: alice\n\n",
+    b"ADD / HTTP/1.1\nUser_Agent: ALICE\n\n",
+    b"ADD / HTTP/1.1\nUser_Agent: bob\n\n",
+    b"POST / HTTP/1.1\nContent_Length: 3\n\nhi\n",
+    b"GET / HTTP/1.1\n\n",
+    b"DELETE / HTTP/1.1\n\n",
+    b"POST / HTTP/1.1\nContent_Length: 40\n\n",
+];
+
+fuzz_target!(|data: &[u8]| {
+    let config = ServerConfig {
+        frame: FrameLimits { max_head_bytes: 128, max_header_lines: 4, max_body_bytes: 64 },
+        max_connections: 6,
+        max_output_bytes: 1024,
+        idle_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    let mut now_ms = 0u64;
+    let mut server = Server::new(config, Timestamp::from_millis(0));
+    let mut conns: Vec<ConnId> = Vec::new();
+    let mut unwritten: HashMap<ConnId, usize> = HashMap::new();
+    let mut bytes = data.iter().copied();
+    while let Some(op) = bytes.next() {
+        let arg = bytes.next().unwrap_or(0);
+        let now = Timestamp::from_millis(now_ms);
+        let pick = |conns: &[ConnId]| conns.get(usize::from(arg) % conns.len().max(1)).copied();
+        match op % 7 {
+            0 => conns.push(server.handle_open(now)),
+            1 => {
+                if let Some(conn) = pick(&conns) {
+                    server.handle_received(now, conn, PIECES[usize::from(arg >> 4) % PIECES.len()]);
+                }
+            }
+            2 => {
+                if let Some(conn) = pick(&conns) {
+                    let len = usize::from(arg >> 3);
+                    let chunk: Vec<u8> = bytes.by_ref().take(len).collect();
+                    server.handle_received(now, conn, &chunk);
+                }
+            }
+            3 => {
+                if let Some(conn) = pick(&conns) {
+                    server.handle_closed(now, conn, Disconnect::Eof);
+                    unwritten.remove(&conn);
+                }
+            }
+            4 => {
+                if let Some(conn) = pick(&conns) {
+                    let pending = unwritten.entry(conn).or_default();
+                    let count = (*pending).min(usize::from(arg) * 8);
+                    *pending -= count;
+                    server.handle_drained(now, conn, count);
+                }
+            }
+            5 => {
+                now_ms += u64::from(arg) * 50;
+                server.handle_timeout(Timestamp::from_millis(now_ms));
+            }
+            _ => {
+                if arg == 0xff {
+                    server.handle_shutdown(now);
+                }
+            }
+        }
+        while let Some(output) = server.poll_output() {
+            match output {
+                Output::Send { conn, frame } => {
+                    *unwritten.entry(conn).or_default() += frame.len();
+                }
+                Output::Broadcast { to, frame } => {
+                    for conn in to.iter() {
+                        *unwritten.entry(*conn).or_default() += frame.len();
+                    }
+                }
+                Output::Close { conn, .. } => {
+                    unwritten.remove(&conn);
+                }
+                Output::Event(_) => {}
+            }
+        }
+        if let Err(broken) = server.check_invariants() {
+            panic!("invariant broken: {broken}");
+        }
+        for (conn, name) in server.room().members() {
+            assert!(server.is_open(conn), "ghost member {name}");
+        }
+        for (&conn, &pending) in &unwritten {
+            if let Some(queued) = server.queued_bytes(conn) {
+                assert_eq!(queued, pending, "queued bytes drifted for {conn:?}");
+            }
+        }
+    }
+});
