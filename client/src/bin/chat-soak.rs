@@ -1,0 +1,615 @@
+//! `chat-soak`: a churning room against a real server for a configurable time, then a check
+//! that nothing was lost, doubled or reordered (issue #6, S6–S8).
+//!
+//! It starts the server binary itself (`--bind 127.0.0.1:0`), so it can read its RSS.
+//!
+//! # The room
+//!
+//! * An **observer** (`u0`) joins first, reads promptly, stays to the end and asks `GET` every
+//!   few seconds. Its stream is the reference order: every broadcast the server sequenced
+//!   after it joined, in the server's one order (S7).
+//! * **Churners** (`u1`, `u2`, …, every incarnation a fresh name) keep about `--members` in the
+//!   room: each joins, posts unique lines (`uN#K`) at random intervals for a random lifetime,
+//!   then either leaves with `DELETE` and reads to the end of its stream, or **vanishes**
+//!   (closes both directions without `DELETE`, unread input and all). A share of them are
+//!   **slow readers**: a small receive buffer, 512-byte reads and a pause after each (20 ms
+//!   for half of them, 150 ms for the others, which then fall behind a busy room and may be
+//!   cut by the server under a small `--max-output-bytes`, S8).
+//!
+//! # The check
+//!
+//! Broadcasts are parsed into events (join N, leave N, chat N#K). For a churner X, the
+//! observer's stream holds X's join notice at index `j` and its leave notice at `l`; X was a
+//! member exactly in between, so X must have received `observer[j+1 .. l]`, in that order:
+//! all of it if X left with `DELETE` (its `Goodbye` is sequenced where the others see its
+//! leave notice), a prefix of it if X vanished or the server cut it (S8: a cut connection's
+//! queue is dropped). Any extra, missing, doubled or reordered event is a failure, and so is
+//! an event seen twice by the observer. The observer's `GET` replies must list exactly the
+//! members its own stream says are present, in join order; the last one, after every
+//! churner has gone, must list only the observer. RSS is read at the start, every
+//! `--rss-every` seconds, and after everyone has left.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chathttp_core::Method;
+use clap::Parser;
+
+#[path = "chat-hostile/common.rs"]
+mod common;
+
+use common::{Ended, Peer, Reply, ServerProcess};
+
+/// Runs a churning room against a ChatHTTP server and checks delivery at the end.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The server binary to start (it gets `--bind 127.0.0.1:0` and `--server-arg`s)
+    #[arg(long)]
+    server: PathBuf,
+    /// An extra argument for the server (repeatable)
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// How long the room churns, in seconds
+    #[arg(long, default_value = "60")]
+    seconds: u64,
+    /// Churners kept in the room at once
+    #[arg(long, default_value = "24")]
+    members: usize,
+    /// Mean pause between two posts of one churner, in milliseconds
+    #[arg(long, default_value = "400")]
+    post_every_ms: u64,
+    /// Longest lifetime of a churner, in seconds (lifetimes are uniform in 1..=this)
+    #[arg(long, default_value = "30")]
+    max_life: u64,
+    /// How often the server's RSS is logged, in seconds
+    #[arg(long, default_value = "60")]
+    rss_every: u64,
+    /// Where the server's standard error goes
+    #[arg(long, default_value = "target/soak-server.log")]
+    server_log: PathBuf,
+    /// How far the server's RSS after everyone has left may be above its RSS at the start
+    /// before the run fails, in KiB
+    #[arg(long, default_value = "16384")]
+    rss_slack_kib: u64,
+    /// Seed of the churn (lifetimes, pauses, who vanishes)
+    #[arg(long, default_value = "1")]
+    seed: u64,
+}
+
+/// A broadcast, reduced to what the check compares. Names are `u{id}`; chat texts `u{id}#{k}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Event {
+    Join(u32),
+    Leave(u32),
+    Chat(u32, u32),
+}
+
+/// What one response body is.
+#[derive(Debug)]
+enum Body {
+    Event(Event),
+    Users(Vec<u32>),
+    Other,
+}
+
+fn parse_id(name: &str) -> Option<u32> {
+    name.strip_prefix('u')?.parse().ok()
+}
+
+fn classify(reply: &Reply) -> Body {
+    let body = reply.body.as_str();
+    if reply.code != 200 {
+        return Body::Other;
+    }
+    if let Some(list) = body.strip_prefix("Online users:\n") {
+        let ids: Option<Vec<u32>> = list.lines().map(parse_id).collect();
+        return ids.map_or(Body::Other, Body::Users);
+    }
+    if let Some(name) = body.strip_suffix(" has just entered the chat room...\n") {
+        return parse_id(name).map_or(Body::Other, |id| Body::Event(Event::Join(id)));
+    }
+    if let Some(name) = body.strip_suffix(" has just left the chat room...\n") {
+        return parse_id(name).map_or(Body::Other, |id| Body::Event(Event::Leave(id)));
+    }
+    let chat = body
+        .strip_prefix("[ ")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .and_then(|rest| rest.split_once(" ] : "))
+        .and_then(|(name, text)| {
+            let id = parse_id(name)?;
+            let (text_name, k) = text.split_once('#')?;
+            (parse_id(text_name)? == id).then_some(())?;
+            Some(Event::Chat(id, k.parse().ok()?))
+        });
+    chat.map_or(Body::Other, Body::Event)
+}
+
+/// How a churner's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// It sent `DELETE`, got `Goodbye`, and read to the end of the stream.
+    Left,
+    /// It closed without `DELETE`.
+    Vanished,
+    /// The server ended the stream first (S8 slow reader, or a fault).
+    Cut(Ended),
+    /// It never became a member.
+    NeverJoined,
+}
+
+/// What a churner hands to the check.
+#[derive(Debug)]
+struct Record {
+    id: u32,
+    slow: bool,
+    exit: Exit,
+    events: Vec<Event>,
+    posted: u32,
+    errors: Vec<String>,
+}
+
+/// A small deterministic generator (SplitMix64), so a seed replays the same churn.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One churner's plan.
+#[derive(Debug, Clone)]
+struct Plan {
+    id: u32,
+    life: Duration,
+    vanish: bool,
+    slow: bool,
+    /// For slow readers: the pause after each read.
+    slow_pause: Duration,
+    post_every_ms: u64,
+    rng: Rng,
+}
+
+fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
+    let name = format!("u{}", plan.id);
+    let mut record = Record {
+        id: plan.id,
+        slow: plan.slow,
+        exit: Exit::NeverJoined,
+        events: Vec::new(),
+        posted: 0,
+        errors: Vec::new(),
+    };
+    let recv_buffer = plan.slow.then_some(4096);
+    let mut peer = match Peer::connect(addr, recv_buffer) {
+        Ok(peer) => peer,
+        Err(e) => {
+            record.errors.push(format!("{name}: connect: {e}"));
+            return record;
+        }
+    };
+    if let Err(e) = peer.join(&name, Duration::from_secs(20)) {
+        record.errors.push(format!("{name}: join: {e}"));
+        return record;
+    }
+    // Slow readers take 512 bytes at a time and pause after each read.
+    let (chunk, pause) = if plan.slow {
+        (512, plan.slow_pause)
+    } else {
+        (usize::MAX, Duration::ZERO)
+    };
+    let end_at = Instant::now() + plan.life;
+    let mut next_post = Instant::now() + pause_for(&mut plan);
+    loop {
+        let now = Instant::now();
+        if now >= end_at {
+            break;
+        }
+        if now >= next_post {
+            let text = format!("{name}#{}", record.posted);
+            if let Err(e) = peer.send(Method::Post, &name, text.as_bytes()) {
+                record.exit = Exit::Cut(Ended::Reset);
+                record.errors.push(format!("{name}: POST failed: {e}"));
+                return record;
+            }
+            record.posted += 1;
+            next_post = now + pause_for(&mut plan);
+        }
+        let wait_until = next_post.min(end_at);
+        match peer.next_reply_reading(wait_until, chunk) {
+            Ok(Some(reply)) => {
+                take(&mut record, &reply);
+                if plan.slow {
+                    thread::sleep(pause);
+                }
+            }
+            Ok(None) => {}
+            Err(ended) => {
+                record.exit = Exit::Cut(ended);
+                return record;
+            }
+        }
+    }
+    if plan.vanish {
+        record.exit = Exit::Vanished;
+        peer.vanish();
+        return record;
+    }
+    if let Err(e) = peer.send(Method::Delete, &name, b"") {
+        record.exit = Exit::Cut(Ended::Reset);
+        record.errors.push(format!("{name}: DELETE failed: {e}"));
+        return record;
+    }
+    // Read to the end: everything sequenced before our leave, then Goodbye, then EOF.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut goodbye = false;
+    loop {
+        match peer.next_reply_reading(deadline, chunk) {
+            Ok(Some(reply)) if reply.body == format!("Goodbye, {name}!\n") => goodbye = true,
+            Ok(Some(reply)) if goodbye => {
+                record
+                    .errors
+                    .push(format!("{name}: {:?} after Goodbye", reply.body));
+            }
+            Ok(Some(reply)) => take(&mut record, &reply),
+            Ok(None) => {
+                record.errors.push(format!("{name}: no EOF after DELETE"));
+                break;
+            }
+            Err(Ended::Eof) if goodbye => {
+                record.exit = Exit::Left;
+                break;
+            }
+            Err(ended) => {
+                record.exit = Exit::Cut(ended);
+                break;
+            }
+        }
+    }
+    record
+}
+
+fn pause_for(plan: &mut Plan) -> Duration {
+    Duration::from_millis(plan.post_every_ms / 2 + plan.rng.below(plan.post_every_ms + 1))
+}
+
+fn take(record: &mut Record, reply: &Reply) {
+    match classify(reply) {
+        Body::Event(event) => record.events.push(event),
+        Body::Users(_) | Body::Other => record.errors.push(format!(
+            "u{}: unexpected {} {:?}",
+            record.id, reply.code, reply.body
+        )),
+    }
+}
+
+/// The observer's side: its stream, and what its `GET`s found.
+#[derive(Debug, Default)]
+struct Observed {
+    events: Vec<Event>,
+    gets: u32,
+    errors: Vec<String>,
+    final_users: Option<Vec<u32>>,
+}
+
+/// Reads everything, asks `GET` every 5 s, checks each list against the stream; after
+/// `stop`, waits until every churner's leave notice has arrived, then a last `GET`.
+fn observe(mut peer: Peer, stop: Arc<AtomicBool>, spawned: Arc<AtomicU32>) -> Observed {
+    let mut seen = Observed::default();
+    // Members in join order per the stream (the observer is u0, present throughout).
+    let mut present: Vec<u32> = vec![0];
+    let mut get_pending = 0u32;
+    let mut next_get = Instant::now() + Duration::from_secs(5);
+    let mut final_get_sent = false;
+    let mut drain_deadline = None;
+    let mut left = 0u32;
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::SeqCst) && !final_get_sent {
+            let deadline = *drain_deadline.get_or_insert(now + Duration::from_secs(90));
+            // Everyone who joined must have left; spawned counts incarnations started.
+            let joined = seen
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::Join(_)))
+                .count() as u32;
+            let all_left = left == joined && spawned.load(Ordering::SeqCst) > 0;
+            if (all_left && get_pending == 0) || now >= deadline {
+                if !all_left {
+                    seen.errors
+                        .push(format!("ghosts: {} joined, {left} left", joined));
+                }
+                if peer.send(Method::Get, "u0", b"").is_err() {
+                    seen.errors.push("observer: final GET failed".into());
+                    return seen;
+                }
+                final_get_sent = true;
+                get_pending += 1;
+            }
+        } else if !final_get_sent && now >= next_get {
+            if peer.send(Method::Get, "u0", b"").is_err() {
+                seen.errors.push("observer: GET failed".into());
+                return seen;
+            }
+            get_pending += 1;
+            next_get = now + Duration::from_secs(5);
+        }
+        match peer.next_reply(now + Duration::from_millis(100)) {
+            Ok(Some(reply)) => match classify(&reply) {
+                Body::Event(event) => {
+                    match event {
+                        Event::Join(id) => present.push(id),
+                        Event::Leave(id) => {
+                            left += 1;
+                            present.retain(|p| *p != id);
+                        }
+                        Event::Chat(..) => {}
+                    }
+                    seen.events.push(event);
+                }
+                Body::Users(users) => {
+                    get_pending -= 1;
+                    seen.gets += 1;
+                    if users != present {
+                        seen.errors.push(format!(
+                            "GET #{} listed {users:?}, the stream says {present:?}",
+                            seen.gets
+                        ));
+                    }
+                    if final_get_sent && get_pending == 0 {
+                        seen.final_users = Some(users);
+                        let _ = peer.send(Method::Delete, "u0", b"");
+                        return seen;
+                    }
+                }
+                Body::Other => seen.errors.push(format!(
+                    "observer: unexpected {} {:?}",
+                    reply.code, reply.body
+                )),
+            },
+            Ok(None) => {}
+            Err(ended) => {
+                seen.errors
+                    .push(format!("observer: stream ended ({ended:?})"));
+                return seen;
+            }
+        }
+    }
+}
+
+/// Compares every churner's stream with the observer's order. Returns failures.
+fn check(observed: &Observed, records: &[Record]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut position: HashMap<Event, usize> = HashMap::new();
+    for (at, event) in observed.events.iter().enumerate() {
+        if position.insert(*event, at).is_some() {
+            failures.push(format!("observer saw {event:?} twice"));
+        }
+    }
+    for record in records {
+        if record.exit == Exit::NeverJoined {
+            continue;
+        }
+        let name = format!("u{}", record.id);
+        let (Some(&join), Some(&leave)) = (
+            position.get(&Event::Join(record.id)),
+            position.get(&Event::Leave(record.id)),
+        ) else {
+            failures.push(format!(
+                "{name}: join or leave notice missing from the observer"
+            ));
+            continue;
+        };
+        let expected = &observed.events[join + 1..leave];
+        let got = &record.events;
+        let complete = record.exit == Exit::Left;
+        let matches = if complete {
+            got.as_slice() == expected
+        } else {
+            got.len() <= expected.len() && got.as_slice() == &expected[..got.len()]
+        };
+        if !matches {
+            let first_diff = got
+                .iter()
+                .zip(expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(expected.len()));
+            failures.push(format!(
+                "{name} ({:?}): got {} events, expected {}{}; first difference at {first_diff}: \
+                 got {:?}, expected {:?}",
+                record.exit,
+                got.len(),
+                if complete { "" } else { "at most " },
+                expected.len(),
+                got.get(first_diff),
+                expected.get(first_diff),
+            ));
+        }
+        if complete {
+            for k in 0..record.posted {
+                if !position.contains_key(&Event::Chat(record.id, k)) {
+                    failures.push(format!("{name}#{k} was posted and never broadcast"));
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let nofile = common::raise_nofile_limit();
+    let server = match ServerProcess::start(&args.server, &args.server_args, None, &args.server_log)
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("chat-soak: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.addr;
+    thread::sleep(Duration::from_millis(500));
+    let rss_start = server.rss_kib().unwrap_or(0);
+    println!(
+        "chat-soak: {} on {addr} (pid {}), {} s, {} churners, seed {}, nofile {nofile}",
+        args.server.display(),
+        server.pid,
+        args.seconds,
+        args.members,
+        args.seed
+    );
+    println!("rss start: {rss_start} KiB");
+
+    let mut observer = match Peer::connect(addr, None) {
+        Ok(peer) => peer,
+        Err(e) => {
+            eprintln!("chat-soak: observer cannot connect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = observer.join("u0", Duration::from_secs(10)) {
+        eprintln!("chat-soak: observer cannot join: {e}");
+        return ExitCode::FAILURE;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawned = Arc::new(AtomicU32::new(0));
+    let observer = {
+        let (stop, spawned) = (stop.clone(), spawned.clone());
+        thread::spawn(move || observe(observer, stop, spawned))
+    };
+
+    // Keep `members` churners alive; each ends on its own schedule and a new one replaces it.
+    let (done_tx, done_rx) = mpsc::channel::<Record>();
+    let mut rng = Rng(args.seed);
+    let mut records = Vec::new();
+    let mut running = 0usize;
+    let started = Instant::now();
+    let end = started + Duration::from_secs(args.seconds);
+    let mut next_rss = started + Duration::from_secs(args.rss_every);
+    let mut next_id = 1u32;
+    while Instant::now() < end {
+        while running < args.members {
+            let plan = Plan {
+                id: next_id,
+                life: Duration::from_millis(1000 + rng.below(args.max_life.max(1) * 1000)),
+                vanish: rng.below(3) == 0,
+                slow: rng.below(5) == 0,
+                // Half the slow readers keep up (barely), half fall behind and may be cut (S8).
+                slow_pause: Duration::from_millis(if rng.below(2) == 0 { 20 } else { 150 }),
+                post_every_ms: args.post_every_ms,
+                rng: Rng(rng.next()),
+            };
+            next_id += 1;
+            running += 1;
+            spawned.fetch_add(1, Ordering::SeqCst);
+            let done = done_tx.clone();
+            thread::spawn(move || {
+                let _ = done.send(churner(addr, plan));
+            });
+            // Stagger joins a little.
+            thread::sleep(Duration::from_millis(rng.below(50)));
+        }
+        if let Ok(record) = done_rx.recv_timeout(Duration::from_millis(200)) {
+            running -= 1;
+            records.push(record);
+        }
+        if Instant::now() >= next_rss {
+            println!(
+                "rss at {:>5} s: {} KiB ({} churner incarnations so far)",
+                started.elapsed().as_secs(),
+                server.rss_kib().unwrap_or(0),
+                next_id - 1
+            );
+            next_rss += Duration::from_secs(args.rss_every);
+        }
+    }
+    drop(done_tx);
+    // Let the last churners finish their lives (bounded by --max-life plus the leave).
+    for record in done_rx.iter() {
+        records.push(record);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let observed = match observer.join() {
+        Ok(observed) => observed,
+        Err(_) => {
+            eprintln!("chat-soak: the observer thread panicked");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The observer's DELETE is on its way; the writer lingers at most 2 s (W8).
+    thread::sleep(Duration::from_secs(4));
+    let rss_end = server.rss_kib().unwrap_or(0);
+    let rss_peak = server.peak_rss_kib().unwrap_or(0);
+    let fds_end = server.open_fds().unwrap_or(0);
+
+    let mut failures = check(&observed, &records);
+    failures.extend(observed.errors.iter().cloned());
+    for record in &records {
+        failures.extend(record.errors.iter().cloned());
+    }
+    match &observed.final_users {
+        Some(users) if users == &[0] => {}
+        Some(users) => failures.push(format!("final GET listed {users:?}, expected only u0")),
+        None => failures.push("no final GET reply".into()),
+    }
+    let count = |exit: fn(&Exit) -> bool| records.iter().filter(|r| exit(&r.exit)).count();
+    let left = count(|e| *e == Exit::Left);
+    let vanished = count(|e| *e == Exit::Vanished);
+    let cut = count(|e| matches!(e, Exit::Cut(_)));
+    let never = count(|e| *e == Exit::NeverJoined);
+    let chats = observed
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Chat(..)))
+        .count();
+    let delivered: usize = records.iter().map(|r| r.events.len()).sum();
+    let slow = records.iter().filter(|r| r.slow).count();
+    println!(
+        "churners: {} incarnations ({slow} slow readers): {left} left with DELETE, {vanished} vanished, \
+         {cut} cut by the server, {never} never joined",
+        records.len()
+    );
+    println!(
+        "observer: {} events ({chats} chat lines), {} GETs checked; churners received {delivered} events in all",
+        observed.events.len(),
+        observed.gets
+    );
+    println!(
+        "rss: start {rss_start} KiB, peak {rss_peak} KiB, end {rss_end} KiB (end - start {} KiB); \
+         open fds at end {fds_end}",
+        rss_end as i64 - rss_start as i64
+    );
+    if rss_end > rss_start + args.rss_slack_kib {
+        failures.push(format!(
+            "RSS after everyone left is {rss_end} KiB, more than {} KiB above the start",
+            args.rss_slack_kib
+        ));
+    }
+    let stopped = server.stop();
+    println!("server stop (SIGTERM): {stopped:?}");
+    if failures.is_empty() {
+        println!("PASS: every message to every member present exactly once, one order, no ghosts");
+        ExitCode::SUCCESS
+    } else {
+        for failure in failures.iter().take(50) {
+            println!("FAIL: {failure}");
+        }
+        println!("FAIL: {} failures", failures.len());
+        ExitCode::FAILURE
+    }
+}
