@@ -416,6 +416,9 @@ fn log_event(event: &Event) {
     }
 }
 
+/// How many entries an empty writer queue keeps room for.
+const IDLE_QUEUE_CAPACITY: usize = 16;
+
 /// What a writer does next, given its queue and whether it was told to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -487,6 +490,11 @@ impl Outgoing {
             }
             written -= front.len();
             self.frames.pop_front();
+        }
+        // A burst (a thousand joins at once) can grow the queue to thousands of entries;
+        // an idle writer should not keep that room for the rest of its life.
+        if self.frames.is_empty() && self.frames.capacity() > IDLE_QUEUE_CAPACITY {
+            self.frames.shrink_to(IDLE_QUEUE_CAPACITY);
         }
     }
 }
