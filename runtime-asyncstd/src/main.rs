@@ -14,8 +14,8 @@
 //! * **writer**, one task per connection: the only task that writes its socket, one
 //!   vectored write per wake-up. A peer that does not read parks only its own writer (S8).
 //!
-//! Signals arrive through the shared host's signal thread, which sends
-//! [`Input::Shutdown`] on the driver's channel (S11).
+//! Signals arrive through the shared host's signal thread, which raises the shutdown flag
+//! and wakes the driver with an [`Input::Shutdown`] (S11).
 //!
 //! The driver's input channel is bounded: when the driver falls behind, readers stop reading
 //! and TCP pushes back on the senders. Writer queues are unbounded channels, because the
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     let (to_driver, inputs) = async_channel::bounded(host::INPUT_CAPACITY);
     let on_signal = to_driver.clone();
     host::on_shutdown_signal(move || {
-        let _ = on_signal.send_blocking(Input::Shutdown);
+        let _ = on_signal.try_send(Input::Shutdown);
     });
     let listener = host::listen(settings.bind);
     task::block_on(async {

@@ -22,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::process;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -177,11 +178,18 @@ pub fn listen(addr: SocketAddr) -> TcpListener {
     listener
 }
 
-/// Calls `notify` from a dedicated thread each time SIGINT or SIGTERM arrives.
+/// Set by the signal thread, read by the [`Driver`]. Signals are process-wide, and so is this.
+static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// On SIGINT or SIGTERM, requests shutdown and calls `wake` (from a dedicated thread), which
+/// should hand the driver an [`Input::Shutdown`] without waiting.
 ///
-/// The handlers are installed before this returns, so call it before [`listen`]: a signal
-/// that arrives once the `listening on` line is out then always means a clean shutdown.
-pub fn on_shutdown_signal(notify: impl Fn() + Send + 'static) {
+/// The request is a flag that the driver checks on every input, so it gets through even when
+/// the driver's input channel is full and `wake` cannot deliver anything; `wake` only ends
+/// the driver's wait when it is idle. The handlers are installed before this returns, so call
+/// it before [`listen`]: a signal that arrives once the `listening on` line is out then always
+/// means a clean shutdown.
+pub fn on_shutdown_signal(wake: impl Fn() + Send + 'static) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
@@ -195,7 +203,8 @@ pub fn on_shutdown_signal(notify: impl Fn() + Send + 'static) {
         .spawn(move || {
             for signal in signals.forever() {
                 tracing::info!(signal, "shutting down");
-                notify();
+                SHUTDOWN_REQUESTED.store(true, Ordering::Relaxed);
+                wake();
             }
         })
         .expect("one thread can be spawned at start-up");
@@ -262,7 +271,7 @@ pub enum Input<S> {
     Closed(ConnId, Disconnect),
     /// A writer ended; shutdown waits for all of them.
     WriterFinished,
-    /// SIGINT or SIGTERM arrived.
+    /// SIGINT or SIGTERM arrived (see [`on_shutdown_signal`]).
     Shutdown,
 }
 
@@ -339,19 +348,26 @@ impl<O: Outbox> Driver<O> {
                 }
             }
             Input::WriterFinished => self.writers -= 1,
-            Input::Shutdown => {
-                self.server.handle_shutdown(now);
-                self.exit_by
-                    .get_or_insert(now.saturating_add(SHUTDOWN_GRACE));
-            }
+            // The request itself is the flag, checked below for every input.
+            Input::Shutdown => {}
         }
+        self.shut_down_if_requested(now);
         self.carry_out();
     }
 
     /// The clock passed [`next_wakeup`](Self::next_wakeup): let the machine cut what timed out.
     pub fn handle_timeout(&mut self) {
-        self.server.handle_timeout(self.clock.now());
+        let now = self.clock.now();
+        self.server.handle_timeout(now);
+        self.shut_down_if_requested(now);
         self.carry_out();
+    }
+
+    fn shut_down_if_requested(&mut self, now: Timestamp) {
+        if self.exit_by.is_none() && SHUTDOWN_REQUESTED.load(Ordering::Relaxed) {
+            self.server.handle_shutdown(now);
+            self.exit_by = Some(now.saturating_add(SHUTDOWN_GRACE));
+        }
     }
 
     /// How long the runtime may wait for the next input before calling

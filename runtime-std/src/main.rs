@@ -10,7 +10,7 @@
 //!   it gets to the driver.
 //! * **writer**, one per connection: the only thread that writes its socket. It blocks in
 //!   `write_vectored` when the peer does not read, and only that peer waits (S8).
-//! * **signals**: turns SIGINT and SIGTERM into an input (S11).
+//! * **signals**: raises the shutdown flag on SIGINT and SIGTERM and wakes the driver (S11).
 //!
 //! Blocking sockets offer no way to wait for "readable or writable or a message", so each
 //! direction of each socket needs a thread of its own; anything fewer lets one slow peer hold
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     let (to_driver, inputs) = mpsc::sync_channel(host::INPUT_CAPACITY);
     let on_signal = to_driver.clone();
     host::on_shutdown_signal(move || {
-        let _ = on_signal.send(Input::Shutdown);
+        let _ = on_signal.try_send(Input::Shutdown);
     });
     let listener = host::listen(settings.bind);
     let accepted = to_driver.clone();
