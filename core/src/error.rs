@@ -29,9 +29,6 @@ pub enum FrameError {
     /// A header line that starts with whitespace (obsolete line folding).
     #[error("malformed header line: continuation lines are not allowed")]
     ObsoleteLineFolding,
-    /// A header value holds a control character other than tab.
-    #[error("malformed header line: control character in the value")]
-    ControlInHeaderValue,
     /// `Content_Length` is not plain decimal digits, or does not fit in 64 bits.
     #[error("invalid Content_Length: not a plain decimal number")]
     BadContentLength,
