@@ -613,3 +613,95 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u32, exit: Exit, events: Vec<Event>) -> Record {
+        Record {
+            id,
+            slow: false,
+            exit,
+            events,
+            posted: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// u1 joins, u2 joins, u2 says #0, u1 says #0, u2 leaves, u1 leaves.
+    fn observed() -> Observed {
+        use Event::*;
+        Observed {
+            events: vec![Join(1), Join(2), Chat(2, 0), Chat(1, 0), Leave(2), Leave(1)],
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn exact_streams_pass() {
+        use Event::*;
+        let records = [
+            record(
+                1,
+                Exit::Left,
+                vec![Join(2), Chat(2, 0), Chat(1, 0), Leave(2)],
+            ),
+            record(2, Exit::Left, vec![Chat(2, 0), Chat(1, 0)]),
+        ];
+        assert_eq!(check(&observed(), &records), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_vanished_member_may_miss_the_tail_only() {
+        use Event::*;
+        let prefix = [record(2, Exit::Vanished, vec![Chat(2, 0)])];
+        assert!(check(&observed(), &prefix).is_empty());
+        let gap = [record(2, Exit::Vanished, vec![Chat(1, 0)])];
+        assert_eq!(check(&observed(), &gap).len(), 1);
+    }
+
+    #[test]
+    fn loss_doubling_and_reordering_fail() {
+        use Event::*;
+        let lost = [record(2, Exit::Left, vec![Chat(2, 0)])];
+        let doubled = [record(
+            2,
+            Exit::Left,
+            vec![Chat(2, 0), Chat(2, 0), Chat(1, 0)],
+        )];
+        let reordered = [record(2, Exit::Left, vec![Chat(1, 0), Chat(2, 0)])];
+        for records in [&lost, &doubled, &reordered] {
+            assert_eq!(check(&observed(), records).len(), 1, "{records:?}");
+        }
+    }
+
+    #[test]
+    fn the_observer_must_not_see_an_event_twice() {
+        let mut twice = observed();
+        twice.events.push(Event::Chat(1, 0));
+        assert!(!check(&twice, &[]).is_empty());
+    }
+
+    #[test]
+    fn bodies_are_classified() {
+        let reply = |body: &str| Reply {
+            code: 200,
+            body: body.into(),
+        };
+        assert!(matches!(
+            classify(&reply("[ u3 ] : u3#12\n")),
+            Body::Event(Event::Chat(3, 12))
+        ));
+        // A line whose text claims another speaker is not one of ours.
+        assert!(matches!(classify(&reply("[ u3 ] : u4#12\n")), Body::Other));
+        assert!(matches!(
+            classify(&reply("u7 has just left the chat room...\n")),
+            Body::Event(Event::Leave(7))
+        ));
+        assert!(matches!(
+            classify(&reply("Online users:\nu0\nu5\n")),
+            Body::Users(users) if users == [0, 5]
+        ));
+    }
+}
