@@ -11,7 +11,7 @@ fn reads_as_room_traffic(body: &str) -> bool {
 }
 
 conformance! {
-    fn s1_greeting_is_202_accept_with_a_short_body(rt: Runtime) {
+    fn s1_h3_greeting_is_202_accept_with_a_short_body(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut client = server.connect();
         let greeting = client.read_response();
@@ -20,7 +20,7 @@ conformance! {
         assert!(!reads_as_room_traffic(&greeting.text()), "H3: {greeting:?}");
     }
 
-    fn s2_3_join_answers_the_joiner_and_tells_only_the_others(rt: Runtime) {
+    fn s2_s2_3_h3_join_answers_the_joiner_and_tells_only_the_others(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut alice = server.member("Alice");
         let mut bob = server.guest();
@@ -133,7 +133,7 @@ conformance! {
         assert_eq!(guest.request("GET", "g", b"").text(), "Online users:\nCharlie\nalice\nBob\n");
     }
 
-    fn s5_delete_answers_closes_and_frees_the_name_at_once(rt: Runtime) {
+    fn s5_h3_delete_answers_closes_and_frees_the_name_at_once(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut alice = server.member("Alice");
         let mut bob = server.member("Bob");

@@ -106,7 +106,7 @@ fn session_bodies(rt: Runtime, split: &dyn Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<Str
 }
 
 conformance! {
-    fn seed_examples_byte_for_byte(rt: Runtime) {
+    fn w1_r2_h2_seed_examples_byte_for_byte(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut bob = server.member("Bob");
         let mut alice = server.guest();
