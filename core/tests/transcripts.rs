@@ -392,3 +392,79 @@ fn w8_requests_that_frame_but_make_no_sense_keep_the_connection() {
     );
     assert_snapshot!(s.transcript);
 }
+
+/// When every member stops reading and one leaves, the leave notices cascade: each fills
+/// the others' queues until they are cut in turn. Every notice must go only to members
+/// still open, and the cascade must end with an empty room, one leave per member.
+#[test]
+fn s6_s8_a_mass_cut_cascades_cleanly() {
+    use chathttp_core::{Disconnect, Output, Server, Timestamp};
+    let limit = 80_000;
+    let config = ServerConfig {
+        max_output_bytes: limit,
+        ..ServerConfig::default()
+    };
+    let mut server = Server::new(config, Timestamp::from_millis(0));
+    let now = Timestamp::from_millis(0);
+    let members: Vec<_> = (0..300)
+        .map(|i| {
+            let conn = server.handle_open(now);
+            server.handle_received(now, conn, &add(&format!("m{i}")));
+            conn
+        })
+        .collect();
+    let mut open: std::collections::HashSet<_> = members.iter().copied().collect();
+    let drain = |server: &mut Server, open: &mut std::collections::HashSet<_>| {
+        while let Some(output) = server.poll_output() {
+            if let Output::Close { conn, .. } = output {
+                open.remove(&conn);
+            }
+        }
+    };
+    drain(&mut server, &mut open);
+    assert_eq!(open.len(), 300, "everyone joined");
+    for &conn in &members {
+        let queued = server.queued_bytes(conn).expect("open");
+        server.handle_drained(now, conn, queued);
+    }
+    // Then everybody stops reading, and m0 talks until no queue has room for a leave notice
+    // (about 205 bytes; a chat line here is about 187).
+    while server.queued_bytes(members[1]).expect("open") + 200 < limit {
+        server.handle_received(now, members[0], &post("filling"));
+        drain(&mut server, &mut open);
+    }
+    assert_eq!(open.len(), 300, "nobody cut yet");
+    server.handle_closed(now, members[299], Disconnect::Eof);
+    open.remove(&members[299]);
+    let (mut leaves, mut deliveries) = (0, 0);
+    while let Some(output) = server.poll_output() {
+        match output {
+            Output::Broadcast { to, .. } => {
+                deliveries += to.len();
+                assert!(
+                    to.iter().all(|c| open.contains(c)),
+                    "a notice went to a closed connection"
+                );
+            }
+            Output::Close { conn, .. } => {
+                open.remove(&conn);
+            }
+            Output::Event(chathttp_core::Event::Left { .. }) => leaves += 1,
+            _ => {}
+        }
+        server.check_invariants().expect("consistent mid-cascade");
+    }
+    server
+        .check_invariants()
+        .expect("consistent after the cascade");
+    // The first notice cut everyone it reached; each cut member's leave then went to nobody.
+    assert_eq!(
+        leaves, 300,
+        "one leave per member, the one who hung up included"
+    );
+    assert_eq!(
+        deliveries, 0,
+        "notices went only to open members: none were left"
+    );
+    assert!(server.room().is_empty() && open.is_empty());
+}

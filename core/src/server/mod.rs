@@ -173,7 +173,8 @@ pub struct Server {
     room: Room,
     deadlines: BTreeSet<(Timestamp, ConnId)>,
     outputs: VecDeque<Output>,
-    /// Members closed while an entry was being applied; their leaves are applied next.
+    /// Members whose connections closed; their leaves are applied by `poll_output`, in order,
+    /// once the outputs queued before them are taken.
     pending_leaves: VecDeque<(ConnId, LeaveCause)>,
     now: Timestamp,
     datetime: (i64, [u8; 19]),
@@ -233,11 +234,11 @@ impl Server {
     /// Checks the machine's internal invariants; `Err` says which one is broken. It walks
     /// every connection, so call it from tests and fuzzers, not from a production loop.
     ///
-    /// Between two inputs: the connection count matches the table; every member's
-    /// connection is open and marked a member, and the reverse; names are unique by their
-    /// S2.2 key; every deadline in the timer index belongs to an open connection and every
-    /// connection's deadline is indexed; no decoder holds more than the head and body
-    /// limits; no leave is left pending.
+    /// At any time, even between two calls of `poll_output`: the connection count matches
+    /// the table; every member's connection is open and marked a member, unless its leave
+    /// is pending, and the reverse; names are unique by their S2.2 key; every deadline in
+    /// the timer index belongs to an open connection and every connection's deadline is
+    /// indexed; no decoder holds more than the head and body limits.
     pub fn check_invariants(&self) -> Result<(), String> {
         let open: Vec<(ConnId, &Connection)> = self
             .slots
@@ -259,7 +260,8 @@ impl Server {
         }
         let mut keys = std::collections::HashSet::new();
         for (conn, name) in self.room.members() {
-            if !self.connection(conn).is_some_and(|c| c.is_member) {
+            let leaving = self.pending_leaves.iter().any(|&(c, _)| c == conn);
+            if !leaving && !self.connection(conn).is_some_and(|c| c.is_member) {
                 return Err(format!(
                     "member {name} ({conn:?}) has no open member connection"
                 ));
@@ -291,9 +293,6 @@ impl Server {
                 "{} deadlines indexed for {indexed} connections",
                 self.deadlines.len()
             ));
-        }
-        if !self.pending_leaves.is_empty() {
-            return Err("leaves left pending between inputs".into());
         }
         Ok(())
     }
@@ -370,7 +369,6 @@ impl Server {
             }
             self.refresh_deadline(conn);
         }
-        self.apply_pending_leaves();
     }
 
     /// The host wrote `count` bytes of what was queued for `conn` to its socket.
@@ -390,7 +388,6 @@ impl Server {
         };
         if self.is_open(conn) {
             self.close(conn, None, cause);
-            self.apply_pending_leaves();
         }
     }
 
@@ -419,7 +416,6 @@ impl Server {
                 self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::IdleTimeout);
             }
         }
-        self.apply_pending_leaves();
     }
 
     /// Start shutting down (S11): every connection gets `503` with the shutdown notice and
@@ -440,13 +436,26 @@ impl Server {
             }
         }
         self.room.clear();
+        self.pending_leaves.clear();
     }
 
     // ----- outputs -------------------------------------------------------------------------
 
     /// The next thing to do, in order; `None` when there is nothing left.
+    ///
+    /// The leaves of members whose connections closed are applied here, one at a time, once
+    /// the outputs before them are taken: when thousands of members vanish together, each
+    /// leave notice goes out (and its recipient list is freed by the host) before the next
+    /// is built, so memory stays bounded by one notice's worth rather than thousands.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Some(output);
+            }
+            let (conn, cause) = self.pending_leaves.pop_front()?;
+            let seq = self.room.sequence();
+            self.apply(seq, Entry::Leave { conn, cause });
+        }
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next, if any deadline is set.
@@ -531,7 +540,6 @@ impl Server {
     fn sequence(&mut self, entry: Entry<'_>) {
         let seq = self.room.sequence();
         self.apply(seq, entry);
-        self.apply_pending_leaves();
     }
 
     /// Applies one sequenced entry: the only place membership changes and chat is delivered.
@@ -589,13 +597,6 @@ impl Server {
         }
     }
 
-    fn apply_pending_leaves(&mut self) {
-        while let Some((conn, cause)) = self.pending_leaves.pop_front() {
-            let seq = self.room.sequence();
-            self.apply(seq, Entry::Leave { conn, cause });
-        }
-    }
-
     // ----- effects -------------------------------------------------------------------------
 
     /// Queues `frame` for `conn`, or cuts `conn` if its queue would pass the limit (S8).
@@ -610,16 +611,18 @@ impl Server {
         if to.is_empty() {
             return;
         }
-        let mut cut = Vec::new();
+        let mut any_cut = false;
         for &conn in to.iter() {
-            if !self.account(conn, frame.len()) {
-                cut.push(conn);
-            }
+            any_cut |= !self.account(conn, frame.len());
         }
-        let to = if cut.is_empty() {
-            to
-        } else {
-            to.iter().filter(|c| !cut.contains(c)).copied().collect()
+        // Those cut (and any closed before, whose leave is pending) are closed now.
+        let to = match any_cut {
+            false => to,
+            true => to
+                .iter()
+                .copied()
+                .filter(|&conn| self.is_open(conn))
+                .collect(),
         };
         self.outputs.push_back(Output::Broadcast { to, frame });
     }
