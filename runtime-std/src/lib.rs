@@ -7,5 +7,11 @@
 //! outputs. `chathttp-runtime-smol` and `chathttp-runtime-asyncstd` depend on this library
 //! for it and add only their own I/O; so does this crate's binary (`src/main.rs`), whose
 //! docs explain its thread layout.
+//!
+//! [`async_host`] holds the four parts of an async server (accept loop, driver, reader,
+//! writer) once, generic over a [`Runtime`](async_host::Runtime) of four operations (spawn,
+//! sleep, accept, shutdown): the smol and async-std binaries each implement those and
+//! nothing else. It uses only runtime-agnostic crates (`futures-lite`, `async-channel`).
 
+pub mod async_host;
 pub mod host;
