@@ -222,9 +222,10 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
         }
         if now >= next_post {
             let text = format!("{name}#{}", record.posted);
-            if let Err(e) = peer.send(Method::Post, &name, text.as_bytes()) {
+            if peer.send(Method::Post, &name, text.as_bytes()).is_err() {
+                // The server cut us (S8 resets a slow reader's connection): what we
+                // received so far is still checked as a prefix.
                 record.exit = Exit::Cut(Ended::Reset);
-                record.errors.push(format!("{name}: POST failed: {e}"));
                 return record;
             }
             record.posted += 1;
@@ -250,9 +251,8 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
         peer.vanish();
         return record;
     }
-    if let Err(e) = peer.send(Method::Delete, &name, b"") {
+    if peer.send(Method::Delete, &name, b"").is_err() {
         record.exit = Exit::Cut(Ended::Reset);
-        record.errors.push(format!("{name}: DELETE failed: {e}"));
         return record;
     }
     // Read to the end: everything sequenced before our leave, then Goodbye, then EOF.
