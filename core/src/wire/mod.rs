@@ -53,6 +53,18 @@ impl Method {
     }
 }
 
+/// The seven headers every response carries, in this order and spelled exactly so (H2), so
+/// that a peer reading them by position, as the original client does, still works.
+pub const RESPONSE_HEADER_NAMES: [&str; 7] = [
+    "Datetime",
+    "Developer",
+    "Server",
+    "Content_Length",
+    "Content_Language",
+    "Content_Encoding",
+    "Content_Type",
+];
+
 /// The only protocol version spoken (R1, H1).
 pub const VERSION: &[u8] = b"HTTP/1.1";
 

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use chathttp_core::server::{CloseMode, Disconnect, Event, Output, Server};
-use chathttp_core::wire::{Progress, ResponseDecoder};
+use chathttp_core::wire::{Progress, RESPONSE_HEADER_NAMES, ResponseDecoder};
 use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp};
 
 pub const SEED_ADD: &[u8] = b"ADD 127.0.0.1 HTTP/1.1\nDatetime: 2015-11-29 10:07:40\nUser_Agent: Alice\nHost: 127.0.0.1\nAccept_Language: en\nAccept: text\nAccept_Encoding: utf-8\nContent_Length: 0\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\n";
@@ -182,16 +182,8 @@ pub fn render_frame(frame: &[u8]) -> String {
         .skip(1)
         .filter_map(|l| l.split_once(": ").map(|(n, _)| n))
         .collect();
-    let expected = [
-        "Datetime",
-        "Developer",
-        "Server",
-        "Content_Length",
-        "Content_Language",
-        "Content_Encoding",
-        "Content_Type",
-    ];
-    if names != expected || !head.ends_with("\n\n") || head.contains('\r') {
+
+    if names != RESPONSE_HEADER_NAMES || !head.ends_with("\n\n") || head.contains('\r') {
         return format!("NONSTANDARD HEAD {}", escape(frame));
     }
     format!(
