@@ -120,10 +120,16 @@ async fn drive<R: Runtime>(
             None
         })
         .await;
+        let start = |conn, stream| Ok(open::<R>(conn, stream, &to_driver));
         match input {
-            Some(Ok(input)) => driver.handle(input, |conn, stream| {
-                Ok(open::<R>(conn, stream, &to_driver))
-            }),
+            Some(Ok(input)) => {
+                driver.handle(input, start);
+                // Take everything already waiting before arming a new timer: under load that
+                // is many inputs per wake-up instead of one.
+                while let Ok(input) = inputs.try_recv() {
+                    driver.handle(input, start);
+                }
+            }
             None => driver.handle_timeout(),
             // Unreachable while `to_driver` lives; nothing could wake the driver again.
             Some(Err(_)) => return,
