@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use chathttp_core::FrameLimits;
-use chathttp_core::wire::{Progress, RequestDecoder};
+use chathttp_core::wire::RequestDecoder;
 
 const SEED_POST: &[u8] = b"POST 127.0.0.1 HTTP/1.1\nDatetime: 2015-11-29 10:17:48\nUser_Agent: Alice\nHost: 127.0.0.1\nAccept_Language: en\nAccept: text\nAccept_Encoding: utf-8\nContent_Length: 17\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\nHello, everyone!\n";
 
@@ -24,19 +24,11 @@ fn ours(stream: &[u8], chunk: usize) -> (usize, usize) {
     let mut decoder = RequestDecoder::new(FrameLimits::default());
     let (mut messages, mut body_bytes) = (0, 0);
     for piece in stream.chunks(chunk) {
-        let mut input = piece;
-        loop {
-            let (used, progress) = decoder.decode(input);
-            input = &input[used..];
-            match progress {
-                Progress::NeedMore => break,
-                Progress::Message(request) => {
-                    messages += 1;
-                    body_bytes += black_box(request).body.len();
-                }
-                Progress::Error(e) => panic!("the bench stream is valid: {e}"),
-            }
-        }
+        decoder.decode_each(piece, |decoded| {
+            let request = decoded.expect("the bench stream is valid");
+            messages += 1;
+            body_bytes += black_box(request).body.len();
+        });
     }
     (messages, body_bytes)
 }

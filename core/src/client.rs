@@ -20,7 +20,7 @@ use crate::ids::UserName;
 use crate::limits::FrameLimits;
 use crate::time::{Timestamp, datetime_text};
 use crate::wire::encode::{RequestFields, write_request};
-use crate::wire::{Method, Progress, Response, ResponseDecoder};
+use crate::wire::{Method, Response, ResponseDecoder};
 
 /// What the user wants to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,23 +190,27 @@ impl ClientSession {
 
     /// Bytes arrived from the server.
     pub fn handle_received(&mut self, bytes: &[u8]) {
-        let mut input = bytes;
-        while self.phase != Phase::Closed {
-            let (used, progress) = self.decoder.decode(input);
-            input = &input[used..];
-            match progress {
-                Progress::NeedMore => break,
-                Progress::Message(response) => {
-                    let event = classify(&response, &mut self.phase, &mut self.waiting);
-                    self.events.extend(event);
-                }
-                Progress::Error(error) => {
-                    self.phase = Phase::Closed;
+        let Self {
+            decoder,
+            phase,
+            waiting,
+            events,
+            ..
+        } = self;
+        decoder.decode_each(bytes, |decoded| {
+            // After a 503 or an unreadable frame the connection is over: ignore the rest.
+            if *phase == Phase::Closed {
+                return;
+            }
+            match decoded {
+                Ok(response) => events.extend(classify(&response, phase, waiting)),
+                Err(error) => {
+                    *phase = Phase::Closed;
                     let reason = format!("the server sent something unreadable: {error}");
-                    self.events.push_back(ClientEvent::Disconnected { reason });
+                    events.push_back(ClientEvent::Disconnected { reason });
                 }
             }
-        }
+        });
     }
 
     /// The connection ended (EOF or error), as the host saw it.

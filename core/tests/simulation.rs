@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use chathttp_core::server::{CloseMode, Disconnect, Event, Output, Server};
-use chathttp_core::wire::{Frame, Progress, ResponseDecoder};
+use chathttp_core::wire::{Frame, ResponseDecoder};
 use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp, UserName};
 
 /// xorshift64*: small, seedable, good enough to pick actions.
@@ -241,29 +241,28 @@ impl World {
                 c.read_offset = 0;
             }
         }
-        let mut input = &read[..];
-        loop {
-            let (used, progress) = c.decoder.decode(input);
-            input = &input[used..];
-            match progress {
-                Progress::NeedMore => break,
-                Progress::Message(response) => {
-                    let body = String::from_utf8_lossy(response.body);
-                    if is_broadcast(&body) {
-                        // Each broadcast must be the next one the model sent it: none lost,
-                        // none doubled, in the order applied.
-                        let next = c.expected.get(c.received.len());
-                        assert_eq!(
-                            next.map(String::as_str),
-                            Some(&*body),
-                            "client {i}: broadcasts lost, doubled or reordered"
-                        );
-                        c.received.push(body.into_owned());
-                    }
-                }
-                Progress::Error(e) => panic!("client {i} could not decode the server's bytes: {e}"),
+        let Client {
+            decoder,
+            expected,
+            received,
+            ..
+        } = c;
+        decoder.decode_each(&read, |decoded| {
+            let response = decoded
+                .unwrap_or_else(|e| panic!("client {i} could not decode the server's bytes: {e}"));
+            let body = String::from_utf8_lossy(response.body);
+            if is_broadcast(&body) {
+                // Each broadcast must be the next one the model sent it: none lost, none
+                // doubled, in the order applied.
+                let next = expected.get(received.len());
+                assert_eq!(
+                    next.map(String::as_str),
+                    Some(&*body),
+                    "client {i}: broadcasts lost, doubled or reordered"
+                );
+                received.push(body.into_owned());
             }
-        }
+        });
         if c.phase == Phase::Closing && c.inbox.is_empty() {
             c.phase = Phase::Gone;
         }

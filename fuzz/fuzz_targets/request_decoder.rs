@@ -3,26 +3,19 @@
 #![no_main]
 
 use chathttp_core::FrameLimits;
-use chathttp_core::wire::{Progress, RequestDecoder};
+use chathttp_core::wire::RequestDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fn decode(chunks: &[&[u8]], limits: FrameLimits) -> Vec<String> {
     let mut decoder = RequestDecoder::new(limits);
     let mut out = Vec::new();
     for chunk in chunks {
-        let mut input = *chunk;
-        loop {
-            let (used, progress) = decoder.decode(input);
-            input = &input[used..];
-            match progress {
-                Progress::NeedMore => {
-                    assert!(input.is_empty(), "NeedMore consumes everything");
-                    break;
-                }
-                Progress::Message(r) => out.push(format!("{r:?}")),
-                Progress::Error(e) => out.push(format!("{e:?}")),
-            }
-        }
+        decoder.decode_each(chunk, |decoded| {
+            out.push(match decoded {
+                Ok(message) => format!("{message:?}"),
+                Err(error) => format!("{error:?}"),
+            })
+        });
         assert!(decoder.buffered() <= limits.max_head_bytes + limits.max_body_bytes);
     }
     out

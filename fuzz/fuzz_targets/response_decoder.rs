@@ -2,7 +2,7 @@
 #![no_main]
 
 use chathttp_core::FrameLimits;
-use chathttp_core::wire::{Progress, ResponseDecoder};
+use chathttp_core::wire::ResponseDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fn decode(chunks: &[&[u8]]) -> Vec<String> {
@@ -10,16 +10,12 @@ fn decode(chunks: &[&[u8]]) -> Vec<String> {
     let mut decoder = ResponseDecoder::new(limits);
     let mut out = Vec::new();
     for chunk in chunks {
-        let mut input = *chunk;
-        loop {
-            let (used, progress) = decoder.decode(input);
-            input = &input[used..];
-            match progress {
-                Progress::NeedMore => break,
-                Progress::Message(r) => out.push(format!("{r:?}")),
-                Progress::Error(e) => out.push(format!("{e:?}")),
-            }
-        }
+        decoder.decode_each(chunk, |decoded| {
+            out.push(match decoded {
+                Ok(message) => format!("{message:?}"),
+                Err(error) => format!("{error:?}"),
+            })
+        });
     }
     out
 }

@@ -123,6 +123,26 @@ impl<K: Kind> Decoder<K> {
         }
     }
 
+    /// Decodes every complete message in `input`, in order, handing each to `each`; a frame
+    /// error is handed over last, as the decoder discards everything after it. All of
+    /// `input` is consumed. This is the form for callers that never stop between messages;
+    /// [`decode`](Self::decode) is the step-by-step one.
+    pub fn decode_each(
+        &mut self,
+        mut input: &[u8],
+        mut each: impl FnMut(Result<K::Message<'_>, FrameError>),
+    ) {
+        loop {
+            let (used, progress) = self.decode(input);
+            input = &input[used..];
+            match progress {
+                Progress::NeedMore => return,
+                Progress::Message(message) => each(Ok(message)),
+                Progress::Error(error) => return each(Err(error)),
+            }
+        }
+    }
+
     fn decode_from_idle<'a>(
         &'a mut self,
         input: &'a [u8],
