@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let now = Timestamp::from_millis(0);
     for (i, piece) in data.split(|&b| b == 0xff).enumerate() {
         let intent = match i % 5 {
-            0 => Intent::Join(String::from_utf8_lossy(piece.get(..8).unwrap_or(piece)).into_owned()),
+            0 => {
+                Intent::Join(String::from_utf8_lossy(piece.get(..8).unwrap_or(piece)).into_owned())
+            }
             1 => Intent::Say("hi".into()),
             2 => Intent::ListUsers,
             3 => Intent::Leave,

@@ -22,9 +22,19 @@ fn decode(chunks: &[&[u8]], limits: FrameLimits) -> Vec<String> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, stream)) = data.split_first() else { return };
-    let limits = FrameLimits { max_head_bytes: 256, max_header_lines: 8, max_body_bytes: 128 };
+    let Some((&chunk, stream)) = data.split_first() else {
+        return;
+    };
+    let limits = FrameLimits {
+        max_head_bytes: 256,
+        max_header_lines: 8,
+        max_body_bytes: 128,
+    };
     let whole = decode(&[stream], limits);
     let chunks: Vec<&[u8]> = stream.chunks(usize::from(chunk % 16) + 1).collect();
-    assert_eq!(whole, decode(&chunks, limits), "the split changed the outcome");
+    assert_eq!(
+        whole,
+        decode(&chunks, limits),
+        "the split changed the outcome"
+    );
 });

@@ -6,7 +6,11 @@ use chathttp_core::wire::ResponseDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fn decode(chunks: &[&[u8]]) -> Vec<String> {
-    let limits = FrameLimits { max_head_bytes: 256, max_header_lines: 8, max_body_bytes: 128 };
+    let limits = FrameLimits {
+        max_head_bytes: 256,
+        max_header_lines: 8,
+        max_body_bytes: 128,
+    };
     let mut decoder = ResponseDecoder::new(limits);
     let mut out = Vec::new();
     for chunk in chunks {
@@ -21,7 +25,13 @@ fn decode(chunks: &[&[u8]]) -> Vec<String> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, stream)) = data.split_first() else { return };
+    let Some((&chunk, stream)) = data.split_first() else {
+        return;
+    };
     let chunks: Vec<&[u8]> = stream.chunks(usize::from(chunk % 16) + 1).collect();
-    assert_eq!(decode(&[stream]), decode(&chunks), "the split changed the outcome");
+    assert_eq!(
+        decode(&[stream]),
+        decode(&chunks),
+        "the split changed the outcome"
+    );
 });

@@ -24,7 +24,11 @@ const PIECES: &[&[u8]] = &[
 
 fuzz_target!(|data: &[u8]| {
     let config = ServerConfig {
-        frame: FrameLimits { max_head_bytes: 128, max_header_lines: 4, max_body_bytes: 64 },
+        frame: FrameLimits {
+            max_head_bytes: 128,
+            max_header_lines: 4,
+            max_body_bytes: 64,
+        },
         max_connections: 6,
         max_output_bytes: 1024,
         idle_timeout: Duration::from_secs(10),
