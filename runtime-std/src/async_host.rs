@@ -6,17 +6,21 @@
 //!
 //! * **accept**: one task accepts streams and hands them to the driver.
 //! * **driver**: the serving future owns the [`Driver`] (and through it the room machine). It
-//!   awaits one channel of [`Input`]s, or a sleep until the machine's next deadline.
-//! * **reader**, one task per connection: reads into a reusable buffer and sends what it gets
-//!   to the driver.
-//! * **writer**, one task per connection: the only task that writes its socket, one vectored
-//!   write per wake-up. A peer that does not read parks only its own writer (S8).
+//!   awaits one channel of [`Input`]s, or a sleep until the machine's next deadline, and
+//!   after each round of inputs writes every connection's new frames straight to its socket
+//!   without waiting (see [`crate::buffers`]).
+//! * **reader**, one task per connection: reads into a small buffer (larger while the client
+//!   sends fast) and sends what it gets to the driver.
+//! * **writer**, one task per connection, asleep until the driver hands it the socket: when
+//!   the peer's kernel buffer is full, it waits on the socket and writes the backlog, one
+//!   vectored write per wake-up; it also carries out closes. A peer that does not read parks
+//!   only its own writer (S8).
 //!
 //! Signals arrive through the shared host's signal thread, which sends [`Input::Shutdown`] on
 //! the driver's channel (S11).
 //!
 //! The driver's input channel is bounded: when the driver falls behind, readers stop reading
-//! and TCP pushes back on the senders. Writer queues are unbounded channels, because the
+//! and TCP pushes back on the senders. Outgoing queues have no bound of their own, because the
 //! driver must never wait, and are bounded instead by the room machine's arithmetic: it cuts
 //! a connection whose unsent bytes would pass `--max-output-bytes`.
 
@@ -24,15 +28,16 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::io::{self, ErrorKind, IoSlice};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
-use bytes::Bytes;
 use chathttp_core::{ConnId, Disconnect, ServerConfig};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 
-use crate::host::{self, Driver, Input, Outbox, Outgoing, Step, WriterCommand};
+use crate::buffers::{self, Outgoing, ReadBuffer, Step};
+use crate::host::{self, Driver, Input, Outbox};
 
 /// What an async runtime must provide to serve the room.
 pub trait Runtime: 'static {
@@ -134,60 +139,75 @@ async fn drive<R: Runtime>(
             // Unreachable while `to_driver` lives; nothing could wake the driver again.
             Some(Err(_)) => return,
         }
+        driver.flush();
     }
 }
 
-/// A connection as the driver holds it: its writer's queue, and the socket for `abort`.
-/// The stream is a shared handle: reader, writer and driver hold clones of one socket.
+/// A connection as the driver holds it: the socket, the queue it shares with the writer, and
+/// the writer's wake-up. The stream is a shared handle: reader, writer and driver hold clones
+/// of one socket.
 #[derive(Debug)]
 struct Connection<R: Runtime> {
-    commands: Sender<WriterCommand>,
     stream: R::Stream,
+    queue: Arc<Mutex<Outgoing>>,
+    wake: Sender<()>,
+}
+
+impl<R: Runtime> AsFd for Connection<R> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
 }
 
 impl<R: Runtime> Outbox for Connection<R> {
-    fn push(&self, command: WriterCommand) {
-        // Unbounded, so it never waits; fails only once the writer has ended.
-        let _ = self.commands.try_send(command);
+    fn queue(&self) -> &Mutex<Outgoing> {
+        &self.queue
     }
 
-    fn abort(&self) {
-        host::abort_socket(&self.stream);
+    fn wake_writer(&self) {
+        // One pending wake-up is enough: the writer looks at the whole queue.
+        let _ = self.wake.try_send(());
     }
 }
 
 /// Starts the reader and the writer of a new connection.
 fn open<R: Runtime>(conn: ConnId, stream: R::Stream, to_driver: &ToDriver<R>) -> Connection<R> {
-    let (commands, queue) = async_channel::unbounded();
+    let queue = Arc::new(Mutex::new(Outgoing::default()));
+    let (wake, wakeups) = async_channel::bounded(1);
     R::spawn(read_loop::<R>(
         conn,
         stream.clone(),
         to_driver.clone(),
-        commands.clone(),
+        wake.clone(),
     ));
     R::spawn(write_loop::<R>(
         conn,
         stream.clone(),
-        queue,
+        Arc::clone(&queue),
+        wakeups,
         to_driver.clone(),
     ));
-    Connection { commands, stream }
+    Connection {
+        stream,
+        queue,
+        wake,
+    }
 }
 
 /// Reads until the stream ends and hands every chunk to the driver. `_writer_link` is a
-/// handle on the writer's queue that is never used to send: dropping it when the stream
-/// ends is how a lingering writer learns that the peer has closed (see [`write_loop`]).
+/// handle on the writer's wake-ups that is never used: dropping it when the stream ends is
+/// how a lingering writer learns that the peer has closed (see [`write_loop`]).
 async fn read_loop<R: Runtime>(
     conn: ConnId,
     mut stream: R::Stream,
     to_driver: ToDriver<R>,
-    _writer_link: Sender<WriterCommand>,
+    _writer_link: Sender<()>,
 ) {
-    let mut buffer = vec![0; host::READ_BUFFER_BYTES];
+    let mut buffer = ReadBuffer::default();
     let how = loop {
-        let input = match stream.read(&mut buffer).await {
+        let input = match stream.read(buffer.space()).await {
             Ok(0) => break Disconnect::Eof,
-            Ok(n) => Input::Received(conn, Bytes::copy_from_slice(&buffer[..n])),
+            Ok(n) => Input::Received(conn, buffer.take(n)),
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(_) => break Disconnect::Error,
         };
@@ -198,46 +218,41 @@ async fn read_loop<R: Runtime>(
     let _ = to_driver.send(Input::Closed(conn, how)).await;
 }
 
-/// Writes what the driver queues, one vectored write per wake-up, and closes as told.
+/// Writes the queue while the driver has handed it the socket (the peer's kernel buffer was
+/// full, or the connection closes), one vectored write per wake-up, and closes as told.
 async fn write_loop<R: Runtime>(
     conn: ConnId,
     mut stream: R::Stream,
-    queue: Receiver<WriterCommand>,
+    queue: Arc<Mutex<Outgoing>>,
+    wakeups: Receiver<()>,
     to_driver: ToDriver<R>,
 ) {
-    let mut outgoing = Outgoing::default();
+    let mut batch = Vec::new();
     loop {
-        // One wake-up: wait if there is nothing to do, then take everything already queued.
-        if outgoing.step() == Step::Wait {
-            match queue.recv().await {
-                Ok(command) => outgoing.apply(command),
-                Err(_) => break,
+        let step = buffers::lock(&queue).writer_step(&mut batch);
+        match step {
+            Step::Wait => {
+                if wakeups.recv().await.is_err() {
+                    break;
+                }
             }
-        }
-        while let Ok(command) = queue.try_recv() {
-            outgoing.apply(command);
-        }
-        match outgoing.step() {
-            Step::Wait => continue,
             Step::Write => {
-                let mut slices = [IoSlice::new(&[]); host::MAX_WRITE_SLICES];
-                let count = outgoing.io_slices(&mut slices);
-                match stream.write_vectored(&slices[..count]).await {
+                let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+                let written = match stream.write_vectored(&slices).await {
                     Ok(0) => break,
-                    Ok(written) => {
-                        outgoing.consume(written);
-                        let _ = to_driver.send(Input::Drained(conn, written)).await;
-                    }
+                    Ok(written) => written,
                     Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => break,
-                }
+                };
+                buffers::lock(&queue).consume(written);
+                let _ = to_driver.send(Input::Drained(conn, written)).await;
             }
             Step::Finish => {
                 // Half-close, then let the reader discard input until the peer closes: the
-                // driver has dropped its handle, so the queue closes when the reader ends.
-                // Nothing else arrives here after a close.
+                // driver has dropped its handle, so the wake-ups close when the reader ends.
                 let _ = R::shutdown(&stream, Shutdown::Write);
-                future::or(async { drop(queue.recv().await) }, R::sleep(host::LINGER)).await;
+                let peer_gone = async { while wakeups.recv().await.is_ok() {} };
+                future::or(peer_gone, R::sleep(host::LINGER)).await;
                 break;
             }
             Step::Stop => break,

@@ -9,27 +9,30 @@
 //! * [`tune_socket`]: `TCP_NODELAY` and TCP keepalive on every accepted connection (S9).
 //! * [`Driver`]: owns the [`Server`] room machine and the only clock, turns each [`Input`] into
 //!   the matching `handle_*` call, and carries out the outputs through each connection's
-//!   [`Outbox`]. It never blocks: the runtime's own loop waits for the next input or for
+//!   [`Outbox`], writing its frames without waiting (see [`crate::buffers`]). It never
+//!   blocks: the runtime's own loop waits for the next input or for
 //!   [`Driver::next_wakeup`].
-//! * [`Outgoing`]: a writer's queue of frames, handed to one vectored write per wake-up.
 //!
 //! An adapter is then four parts and nothing else: an accept loop, a reader and a writer per
 //! connection, and a loop that feeds the [`Driver`].
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice};
+use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::process;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use chathttp_core::{
     CloseMode, ConnId, Disconnect, Event, FrameLimits, Output, Server, ServerConfig, Timestamp,
 };
 use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::buffers::{self, Outgoing};
 
 /// How long an accept loop waits after a failed `accept` (EMFILE and friends) before trying
 /// again, so that running out of descriptors neither spins nor stops the server.
@@ -43,13 +46,6 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// How long shutdown (S11) waits for writers to flush before the process exits anyway.
 /// Below the 5 s the protocol allows, with room for a slow machine.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
-
-/// The size of each reader's reusable buffer. Requests are small; a large body simply takes
-/// several reads, and 10,000 idle connections hold 40 MB of buffers rather than 640 MB.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
-
-/// How many queued frames one vectored write hands to the kernel at most (below `IOV_MAX`).
-pub const MAX_WRITE_SLICES: usize = 64;
 
 /// How many inputs may wait for the driver. When it is full, readers stop reading, which is
 /// the backpressure a flood of requests deserves.
@@ -240,22 +236,13 @@ pub fn accept_failed(error: &io::Error) {
     tracing::warn!(%error, "accept failed; retrying in {ACCEPT_BACKOFF:?}");
 }
 
-/// What a writer is told by the driver.
-#[derive(Debug)]
-pub enum WriterCommand {
-    /// Write these bytes after everything queued before them.
-    Write(Bytes),
-    /// Close the connection, as the room machine said.
-    Close(CloseMode),
-}
-
-/// One connection's way to its writer, as the [`Driver`] sees it. Neither method may block.
-pub trait Outbox {
-    /// Hands a command to the writer's queue.
-    fn push(&self, command: WriterCommand);
-    /// Cuts the connection at once (see [`abort_socket`]), so that a writer stuck on a peer
-    /// that does not read, and the reader, both wake up and end.
-    fn abort(&self);
+/// One connection as the [`Driver`] holds it: the socket, the queue it shares with the
+/// connection's writer, and a way to wake that writer. None of it may block.
+pub trait Outbox: AsFd {
+    /// The frames waiting for this connection.
+    fn queue(&self) -> &Mutex<Outgoing>;
+    /// Tells the writer to look at the queue: the driver handed it the socket, or closed.
+    fn wake_writer(&self);
 }
 
 /// Something that happened, for the [`Driver`]. `S` is the runtime's stream type.
@@ -288,14 +275,21 @@ impl Clock {
 }
 
 /// Owns the room machine and every connection's [`Outbox`]. Call [`handle`](Self::handle)
-/// for each input and [`handle_timeout`](Self::handle_timeout) when
-/// [`next_wakeup`](Self::next_wakeup) has passed; stop when
-/// [`is_finished`](Self::is_finished).
+/// for each input that has arrived and [`handle_timeout`](Self::handle_timeout) when
+/// [`next_wakeup`](Self::next_wakeup) has passed, then [`flush`](Self::flush) before waiting
+/// again; stop when [`is_finished`](Self::is_finished).
 #[derive(Debug)]
 pub struct Driver<O> {
     server: Server,
     clock: Clock,
+    /// The time of the input being handled, for the machine's bookkeeping of writes.
+    now: Timestamp,
     outboxes: HashMap<ConnId, O>,
+    /// Connections with frames queued this round, written by [`flush`](Self::flush).
+    unflushed: Vec<ConnId>,
+    /// A queue this long is written at once instead of at the end of the round, so that a
+    /// burst within one round never looks like a slow reader to the machine (S8).
+    flush_at_bytes: usize,
     /// Writers started and not yet finished, including those of closed connections.
     writers: usize,
     /// Set by shutdown: when to exit even if some writers have not finished.
@@ -308,10 +302,15 @@ impl<O: Outbox> Driver<O> {
         let clock = Clock {
             origin: Instant::now(),
         };
+        let now = clock.now();
+        let flush_at_bytes = (config.max_output_bytes / 4).clamp(1, 64 * 1024);
         Self {
-            server: Server::new(config, clock.now()),
+            server: Server::new(config, now),
             clock,
+            now,
             outboxes: HashMap::new(),
+            unflushed: Vec::new(),
+            flush_at_bytes,
             writers: 0,
             exit_by: None,
         }
@@ -321,7 +320,8 @@ impl<O: Outbox> Driver<O> {
     /// accepted stream, `open` starts the connection's reader and writer and returns its
     /// outbox; if it fails, the connection is dropped as if the peer had gone.
     pub fn handle<S>(&mut self, input: Input<S>, open: impl FnOnce(ConnId, S) -> io::Result<O>) {
-        let now = self.clock.now();
+        self.now = self.clock.now();
+        let now = self.now;
         match input {
             Input::Accepted(stream) => {
                 let conn = self.server.handle_open(now);
@@ -343,30 +343,45 @@ impl<O: Outbox> Driver<O> {
                 self.server.handle_closed(now, conn, how);
                 // The machine has forgotten `conn` without asking for a close; deliver what
                 // it had already queued (a half-closed peer may still read), then close.
-                if let Some(outbox) = self.outboxes.remove(&conn) {
-                    outbox.push(WriterCommand::Close(CloseMode::AfterFlush));
-                }
+                self.close(conn, CloseMode::AfterFlush);
             }
             Input::WriterFinished => self.writers -= 1,
             // The request itself is the flag, checked below for every input.
             Input::Shutdown => {}
         }
-        self.shut_down_if_requested(now);
+        self.shut_down_if_requested();
         self.carry_out();
     }
 
     /// The clock passed [`next_wakeup`](Self::next_wakeup): let the machine cut what timed out.
     pub fn handle_timeout(&mut self) {
-        let now = self.clock.now();
-        self.server.handle_timeout(now);
-        self.shut_down_if_requested(now);
+        self.now = self.clock.now();
+        self.server.handle_timeout(self.now);
+        self.shut_down_if_requested();
         self.carry_out();
     }
 
-    fn shut_down_if_requested(&mut self, now: Timestamp) {
+    /// Writes what this round queued, one system call per connection, without waiting (see
+    /// [`crate::buffers`]). Call it after the inputs that have arrived, before waiting for
+    /// more: the fewer rounds, the more frames each call carries.
+    pub fn flush(&mut self) {
+        let mut unflushed = std::mem::take(&mut self.unflushed);
+        for conn in unflushed.drain(..) {
+            if let Some(outbox) = self.outboxes.get(&conn) {
+                let mut queue = buffers::lock(outbox.queue());
+                queue.unlist();
+                let written = write_or_hand_over(outbox, &mut queue);
+                drop(queue);
+                self.server.handle_drained(self.now, conn, written);
+            }
+        }
+        self.unflushed = unflushed;
+    }
+
+    fn shut_down_if_requested(&mut self) {
         if self.exit_by.is_none() && SHUTDOWN_REQUESTED.load(Ordering::Relaxed) {
-            self.server.handle_shutdown(now);
-            self.exit_by = Some(now.saturating_add(SHUTDOWN_GRACE));
+            self.server.handle_shutdown(self.now);
+            self.exit_by = Some(self.now.saturating_add(SHUTDOWN_GRACE));
         }
     }
 
@@ -389,31 +404,63 @@ impl<O: Outbox> Driver<O> {
     fn carry_out(&mut self) {
         while let Some(output) = self.server.poll_output() {
             match output {
-                Output::Send { conn, frame } => {
-                    if let Some(outbox) = self.outboxes.get(&conn) {
-                        outbox.push(WriterCommand::Write(frame.into_bytes()));
-                    }
-                }
+                Output::Send { conn, frame } => self.queue(conn, frame.into_bytes()),
                 Output::Broadcast { to, frame } => {
                     let bytes = frame.into_bytes();
-                    for conn in to.iter() {
-                        if let Some(outbox) = self.outboxes.get(conn) {
-                            outbox.push(WriterCommand::Write(bytes.clone()));
-                        }
+                    for &conn in to.iter() {
+                        self.queue(conn, bytes.clone());
                     }
                 }
-                Output::Close { conn, mode } => {
-                    if let Some(outbox) = self.outboxes.remove(&conn) {
-                        if mode == CloseMode::Now {
-                            outbox.abort();
-                        }
-                        outbox.push(WriterCommand::Close(mode));
-                    }
-                }
+                Output::Close { conn, mode } => self.close(conn, mode),
                 Output::Event(event) => log_event(&event),
             }
         }
     }
+
+    /// Queues `bytes` for `conn`, to be written by [`flush`](Self::flush), or at once if the
+    /// queue has grown long.
+    fn queue(&mut self, conn: ConnId, bytes: Bytes) {
+        let Some(outbox) = self.outboxes.get(&conn) else {
+            return;
+        };
+        let mut queue = buffers::lock(outbox.queue());
+        queue.push(bytes);
+        if queue.with_writer() {
+            return;
+        }
+        if queue.len() >= self.flush_at_bytes {
+            let written = write_or_hand_over(outbox, &mut queue);
+            drop(queue);
+            self.server.handle_drained(self.now, conn, written);
+        } else if queue.list() {
+            self.unflushed.push(conn);
+        }
+    }
+
+    /// Hands `conn` to its writer for the close the machine asked for, and forgets it.
+    fn close(&mut self, conn: ConnId, mode: CloseMode) {
+        if let Some(outbox) = self.outboxes.remove(&conn) {
+            buffers::lock(outbox.queue()).close(mode);
+            if mode == CloseMode::Now {
+                abort_socket(&outbox);
+            }
+            outbox.wake_writer();
+        }
+    }
+}
+
+/// Writes what the kernel takes now; if something is left, gives the socket to the writer.
+/// Returns the bytes written.
+fn write_or_hand_over(outbox: &impl Outbox, queue: &mut Outgoing) -> usize {
+    if queue.with_writer() {
+        return 0;
+    }
+    let written = queue.send_now(outbox);
+    if !queue.is_empty() {
+        queue.hand_to_writer();
+        outbox.wake_writer();
+    }
+    written
 }
 
 /// One log line per join, leave (with its cause) and refused request.
@@ -429,89 +476,6 @@ fn log_event(event: &Event) {
         Event::GuestClosed { conn, cause } => tracing::debug!(%conn, ?cause, "guest closed"),
         Event::OverCapacity { conn } => tracing::warn!(%conn, "over capacity: refused"),
         other => tracing::debug!(?other, "event"),
-    }
-}
-
-/// How many entries an empty writer queue keeps room for.
-const IDLE_QUEUE_CAPACITY: usize = 16;
-
-/// What a writer does next, given its queue and whether it was told to close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Nothing to do: wait for the next command.
-    Wait,
-    /// Write the queued frames (one vectored write), then look again.
-    Write,
-    /// Everything is written and the connection is closing after flush: shut down the
-    /// sending side, linger (see [`LINGER`]), close.
-    Finish,
-    /// Close now, dropping what is queued.
-    Stop,
-}
-
-/// A writer's queue: the frames the driver handed it, not yet written.
-///
-/// Its size needs no limit of its own: the room machine counts every byte it hands out
-/// against each connection and cuts a connection whose unsent bytes would pass
-/// `max_output_bytes` (S8), so a queue never holds more than that (plus one frame).
-#[derive(Debug, Default)]
-pub struct Outgoing {
-    frames: VecDeque<Bytes>,
-    closing: Option<CloseMode>,
-}
-
-impl Outgoing {
-    /// Takes one command from the driver.
-    pub fn apply(&mut self, command: WriterCommand) {
-        match command {
-            WriterCommand::Write(bytes) => self.frames.push_back(bytes),
-            WriterCommand::Close(mode) => {
-                if mode == CloseMode::Now {
-                    self.frames.clear();
-                }
-                self.closing.get_or_insert(mode);
-            }
-        }
-    }
-
-    /// What to do next.
-    pub fn step(&self) -> Step {
-        match (self.closing, self.frames.is_empty()) {
-            (Some(CloseMode::Now), _) => Step::Stop,
-            (_, false) => Step::Write,
-            (Some(CloseMode::AfterFlush), true) => Step::Finish,
-            (None, true) => Step::Wait,
-        }
-    }
-
-    /// Points `slices` at the front frames, for one vectored write; returns how many.
-    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut count = 0;
-        for (slot, frame) in slices.iter_mut().zip(&self.frames) {
-            *slot = IoSlice::new(frame);
-            count += 1;
-        }
-        count
-    }
-
-    /// Drops the first `written` bytes, which the socket took.
-    pub fn consume(&mut self, mut written: usize) {
-        while written > 0 {
-            let Some(front) = self.frames.front_mut() else {
-                return;
-            };
-            if written < front.len() {
-                front.advance(written);
-                return;
-            }
-            written -= front.len();
-            self.frames.pop_front();
-        }
-        // A burst (a thousand joins at once) can grow the queue to thousands of entries;
-        // an idle writer should not keep that room for the rest of its life.
-        if self.frames.is_empty() && self.frames.capacity() > IDLE_QUEUE_CAPACITY {
-            self.frames.shrink_to(IDLE_QUEUE_CAPACITY);
-        }
     }
 }
 
@@ -553,21 +517,5 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }
-    }
-
-    #[test]
-    fn outgoing_consumes_partial_writes_across_frames() {
-        let mut out = Outgoing::default();
-        out.apply(WriterCommand::Write(Bytes::from_static(b"abc")));
-        out.apply(WriterCommand::Write(Bytes::from_static(b"de")));
-        out.consume(4);
-        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-        let count = out.io_slices(&mut slices);
-        assert_eq!(&*slices[0], b"e");
-        assert_eq!(count, 1);
-        out.consume(1);
-        assert_eq!(out.step(), Step::Wait);
-        out.apply(WriterCommand::Close(CloseMode::AfterFlush));
-        assert_eq!(out.step(), Step::Finish);
     }
 }

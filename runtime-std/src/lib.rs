@@ -8,10 +8,15 @@
 //! for it and add only their own I/O; so does this crate's binary (`src/main.rs`), whose
 //! docs explain its thread layout.
 //!
+//! [`buffers`] holds a connection's read buffer and its queue of frames to write, and says
+//! who writes a socket when: the driver, straight away while the kernel takes the bytes,
+//! and the connection's writer only when it does not.
+//!
 //! [`async_host`] holds the four parts of an async server (accept loop, driver, reader,
 //! writer) once, generic over a [`Runtime`](async_host::Runtime) of four operations (spawn,
 //! sleep, accept, shutdown): the smol and async-std binaries each implement those and
 //! nothing else. It uses only runtime-agnostic crates (`futures-lite`, `async-channel`).
 
 pub mod async_host;
+pub mod buffers;
 pub mod host;

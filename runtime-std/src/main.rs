@@ -4,12 +4,13 @@
 //!
 //! * **accept**: one thread blocks in `accept` and hands each stream to the driver.
 //! * **driver**: the main thread owns the [`Driver`] (and through it the room machine). It
-//!   blocks on one channel of [`Input`]s with a timeout set by the machine's next deadline,
-//!   and never touches a socket beyond `shutdown`: no write can make it wait.
-//! * **reader**, one per connection: blocks in `read` with a reusable buffer and sends what
-//!   it gets to the driver.
-//! * **writer**, one per connection: the only thread that writes its socket. It blocks in
-//!   `write_vectored` when the peer does not read, and only that peer waits (S8).
+//!   blocks on one channel of [`Input`]s with a timeout set by the machine's next deadline.
+//!   After each round of inputs it writes every connection's new frames with a `send` that
+//!   never waits (see [`chathttp_runtime_std::buffers`]): no write can make it wait.
+//! * **reader**, one per connection: blocks in `read` and sends what it gets to the driver.
+//! * **writer**, one per connection, asleep until the driver hands it the socket: when the
+//!   peer's kernel buffer is full, it blocks in `write_vectored` for the backlog, and only
+//!   that peer waits (S8); it also carries out closes.
 //! * **signals**: raises the shutdown flag on SIGINT and SIGTERM and wakes the driver (S11).
 //!
 //! Blocking sockets offer no way to wait for "readable or writable or a message", so each
@@ -18,20 +19,22 @@
 //! thousands of connections and the reason the async binaries exist for more.
 //!
 //! The driver's input channel is bounded: when the driver falls behind, readers stop reading
-//! and TCP pushes back on the senders. Writer queues are unbounded channels, because the
-//! driver must never block, and are bounded instead by the room machine's arithmetic: it
+//! and TCP pushes back on the senders. Outgoing queues have no bound of their own, because
+//! the driver must never block, and are bounded instead by the room machine's arithmetic: it
 //! cuts a connection whose unsent bytes would pass `--max-output-bytes`.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
-use bytes::Bytes;
 use chathttp_core::{ConnId, Disconnect};
-use chathttp_runtime_std::host::{self, Driver, Input, Outbox, Outgoing, Step, WriterCommand};
+use chathttp_runtime_std::buffers::{self, Outgoing, ReadBuffer, Step};
+use chathttp_runtime_std::host::{self, Driver, Input, Outbox};
 
 /// Per-connection threads only read, write and copy; their stacks stay small, which keeps
 /// thousands of them cheap.
@@ -85,47 +88,68 @@ fn drive(
             None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match input {
-            Ok(input) => driver.handle(input, |conn, stream| open(conn, stream, to_driver)),
+            Ok(input) => {
+                let start = |conn, stream| open(conn, stream, to_driver);
+                driver.handle(input, start);
+                // Take everything already waiting before writing: under load that is many
+                // inputs, and many frames per write, per round.
+                while let Ok(input) = inputs.try_recv() {
+                    driver.handle(input, start);
+                }
+            }
             Err(RecvTimeoutError::Timeout) => driver.handle_timeout(),
             // Unreachable while `to_driver` lives; nothing could wake the driver again.
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        driver.flush();
     }
 }
 
-/// A connection as the driver holds it: its writer's queue, and the socket for `abort`.
-/// Reader and writer share the one socket through `&TcpStream`, which implements `Read` and
-/// `Write`; the descriptor closes when the last of the three handles is dropped.
+/// A connection as the driver holds it: the socket, the queue it shares with the writer, and
+/// the writer's wake-up. Reader and writer share the one socket through `&TcpStream`, which
+/// implements `Read` and `Write`; the descriptor closes when the last handle is dropped.
 #[derive(Debug)]
 struct Connection {
-    commands: Sender<WriterCommand>,
     stream: Arc<TcpStream>,
+    queue: Arc<Mutex<Outgoing>>,
+    wake: SyncSender<()>,
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
 }
 
 impl Outbox for Connection {
-    fn push(&self, command: WriterCommand) {
-        // Fails only once the writer has ended, when there is nobody left to tell.
-        let _ = self.commands.send(command);
+    fn queue(&self) -> &Mutex<Outgoing> {
+        &self.queue
     }
 
-    fn abort(&self) {
-        host::abort_socket(&*self.stream);
+    fn wake_writer(&self) {
+        // One pending wake-up is enough: the writer looks at the whole queue.
+        let _ = self.wake.try_send(());
     }
 }
 
 /// Starts the reader and the writer of a new connection.
 fn open(conn: ConnId, stream: TcpStream, to_driver: &ToDriver) -> io::Result<Connection> {
     let stream = Arc::new(stream);
-    let (commands, queue) = mpsc::channel();
-    let reader = (Arc::clone(&stream), to_driver.clone(), commands.clone());
+    let queue = Arc::new(Mutex::new(Outgoing::default()));
+    let (wake, wakeups) = mpsc::sync_channel(1);
+    let reader = (Arc::clone(&stream), to_driver.clone(), wake.clone());
     spawn(move || read_loop(conn, &reader.0, &reader.1, reader.2))?;
-    let writer = (Arc::clone(&stream), to_driver.clone());
-    if let Err(error) = spawn(move || write_loop(conn, &writer.0, &queue, &writer.1)) {
+    let writer = (Arc::clone(&stream), Arc::clone(&queue), to_driver.clone());
+    if let Err(error) = spawn(move || write_loop(conn, &writer.0, &writer.1, &wakeups, &writer.2)) {
         // The reader ends on the shutdown; the driver forgets the connection.
         let _ = stream.shutdown(Shutdown::Both);
         return Err(error);
     }
-    Ok(Connection { commands, stream })
+    Ok(Connection {
+        stream,
+        queue,
+        wake,
+    })
 }
 
 fn spawn(body: impl FnOnce() + Send + 'static) -> io::Result<()> {
@@ -136,19 +160,14 @@ fn spawn(body: impl FnOnce() + Send + 'static) -> io::Result<()> {
 }
 
 /// Reads until the stream ends and hands every chunk to the driver. `_writer_link` is a
-/// handle on the writer's queue that is never used to send: dropping it when the stream
-/// ends is how a lingering writer learns that the peer has closed (see [`write_loop`]).
-fn read_loop(
-    conn: ConnId,
-    stream: &TcpStream,
-    to_driver: &ToDriver,
-    _writer_link: Sender<WriterCommand>,
-) {
-    let mut buffer = vec![0; host::READ_BUFFER_BYTES];
+/// handle on the writer's wake-ups that is never used: dropping it when the stream ends is
+/// how a lingering writer learns that the peer has closed (see [`write_loop`]).
+fn read_loop(conn: ConnId, stream: &TcpStream, to_driver: &ToDriver, _writer_link: SyncSender<()>) {
+    let mut buffer = ReadBuffer::default();
     let how = loop {
-        let input = match (&*stream).read(&mut buffer) {
+        let input = match (&*stream).read(buffer.space()) {
             Ok(0) => break Disconnect::Eof,
-            Ok(n) => Input::Received(conn, Bytes::copy_from_slice(&buffer[..n])),
+            Ok(n) => Input::Received(conn, buffer.take(n)),
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(_) => break Disconnect::Error,
         };
@@ -159,44 +178,46 @@ fn read_loop(
     let _ = to_driver.send(Input::Closed(conn, how));
 }
 
-/// Writes what the driver queues, one vectored write per wake-up, and closes as told.
+/// Writes the queue while the driver has handed it the socket (the peer's kernel buffer was
+/// full, or the connection closes), one vectored write per wake-up, and closes as told.
 fn write_loop(
     conn: ConnId,
     stream: &TcpStream,
-    queue: &Receiver<WriterCommand>,
+    queue: &Mutex<Outgoing>,
+    wakeups: &Receiver<()>,
     to_driver: &ToDriver,
 ) {
-    let mut outgoing = Outgoing::default();
+    let mut batch = Vec::new();
     loop {
-        // One wake-up: wait if there is nothing to do, then take everything already queued.
-        if outgoing.step() == Step::Wait {
-            match queue.recv() {
-                Ok(command) => outgoing.apply(command),
-                Err(_) => break,
+        let step = buffers::lock(queue).writer_step(&mut batch);
+        match step {
+            Step::Wait => {
+                if wakeups.recv().is_err() {
+                    break;
+                }
             }
-        }
-        queue.try_iter().for_each(|command| outgoing.apply(command));
-        match outgoing.step() {
-            Step::Wait => continue,
             Step::Write => {
-                let mut slices = [IoSlice::new(&[]); host::MAX_WRITE_SLICES];
-                let count = outgoing.io_slices(&mut slices);
-                match (&*stream).write_vectored(&slices[..count]) {
+                let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+                let written = match (&*stream).write_vectored(&slices) {
                     Ok(0) => break,
-                    Ok(written) => {
-                        outgoing.consume(written);
-                        let _ = to_driver.send(Input::Drained(conn, written));
-                    }
+                    Ok(written) => written,
                     Err(error) if error.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => break,
-                }
+                };
+                buffers::lock(queue).consume(written);
+                let _ = to_driver.send(Input::Drained(conn, written));
             }
             Step::Finish => {
                 // Half-close, then let the reader discard input until the peer closes: the
-                // driver has dropped its handle, so the queue disconnects when the reader
-                // ends. Nothing else arrives here after a close.
+                // driver has dropped its handle, so the wake-ups disconnect when the reader
+                // ends.
                 let _ = stream.shutdown(Shutdown::Write);
-                let _ = queue.recv_timeout(host::LINGER);
+                let deadline = Instant::now() + host::LINGER;
+                while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                    if wakeups.recv_timeout(left).is_err() {
+                        break;
+                    }
+                }
                 break;
             }
             Step::Stop => break,
