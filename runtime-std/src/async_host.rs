@@ -11,9 +11,9 @@
 //!   without waiting (see [`crate::buffers`]).
 //! * **reader**, one task per connection: reads into a small buffer (larger while the client
 //!   sends fast) and sends what it gets to the driver.
-//! * **writer**, one task per connection, asleep until the driver hands it the socket: when
-//!   the peer's kernel buffer is full, it waits on the socket and writes the backlog, one
-//!   vectored write per wake-up; it also carries out closes. A peer that does not read parks
+//! * **writer**, one task per connection that needs one, started when the driver first hands
+//!   it the socket: when the peer's kernel buffer is full, it waits on the socket and writes
+//!   the backlog, one vectored write per wake-up; it also carries out closes. A peer that does not read parks
 //!   only its own writer (S8).
 //!
 //! Signals arrive through the shared host's signal thread, which sends [`Input::Shutdown`] on
@@ -30,6 +30,7 @@ use std::io::{self, ErrorKind, IoSlice};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -144,13 +145,14 @@ async fn drive<R: Runtime>(
 }
 
 /// A connection as the driver holds it: the socket, the queue it shares with the writer, and
-/// the writer's wake-up. The stream is a shared handle: reader, writer and driver hold clones
-/// of one socket.
+/// what starting the writer takes. The stream is a shared handle: reader, writer and driver
+/// hold clones of one socket.
 #[derive(Debug)]
 struct Connection<R: Runtime> {
+    conn: ConnId,
     stream: R::Stream,
     queue: Arc<Mutex<Outgoing>>,
-    wake: Sender<()>,
+    to_driver: ToDriver<R>,
 }
 
 impl<R: Runtime> AsFd for Connection<R> {
@@ -164,58 +166,58 @@ impl<R: Runtime> Outbox for Connection<R> {
         &self.queue
     }
 
-    fn wake_writer(&self) {
-        // One pending wake-up is enough: the writer looks at the whole queue.
-        let _ = self.wake.try_send(());
+    fn start_writer(&self) -> io::Result<()> {
+        R::spawn(write_loop::<R>(
+            self.conn,
+            self.stream.clone(),
+            Arc::clone(&self.queue),
+            self.to_driver.clone(),
+        ));
+        Ok(())
     }
 }
 
-/// Starts the reader and the writer of a new connection.
+/// Starts the reader of a new connection.
 fn open<R: Runtime>(conn: ConnId, stream: R::Stream, to_driver: &ToDriver<R>) -> Connection<R> {
     let queue = Arc::new(Mutex::new(Outgoing::default()));
-    let (wake, wakeups) = async_channel::bounded(1);
     R::spawn(read_loop::<R>(
         conn,
         stream.clone(),
         to_driver.clone(),
-        wake.clone(),
-    ));
-    R::spawn(write_loop::<R>(
-        conn,
-        stream.clone(),
         Arc::clone(&queue),
-        wakeups,
-        to_driver.clone(),
     ));
     Connection {
+        conn,
         stream,
         queue,
-        wake,
+        to_driver: to_driver.clone(),
     }
 }
 
-/// Reads until the stream ends and hands every chunk to the driver. `_writer_link` is a
-/// handle on the writer's wake-ups that is never used: dropping it when the stream ends is
-/// how a lingering writer learns that the peer has closed (see [`write_loop`]).
+/// Reads until the stream ends and hands every chunk to the driver; then tells the writer,
+/// which may be lingering for it (see [`write_loop`]).
 async fn read_loop<R: Runtime>(
     conn: ConnId,
     mut stream: R::Stream,
     to_driver: ToDriver<R>,
-    _writer_link: Sender<()>,
+    queue: Arc<Mutex<Outgoing>>,
 ) {
     let mut buffer = ReadBuffer::default();
     let how = loop {
         let input = match stream.read(buffer.space()).await {
-            Ok(0) => break Disconnect::Eof,
+            Ok(0) => break Some(Disconnect::Eof),
             Ok(n) => Input::Received(conn, buffer.take(n)),
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break Disconnect::Error,
+            Err(_) => break Some(Disconnect::Error),
         };
         if to_driver.send(input).await.is_err() {
-            return;
+            break None;
         }
     };
-    let _ = to_driver.send(Input::Closed(conn, how)).await;
+    buffers::lock(&queue).end_reading();
+    if let Some(how) = how {
+        let _ = to_driver.send(Input::Closed(conn, how)).await;
+    }
 }
 
 /// Writes the queue while the driver has handed it the socket (the peer's kernel buffer was
@@ -224,18 +226,21 @@ async fn write_loop<R: Runtime>(
     conn: ConnId,
     mut stream: R::Stream,
     queue: Arc<Mutex<Outgoing>>,
-    wakeups: Receiver<()>,
     to_driver: ToDriver<R>,
 ) {
     let mut batch = Vec::new();
     loop {
-        let step = buffers::lock(&queue).writer_step(&mut batch);
+        let step =
+            future::poll_fn(
+                |cx| match buffers::lock(&queue).writer_step(cx.waker(), &mut batch) {
+                    Step::Wait => Poll::Pending,
+                    step => Poll::Ready(step),
+                },
+            )
+            .await;
         match step {
-            Step::Wait => {
-                if wakeups.recv().await.is_err() {
-                    break;
-                }
-            }
+            // Never returned: waiting is the pending poll above.
+            Step::Wait => {}
             Step::Write => {
                 let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
                 let written = match stream.write_vectored(&slices).await {
@@ -248,11 +253,16 @@ async fn write_loop<R: Runtime>(
                 let _ = to_driver.send(Input::Drained(conn, written)).await;
             }
             Step::Finish => {
-                // Half-close, then let the reader discard input until the peer closes: the
-                // driver has dropped its handle, so the wake-ups close when the reader ends.
+                // Half-close, then let the reader discard input until the peer closes.
                 let _ = R::shutdown(&stream, Shutdown::Write);
-                let peer_gone = async { while wakeups.recv().await.is_ok() {} };
-                future::or(peer_gone, R::sleep(host::LINGER)).await;
+                let reader_ended = future::poll_fn(|cx| {
+                    if buffers::lock(&queue).reader_ended(cx.waker()) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                });
+                future::or(reader_ended, R::sleep(host::LINGER)).await;
                 break;
             }
             Step::Stop => break,

@@ -7,10 +7,12 @@
 //! ([`Outgoing::send_now`]). While the kernel takes everything, that is the whole write path:
 //! one system call per connection per round, however many frames the round queued, and no
 //! task or thread wakes up for it. Only when the kernel's buffer for a connection is full
-//! does the driver hand the queue to the connection's **writer**, which waits on the socket,
-//! writes until the queue is empty and hands it back. The two never write at the same time:
+//! does the driver hand the queue to the connection's **writer** (started then, the first
+//! time it is needed), which waits on the socket, writes until the queue is empty and hands
+//! it back. Closing is the writer's job too. The two never write at the same time:
 //! [`Outgoing::with_writer`] says which one owns the socket, and both read it under the
-//! queue's lock.
+//! queue's lock. A waiting writer leaves its [`Waker`] in the queue (an async task's own, or
+//! one that unparks a thread), so waking it costs no channel and no allocation.
 //!
 //! Writing in the driver also keeps the slow-reader arithmetic (S8) honest: the room machine
 //! counts every byte it hands out as unsent until the host reports it written, so a burst of
@@ -21,6 +23,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
 use std::os::fd::AsFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 
 use bytes::{Buf, Bytes};
 use chathttp_core::CloseMode;
@@ -28,8 +31,9 @@ use chathttp_core::CloseMode;
 /// How many queued frames one vectored write hands to the kernel at most (below `IOV_MAX`).
 pub const MAX_WRITE_SLICES: usize = 64;
 
-/// How many entries an empty queue keeps room for.
-const IDLE_QUEUE_CAPACITY: usize = 16;
+/// How many entries an empty queue keeps room for: a few, because ten thousand idle
+/// connections each keep them.
+const IDLE_QUEUE_CAPACITY: usize = 4;
 
 /// Locks a connection's queue. Nothing panics while holding it, and if something did, the
 /// queue is still consistent: every method leaves it so between statements.
@@ -66,6 +70,12 @@ pub struct Outgoing {
     /// The connection is on the driver's list of queues to write at the end of the round.
     listed: bool,
     closing: Option<CloseMode>,
+    /// The reader has seen the end of the stream: a lingering writer may close.
+    reader_ended: bool,
+    /// How to wake the writer, left here while it waits.
+    writer: Option<Waker>,
+    /// A writer has been started (it may have ended since).
+    writer_started: bool,
 }
 
 impl Outgoing {
@@ -100,21 +110,49 @@ impl Outgoing {
         self.listed = false;
     }
 
-    /// Gives the socket to the writer, which must then be woken.
-    pub fn hand_to_writer(&mut self) {
+    /// Gives the socket to the writer and wakes it. Returns `true` if the connection has no
+    /// writer yet: the caller starts one. (Most connections never need a writer: the driver
+    /// writes for them. Starting it on first need saves a task or a thread per idle
+    /// connection.)
+    #[must_use = "a `true` means that a writer must be started"]
+    pub fn hand_to_writer(&mut self) -> bool {
         self.with_writer = true;
+        self.wake_writer();
+        !std::mem::replace(&mut self.writer_started, true)
     }
 
-    /// The room machine closes the connection: from now on only the writer acts, and it
-    /// must be woken.
-    pub fn close(&mut self, mode: CloseMode) {
+    /// The room machine closes the connection: from now on only the writer acts. Returns
+    /// `true` if the caller must start the writer (see [`hand_to_writer`](Self::hand_to_writer)).
+    #[must_use = "a `true` means that a writer must be started"]
+    pub fn close(&mut self, mode: CloseMode) -> bool {
         if mode == CloseMode::Now {
             self.frames.clear();
             self.bytes = 0;
             self.closing = Some(mode);
         }
         self.closing.get_or_insert(mode);
-        self.with_writer = true;
+        self.hand_to_writer()
+    }
+
+    /// The reader saw the end of the stream (or gave up): a writer lingering after a
+    /// half-close (see [`Step::Finish`]) may close now.
+    pub fn end_reading(&mut self) {
+        self.reader_ended = true;
+        self.wake_writer();
+    }
+
+    /// Whether the reader has ended; if not, `waker` is woken when it does.
+    pub fn reader_ended(&mut self, waker: &Waker) -> bool {
+        if !self.reader_ended {
+            self.writer = Some(waker.clone());
+        }
+        self.reader_ended
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
     }
 
     /// Writes what the kernel takes at once, never waiting, and returns how many bytes it
@@ -146,9 +184,18 @@ impl Outgoing {
         written
     }
 
-    /// The writer's next step. `Wait` also gives the socket back to the driver when the
-    /// writer has emptied the queue; for `Write`, `batch` holds the frames to write.
-    pub fn writer_step(&mut self, batch: &mut Vec<Bytes>) -> Step {
+    /// The writer's next step. For `Wait`, `waker` is kept and woken when there is work;
+    /// `Wait` also gives the socket back to the driver when the writer has emptied the queue.
+    /// For `Write`, `batch` holds the frames to write.
+    pub fn writer_step(&mut self, waker: &Waker, batch: &mut Vec<Bytes>) -> Step {
+        let step = self.next_step(batch);
+        if step == Step::Wait {
+            self.writer = Some(waker.clone());
+        }
+        step
+    }
+
+    fn next_step(&mut self, batch: &mut Vec<Bytes>) -> Step {
         if !self.with_writer {
             return Step::Wait;
         }
@@ -253,6 +300,9 @@ impl ReadBuffer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     #[test]
@@ -272,31 +322,60 @@ mod tests {
 
     #[test]
     fn the_writer_acts_only_once_handed_the_socket_and_gives_it_back_when_done() {
+        let (waker, wakes) = counting_waker();
         let mut out = Outgoing::default();
         let mut batch = Vec::new();
         out.push(Bytes::from_static(b"abc"));
         assert_eq!(
-            out.writer_step(&mut batch),
+            out.writer_step(&waker, &mut batch),
             Step::Wait,
-            "the driver owns it"
+            "driver owns it"
         );
         out.hand_to_writer();
-        assert_eq!(out.writer_step(&mut batch), Step::Write);
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            1,
+            "handing over wakes the writer"
+        );
+        assert_eq!(out.writer_step(&waker, &mut batch), Step::Write);
         assert_eq!(batch, [Bytes::from_static(b"abc")]);
         out.consume(3);
-        assert_eq!(out.writer_step(&mut batch), Step::Wait);
+        assert_eq!(out.writer_step(&waker, &mut batch), Step::Wait);
         assert!(!out.with_writer(), "an empty queue goes back to the driver");
         out.push(Bytes::from_static(b"x"));
-        out.close(CloseMode::AfterFlush);
+        assert!(
+            !out.close(CloseMode::AfterFlush),
+            "the writer is already there"
+        );
+        assert_eq!(wakes.load(Ordering::SeqCst), 2, "closing wakes the writer");
         assert_eq!(
-            out.writer_step(&mut batch),
+            out.writer_step(&waker, &mut batch),
             Step::Write,
-            "flush before closing"
+            "flush first"
         );
         out.consume(1);
-        assert_eq!(out.writer_step(&mut batch), Step::Finish);
-        out.close(CloseMode::Now);
-        assert_eq!(out.writer_step(&mut batch), Step::Stop);
+        assert_eq!(out.writer_step(&waker, &mut batch), Step::Finish);
+        assert!(!out.reader_ended(&waker));
+        out.end_reading();
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            3,
+            "the reader's end wakes a lingerer"
+        );
+        assert!(out.reader_ended(&waker));
+        assert!(!out.close(CloseMode::Now));
+        assert_eq!(out.writer_step(&waker, &mut batch), Step::Stop);
+    }
+
+    fn counting_waker() -> (Waker, Arc<AtomicUsize>) {
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        (Waker::from(Arc::new(Count(Arc::clone(&count)))), count)
     }
 
     #[test]

@@ -236,13 +236,14 @@ pub fn accept_failed(error: &io::Error) {
     tracing::warn!(%error, "accept failed; retrying in {ACCEPT_BACKOFF:?}");
 }
 
-/// One connection as the [`Driver`] holds it: the socket, the queue it shares with the
-/// connection's writer, and a way to wake that writer. None of it may block.
+/// One connection as the [`Driver`] holds it: the socket, and the queue it shares with the
+/// connection's writer (which also holds the writer's waker).
 pub trait Outbox: AsFd {
     /// The frames waiting for this connection.
     fn queue(&self) -> &Mutex<Outgoing>;
-    /// Tells the writer to look at the queue: the driver handed it the socket, or closed.
-    fn wake_writer(&self);
+    /// Starts the connection's writer (see [`crate::buffers`]), which sends
+    /// [`Input::WriterFinished`] when it ends. Must not block.
+    fn start_writer(&self) -> io::Result<()>;
 }
 
 /// Something that happened, for the [`Driver`]. `S` is the runtime's stream type.
@@ -290,7 +291,8 @@ pub struct Driver<O> {
     /// A queue this long is written at once instead of at the end of the round, so that a
     /// burst within one round never looks like a slow reader to the machine (S8).
     flush_at_bytes: usize,
-    /// Writers started and not yet finished, including those of closed connections.
+    /// Writers started and not yet finished, including those of closed connections. A writer
+    /// starts the first time a connection needs one (see [`crate::buffers`]).
     writers: usize,
     /// Set by shutdown: when to exit even if some writers have not finished.
     exit_by: Option<Timestamp>,
@@ -317,8 +319,7 @@ impl<O: Outbox> Driver<O> {
     }
 
     /// Feeds one input to the room machine and carries out what it asks for. For an
-    /// accepted stream, `open` starts the connection's reader and writer and returns its
-    /// outbox; if it fails, the connection is dropped as if the peer had gone.
+    /// accepted stream, `open` starts the connection's reader and returns its outbox; if it fails, the connection is dropped as if the peer had gone.
     pub fn handle<S>(&mut self, input: Input<S>, open: impl FnOnce(ConnId, S) -> io::Result<O>) {
         self.now = self.clock.now();
         let now = self.now;
@@ -327,7 +328,6 @@ impl<O: Outbox> Driver<O> {
                 let conn = self.server.handle_open(now);
                 match open(conn, stream) {
                     Ok(outbox) => {
-                        self.writers += 1;
                         self.outboxes.insert(conn, outbox);
                     }
                     Err(error) => {
@@ -370,8 +370,9 @@ impl<O: Outbox> Driver<O> {
             if let Some(outbox) = self.outboxes.get(&conn) {
                 let mut queue = buffers::lock(outbox.queue());
                 queue.unlist();
-                let written = write_or_hand_over(outbox, &mut queue);
+                let (written, started) = write_or_hand_over(outbox, &mut queue);
                 drop(queue);
+                self.writers += started;
                 self.server.handle_drained(self.now, conn, written);
             }
         }
@@ -429,8 +430,9 @@ impl<O: Outbox> Driver<O> {
             return;
         }
         if queue.len() >= self.flush_at_bytes {
-            let written = write_or_hand_over(outbox, &mut queue);
+            let (written, started) = write_or_hand_over(outbox, &mut queue);
             drop(queue);
+            self.writers += started;
             self.server.handle_drained(self.now, conn, written);
         } else if queue.list() {
             self.unflushed.push(conn);
@@ -440,27 +442,43 @@ impl<O: Outbox> Driver<O> {
     /// Hands `conn` to its writer for the close the machine asked for, and forgets it.
     fn close(&mut self, conn: ConnId, mode: CloseMode) {
         if let Some(outbox) = self.outboxes.remove(&conn) {
-            buffers::lock(outbox.queue()).close(mode);
             if mode == CloseMode::Now {
                 abort_socket(&outbox);
             }
-            outbox.wake_writer();
+            let start = buffers::lock(outbox.queue()).close(mode);
+            if start {
+                self.writers += start_writer(&outbox);
+            }
         }
     }
 }
 
 /// Writes what the kernel takes now; if something is left, gives the socket to the writer.
-/// Returns the bytes written.
-fn write_or_hand_over(outbox: &impl Outbox, queue: &mut Outgoing) -> usize {
+/// Returns the bytes written, and how many writers were started (zero or one).
+fn write_or_hand_over(outbox: &impl Outbox, queue: &mut Outgoing) -> (usize, usize) {
     if queue.with_writer() {
-        return 0;
+        return (0, 0);
     }
     let written = queue.send_now(outbox);
-    if !queue.is_empty() {
-        queue.hand_to_writer();
-        outbox.wake_writer();
+    let started = if !queue.is_empty() && queue.hand_to_writer() {
+        start_writer(outbox)
+    } else {
+        0
+    };
+    (written, started)
+}
+
+/// Starts `outbox`'s writer; returns 1 if it runs. If it cannot be started (no threads left),
+/// the connection is cut: its reader then ends and the machine forgets it.
+fn start_writer(outbox: &impl Outbox) -> usize {
+    match outbox.start_writer() {
+        Ok(()) => 1,
+        Err(error) => {
+            tracing::error!(%error, "cannot start a writer; cutting the connection");
+            abort_socket(outbox);
+            0
+        }
     }
-    written
 }
 
 /// One log line per join, leave (with its cause) and refused request.

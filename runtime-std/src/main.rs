@@ -8,15 +8,16 @@
 //!   After each round of inputs it writes every connection's new frames with a `send` that
 //!   never waits (see [`chathttp_runtime_std::buffers`]): no write can make it wait.
 //! * **reader**, one per connection: blocks in `read` and sends what it gets to the driver.
-//! * **writer**, one per connection, asleep until the driver hands it the socket: when the
-//!   peer's kernel buffer is full, it blocks in `write_vectored` for the backlog, and only
-//!   that peer waits (S8); it also carries out closes.
+//! * **writer**, one per connection that needs one, started when the driver first hands it
+//!   the socket: when the peer's kernel buffer is full, it blocks in `write_vectored` for the
+//!   backlog, and only that peer waits (S8); it also carries out closes.
 //! * **signals**: raises the shutdown flag on SIGINT and SIGTERM and wakes the driver (S11).
 //!
 //! Blocking sockets offer no way to wait for "readable or writable or a message", so each
-//! direction of each socket needs a thread of its own; anything fewer lets one slow peer hold
-//! up others. The price is two small-stack threads per connection, which is fine for
-//! thousands of connections and the reason the async binaries exist for more.
+//! connection's reading needs a thread of its own, and so does its writing whenever the peer
+//! is slower than the driver; anything fewer lets one slow peer hold up others. The price is
+//! one small-stack thread per connection (two for those that fall behind or close), which is
+//! fine for thousands of connections and the reason the async binaries exist for more.
 //!
 //! The driver's input channel is bounded: when the driver falls behind, readers stop reading
 //! and TCP pushes back on the senders. Outgoing queues have no bound of their own, because
@@ -29,7 +30,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::task::{Wake, Waker};
+use std::thread::{self, Thread};
 use std::time::Instant;
 
 use chathttp_core::{ConnId, Disconnect};
@@ -106,13 +108,15 @@ fn drive(
 }
 
 /// A connection as the driver holds it: the socket, the queue it shares with the writer, and
-/// the writer's wake-up. Reader and writer share the one socket through `&TcpStream`, which
-/// implements `Read` and `Write`; the descriptor closes when the last handle is dropped.
+/// what starting the writer takes. Reader and writer share the one socket through
+/// `&TcpStream`, which implements `Read` and `Write`; the descriptor closes when the last
+/// handle is dropped.
 #[derive(Debug)]
 struct Connection {
+    conn: ConnId,
     stream: Arc<TcpStream>,
     queue: Arc<Mutex<Outgoing>>,
-    wake: SyncSender<()>,
+    to_driver: ToDriver,
 }
 
 impl AsFd for Connection {
@@ -126,29 +130,28 @@ impl Outbox for Connection {
         &self.queue
     }
 
-    fn wake_writer(&self) {
-        // One pending wake-up is enough: the writer looks at the whole queue.
-        let _ = self.wake.try_send(());
+    fn start_writer(&self) -> io::Result<()> {
+        let conn = self.conn;
+        let writer = (
+            Arc::clone(&self.stream),
+            Arc::clone(&self.queue),
+            self.to_driver.clone(),
+        );
+        spawn(move || write_loop(conn, &writer.0, &writer.1, &writer.2))
     }
 }
 
-/// Starts the reader and the writer of a new connection.
+/// Starts the reader of a new connection.
 fn open(conn: ConnId, stream: TcpStream, to_driver: &ToDriver) -> io::Result<Connection> {
     let stream = Arc::new(stream);
     let queue = Arc::new(Mutex::new(Outgoing::default()));
-    let (wake, wakeups) = mpsc::sync_channel(1);
-    let reader = (Arc::clone(&stream), to_driver.clone(), wake.clone());
-    spawn(move || read_loop(conn, &reader.0, &reader.1, reader.2))?;
-    let writer = (Arc::clone(&stream), Arc::clone(&queue), to_driver.clone());
-    if let Err(error) = spawn(move || write_loop(conn, &writer.0, &writer.1, &wakeups, &writer.2)) {
-        // The reader ends on the shutdown; the driver forgets the connection.
-        let _ = stream.shutdown(Shutdown::Both);
-        return Err(error);
-    }
+    let reader = (Arc::clone(&stream), to_driver.clone(), Arc::clone(&queue));
+    spawn(move || read_loop(conn, &reader.0, &reader.1, &reader.2))?;
     Ok(Connection {
+        conn,
         stream,
         queue,
-        wake,
+        to_driver: to_driver.clone(),
     })
 }
 
@@ -159,43 +162,38 @@ fn spawn(body: impl FnOnce() + Send + 'static) -> io::Result<()> {
         .map(drop)
 }
 
-/// Reads until the stream ends and hands every chunk to the driver. `_writer_link` is a
-/// handle on the writer's wake-ups that is never used: dropping it when the stream ends is
-/// how a lingering writer learns that the peer has closed (see [`write_loop`]).
-fn read_loop(conn: ConnId, stream: &TcpStream, to_driver: &ToDriver, _writer_link: SyncSender<()>) {
+/// Reads until the stream ends and hands every chunk to the driver; then tells the writer,
+/// which may be lingering for it (see [`write_loop`]).
+fn read_loop(conn: ConnId, stream: &TcpStream, to_driver: &ToDriver, queue: &Mutex<Outgoing>) {
     let mut buffer = ReadBuffer::default();
     let how = loop {
         let input = match (&*stream).read(buffer.space()) {
-            Ok(0) => break Disconnect::Eof,
+            Ok(0) => break Some(Disconnect::Eof),
             Ok(n) => Input::Received(conn, buffer.take(n)),
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break Disconnect::Error,
+            Err(_) => break Some(Disconnect::Error),
         };
         if to_driver.send(input).is_err() {
-            return;
+            break None;
         }
     };
-    let _ = to_driver.send(Input::Closed(conn, how));
+    buffers::lock(queue).end_reading();
+    if let Some(how) = how {
+        let _ = to_driver.send(Input::Closed(conn, how));
+    }
 }
 
 /// Writes the queue while the driver has handed it the socket (the peer's kernel buffer was
 /// full, or the connection closes), one vectored write per wake-up, and closes as told.
-fn write_loop(
-    conn: ConnId,
-    stream: &TcpStream,
-    queue: &Mutex<Outgoing>,
-    wakeups: &Receiver<()>,
-    to_driver: &ToDriver,
-) {
+fn write_loop(conn: ConnId, stream: &TcpStream, queue: &Mutex<Outgoing>, to_driver: &ToDriver) {
+    // Waking this thread is unparking it; `park` may also return early, so every wait below
+    // looks at the queue again.
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut batch = Vec::new();
     loop {
-        let step = buffers::lock(queue).writer_step(&mut batch);
+        let step = buffers::lock(queue).writer_step(&waker, &mut batch);
         match step {
-            Step::Wait => {
-                if wakeups.recv().is_err() {
-                    break;
-                }
-            }
+            Step::Wait => thread::park(),
             Step::Write => {
                 let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
                 let written = match (&*stream).write_vectored(&slices) {
@@ -208,15 +206,14 @@ fn write_loop(
                 let _ = to_driver.send(Input::Drained(conn, written));
             }
             Step::Finish => {
-                // Half-close, then let the reader discard input until the peer closes: the
-                // driver has dropped its handle, so the wake-ups disconnect when the reader
-                // ends.
+                // Half-close, then let the reader discard input until the peer closes.
                 let _ = stream.shutdown(Shutdown::Write);
                 let deadline = Instant::now() + host::LINGER;
                 while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                    if wakeups.recv_timeout(left).is_err() {
+                    if buffers::lock(queue).reader_ended(&waker) {
                         break;
                     }
+                    thread::park_timeout(left);
                 }
                 break;
             }
@@ -225,4 +222,13 @@ fn write_loop(
     }
     let _ = stream.shutdown(Shutdown::Both);
     let _ = to_driver.send(Input::WriterFinished);
+}
+
+/// A [`Waker`] for a thread that waits with [`thread::park`].
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
 }
