@@ -331,7 +331,10 @@ mod tests {
             Step::Wait,
             "driver owns it"
         );
-        out.hand_to_writer();
+        assert!(
+            out.hand_to_writer(),
+            "the first hand-over starts the writer"
+        );
         assert_eq!(
             wakes.load(Ordering::SeqCst),
             1,
