@@ -17,7 +17,10 @@ impl ConnId {
         Self(((generation as u64) << 32) | index as u64)
     }
 
-    pub(crate) fn index(self) -> usize {
+    /// The id's slot: small and dense, counted from zero, and reused (with a new
+    /// generation) once the connection has closed. A host can keep its per-connection state
+    /// in a `Vec` at this index instead of a hash map, comparing the whole id on lookup.
+    pub fn index(self) -> usize {
         (self.0 & 0xffff_ffff) as usize
     }
 

@@ -16,7 +16,6 @@
 //! An adapter is then four parts and nothing else: an accept loop, a reader and a writer per
 //! connection, and a loop that feeds the [`Driver`].
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
@@ -285,7 +284,7 @@ pub struct Driver<O> {
     clock: Clock,
     /// The time of the input being handled, for the machine's bookkeeping of writes.
     now: Timestamp,
-    outboxes: HashMap<ConnId, O>,
+    outboxes: Outboxes<O>,
     /// Connections with frames queued this round, written by [`flush`](Self::flush).
     unflushed: Vec<ConnId>,
     /// A queue this long is written at once instead of at the end of the round, so that a
@@ -310,7 +309,7 @@ impl<O: Outbox> Driver<O> {
             server: Server::new(config, now),
             clock,
             now,
-            outboxes: HashMap::new(),
+            outboxes: Outboxes::default(),
             unflushed: Vec::new(),
             flush_at_bytes,
             writers: 0,
@@ -367,7 +366,7 @@ impl<O: Outbox> Driver<O> {
     pub fn flush(&mut self) {
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for conn in unflushed.drain(..) {
-            if let Some(outbox) = self.outboxes.get(&conn) {
+            if let Some(outbox) = self.outboxes.get(conn) {
                 let mut queue = buffers::lock(outbox.queue());
                 queue.unlist();
                 let (written, started) = write_or_hand_over(outbox, &mut queue);
@@ -421,7 +420,7 @@ impl<O: Outbox> Driver<O> {
     /// Queues `bytes` for `conn`, to be written by [`flush`](Self::flush), or at once if the
     /// queue has grown long.
     fn queue(&mut self, conn: ConnId, bytes: Bytes) {
-        let Some(outbox) = self.outboxes.get(&conn) else {
+        let Some(outbox) = self.outboxes.get(conn) else {
             return;
         };
         let mut queue = buffers::lock(outbox.queue());
@@ -441,7 +440,7 @@ impl<O: Outbox> Driver<O> {
 
     /// Hands `conn` to its writer for the close the machine asked for, and forgets it.
     fn close(&mut self, conn: ConnId, mode: CloseMode) {
-        if let Some(outbox) = self.outboxes.remove(&conn) {
+        if let Some(outbox) = self.outboxes.remove(conn) {
             if mode == CloseMode::Now {
                 abort_socket(&outbox);
             }
@@ -449,6 +448,44 @@ impl<O: Outbox> Driver<O> {
             if start {
                 self.writers += start_writer(&outbox);
             }
+        }
+    }
+}
+
+/// The outboxes of open connections, at their [`ConnId::index`]: a broadcast looks up every
+/// member, and a hash map's probing was a third of the driver's time at 5,000 members.
+#[derive(Debug)]
+struct Outboxes<O> {
+    slots: Vec<Option<(ConnId, O)>>,
+}
+
+impl<O> Default for Outboxes<O> {
+    fn default() -> Self {
+        Self { slots: Vec::new() }
+    }
+}
+
+impl<O> Outboxes<O> {
+    fn insert(&mut self, conn: ConnId, outbox: O) {
+        let index = conn.index();
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some((conn, outbox));
+    }
+
+    fn get(&self, conn: ConnId) -> Option<&O> {
+        match self.slots.get(conn.index()) {
+            Some(Some((id, outbox))) if *id == conn => Some(outbox),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<O> {
+        let slot = self.slots.get_mut(conn.index())?;
+        match slot {
+            Some((id, _)) if *id == conn => slot.take().map(|(_, outbox)| outbox),
+            _ => None,
         }
     }
 }
@@ -535,5 +572,26 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }
+    }
+
+    #[test]
+    fn outboxes_ignore_a_closed_connection_whose_slot_was_reused() {
+        let now = Timestamp::new(Duration::ZERO, chrono::NaiveDateTime::default());
+        let mut server = Server::new(ServerConfig::default(), now);
+        let mut outboxes = Outboxes::default();
+        let old = server.handle_open(now);
+        outboxes.insert(old, "old");
+        server.handle_closed(now, old, Disconnect::Eof);
+        assert_eq!(outboxes.remove(old), Some("old"));
+        let new = server.handle_open(now);
+        assert_eq!(new.index(), old.index(), "the slot is reused");
+        outboxes.insert(new, "new");
+        assert_eq!(
+            outboxes.get(old),
+            None,
+            "a late event for the old id finds nothing"
+        );
+        assert_eq!(outboxes.remove(old), None);
+        assert_eq!(outboxes.get(new), Some(&"new"));
     }
 }
