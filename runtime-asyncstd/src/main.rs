@@ -19,6 +19,9 @@ use async_std::task;
 use chathttp_runtime_std::async_host::{Runtime, Service};
 use chathttp_runtime_std::host;
 
+#[global_allocator]
+static ALLOCATOR: host::MiMalloc = host::MiMalloc;
+
 fn main() -> ExitCode {
     let settings = host::start("chat-server-asyncstd");
     let service = Service::<AsyncStd>::new(settings.config);

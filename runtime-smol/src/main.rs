@@ -16,6 +16,9 @@ use chathttp_runtime_std::host;
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
 
+#[global_allocator]
+static ALLOCATOR: host::MiMalloc = host::MiMalloc;
+
 fn main() -> ExitCode {
     let settings = host::start("chat-server-smol");
     let service = Service::<Smol>::new(settings.config);

@@ -11,9 +11,10 @@
 //!   without waiting (see [`crate::buffers`]).
 //! * **reader**, one task per connection: reads into a small buffer (larger while the client
 //!   sends fast) and sends what it gets to the driver.
-//! * **writer**, one task per connection that needs one, started when the driver first hands
-//!   it the socket: when the peer's kernel buffer is full, it waits on the socket and writes
-//!   the backlog, one vectored write per wake-up; it also carries out closes. A peer that does not read parks
+//! * **writer**, a task that runs only while a connection has a backlog or is closing:
+//!   started when the driver finds the peer's kernel buffer full, it waits on the socket,
+//!   writes the backlog, one vectored write per wake-up, and ends; it also carries out
+//!   closes. A peer that does not read parks
 //!   only its own writer (S8).
 //!
 //! Signals arrive through the shared host's signal thread, which sends [`Input::Shutdown`] on
@@ -221,27 +222,18 @@ async fn read_loop<R: Runtime>(
 }
 
 /// Writes the queue while the driver has handed it the socket (the peer's kernel buffer was
-/// full, or the connection closes), one vectored write per wake-up, and closes as told.
+/// full, or the connection closes), one vectored write per wake-up; returns the socket to the
+/// driver when the backlog is written, or closes as told.
 async fn write_loop<R: Runtime>(
     conn: ConnId,
     mut stream: R::Stream,
     queue: Arc<Mutex<Outgoing>>,
     to_driver: ToDriver<R>,
 ) {
-    let mut batch = Vec::new();
     loop {
-        let step =
-            future::poll_fn(
-                |cx| match buffers::lock(&queue).writer_step(cx.waker(), &mut batch) {
-                    Step::Wait => Poll::Pending,
-                    step => Poll::Ready(step),
-                },
-            )
-            .await;
+        let step = buffers::lock(&queue).writer_step();
         match step {
-            // Never returned: waiting is the pending poll above.
-            Step::Wait => {}
-            Step::Write => {
+            Step::Write(batch) => {
                 let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
                 let written = match stream.write_vectored(&slices).await {
                     Ok(0) => break,
@@ -251,6 +243,10 @@ async fn write_loop<R: Runtime>(
                 };
                 buffers::lock(&queue).consume(written);
                 let _ = to_driver.send(Input::Drained(conn, written)).await;
+            }
+            Step::Return => {
+                let _ = to_driver.send(Input::WriterFinished).await;
+                return;
             }
             Step::Finish => {
                 // Half-close, then let the reader discard input until the peer closes.

@@ -8,11 +8,10 @@
 //! one system call per connection per round, however many frames the round queued, and no
 //! task or thread wakes up for it. Only when the kernel's buffer for a connection is full
 //! does the driver hand the queue to the connection's **writer** (started then, the first
-//! time it is needed), which waits on the socket, writes until the queue is empty and hands
-//! it back. Closing is the writer's job too. The two never write at the same time:
+//! time it is needed), which waits on the socket, writes until the queue is empty, hands it
+//! back and ends. Closing is the writer's job too. The two never write at the same time:
 //! [`Outgoing::with_writer`] says which one owns the socket, and both read it under the
-//! queue's lock. A waiting writer leaves its [`Waker`] in the queue (an async task's own, or
-//! one that unparks a thread), so waking it costs no channel and no allocation.
+//! queue's lock.
 //!
 //! Writing in the driver also keeps the slow-reader arithmetic (S8) honest: the room machine
 //! counts every byte it hands out as unsent until the host reports it written, so a burst of
@@ -42,12 +41,13 @@ pub fn lock(queue: &Mutex<Outgoing>) -> MutexGuard<'_, Outgoing> {
 }
 
 /// What a connection's writer does next (see [`Outgoing::writer_step`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// The driver owns the socket, or there is nothing to write: wait to be woken.
-    Wait,
-    /// Write the frames put in the batch (one vectored write), then look again.
-    Write,
+    /// Write these frames (one vectored write), then look again.
+    Write(Vec<Bytes>),
+    /// The backlog is written: the socket is the driver's again, and the writer ends
+    /// without touching it (the next backlog starts a new writer).
+    Return,
     /// Everything is written and the connection is closing after flush: shut down the
     /// sending side, linger (see [`LINGER`](crate::host::LINGER)), close.
     Finish,
@@ -55,34 +55,29 @@ pub enum Step {
     Stop,
 }
 
-/// One connection's frames not yet written, in order.
+/// Frames not yet written, in order, and their length in bytes.
 ///
-/// Its size needs no limit of its own: the room machine counts every byte it hands out
-/// against each connection and cuts a connection whose unsent bytes would pass
-/// `max_output_bytes` (S8), so a queue never holds more than that (plus one frame).
+/// No limit of its own: the room machine counts every byte it hands out against each
+/// connection and cuts a connection whose unsent bytes would pass `max_output_bytes` (S8),
+/// so no connection's frames ever add up to more than that (plus one frame).
 #[derive(Debug, Default)]
-pub struct Outgoing {
+pub struct Frames {
     frames: VecDeque<Bytes>,
-    /// The bytes in `frames`.
     bytes: usize,
-    /// The writer owns the socket: the kernel's buffer filled up, or the connection closes.
-    with_writer: bool,
-    /// The connection is on the driver's list of queues to write at the end of the round.
-    listed: bool,
-    closing: Option<CloseMode>,
-    /// The reader has seen the end of the stream: a lingering writer may close.
-    reader_ended: bool,
-    /// How to wake the writer, left here while it waits.
-    writer: Option<Waker>,
-    /// A writer has been started (it may have ended since).
-    writer_started: bool,
 }
 
-impl Outgoing {
+impl Frames {
     /// Appends a frame.
     pub fn push(&mut self, frame: Bytes) {
         self.bytes += frame.len();
         self.frames.push_back(frame);
+    }
+
+    /// Moves every frame of `other` to the end of these.
+    pub fn append(&mut self, other: &mut Frames) {
+        self.bytes += std::mem::take(&mut other.bytes);
+        self.frames.append(&mut other.frames);
+        other.shrink_if_idle();
     }
 
     /// The bytes waiting.
@@ -93,66 +88,6 @@ impl Outgoing {
     /// Nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
-    }
-
-    /// Whether the writer owns the socket (the driver must only queue).
-    pub fn with_writer(&self) -> bool {
-        self.with_writer
-    }
-
-    /// Marks the queue as listed for the end of the round; `false` if it already was.
-    pub fn list(&mut self) -> bool {
-        !std::mem::replace(&mut self.listed, true)
-    }
-
-    /// Takes the queue off the end-of-round list.
-    pub fn unlist(&mut self) {
-        self.listed = false;
-    }
-
-    /// Gives the socket to the writer and wakes it. Returns `true` if the connection has no
-    /// writer yet: the caller starts one. (Most connections never need a writer: the driver
-    /// writes for them. Starting it on first need saves a task or a thread per idle
-    /// connection.)
-    #[must_use = "a `true` means that a writer must be started"]
-    pub fn hand_to_writer(&mut self) -> bool {
-        self.with_writer = true;
-        self.wake_writer();
-        !std::mem::replace(&mut self.writer_started, true)
-    }
-
-    /// The room machine closes the connection: from now on only the writer acts. Returns
-    /// `true` if the caller must start the writer (see [`hand_to_writer`](Self::hand_to_writer)).
-    #[must_use = "a `true` means that a writer must be started"]
-    pub fn close(&mut self, mode: CloseMode) -> bool {
-        if mode == CloseMode::Now {
-            self.frames.clear();
-            self.bytes = 0;
-            self.closing = Some(mode);
-        }
-        self.closing.get_or_insert(mode);
-        self.hand_to_writer()
-    }
-
-    /// The reader saw the end of the stream (or gave up): a writer lingering after a
-    /// half-close (see [`Step::Finish`]) may close now.
-    pub fn end_reading(&mut self) {
-        self.reader_ended = true;
-        self.wake_writer();
-    }
-
-    /// Whether the reader has ended; if not, `waker` is woken when it does.
-    pub fn reader_ended(&mut self, waker: &Waker) -> bool {
-        if !self.reader_ended {
-            self.writer = Some(waker.clone());
-        }
-        self.reader_ended
-    }
-
-    fn wake_writer(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            writer.wake();
-        }
     }
 
     /// Writes what the kernel takes at once, never waiting, and returns how many bytes it
@@ -184,36 +119,6 @@ impl Outgoing {
         written
     }
 
-    /// The writer's next step. For `Wait`, `waker` is kept and woken when there is work;
-    /// `Wait` also gives the socket back to the driver when the writer has emptied the queue.
-    /// For `Write`, `batch` holds the frames to write.
-    pub fn writer_step(&mut self, waker: &Waker, batch: &mut Vec<Bytes>) -> Step {
-        let step = self.next_step(batch);
-        if step == Step::Wait {
-            self.writer = Some(waker.clone());
-        }
-        step
-    }
-
-    fn next_step(&mut self, batch: &mut Vec<Bytes>) -> Step {
-        if !self.with_writer {
-            return Step::Wait;
-        }
-        match (self.closing, self.frames.is_empty()) {
-            (Some(CloseMode::Now), _) => Step::Stop,
-            (_, false) => {
-                batch.clear();
-                batch.extend(self.frames.iter().take(MAX_WRITE_SLICES).cloned());
-                Step::Write
-            }
-            (Some(CloseMode::AfterFlush), true) => Step::Finish,
-            (None, true) => {
-                self.with_writer = false;
-                Step::Wait
-            }
-        }
-    }
-
     /// Points `slices` at the front frames, for one vectored write; returns how many.
     fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
@@ -239,11 +144,114 @@ impl Outgoing {
             left -= front.len();
             self.frames.pop_front();
         }
-        // A burst (a thousand joins at once) can grow the queue to thousands of entries;
-        // an idle connection should not keep that room for the rest of its life.
+        self.shrink_if_idle();
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+        self.shrink_if_idle();
+    }
+
+    /// A burst (a thousand joins at once) can grow the queue to thousands of entries; an
+    /// idle connection should not keep that room for the rest of its life.
+    fn shrink_if_idle(&mut self) {
         if self.frames.is_empty() && self.frames.capacity() > IDLE_QUEUE_CAPACITY {
             self.frames.shrink_to(IDLE_QUEUE_CAPACITY);
         }
+    }
+}
+
+/// What a connection's driver and writer share: the frames handed to the writer, who owns
+/// the socket, and how to wake the writer.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    /// Frames the writer is to write: empty unless it owns the socket.
+    frames: Frames,
+    /// The writer owns the socket: the kernel's buffer filled up, or the connection closes.
+    with_writer: bool,
+    closing: Option<CloseMode>,
+    /// The reader has seen the end of the stream: a lingering writer may close.
+    reader_ended: bool,
+    /// How to wake a writer lingering for the reader's end.
+    writer: Option<Waker>,
+    /// A writer runs: it was started and has not returned the socket.
+    writer_running: bool,
+}
+
+impl Outgoing {
+    /// Whether the writer owns the socket (the driver must only queue).
+    pub fn with_writer(&self) -> bool {
+        self.with_writer
+    }
+
+    /// Queues `frames` for the writer, after what it already has.
+    pub fn append(&mut self, frames: &mut Frames) {
+        self.frames.append(frames);
+    }
+
+    /// Gives the socket to the writer. Returns `true` if no writer runs: the caller starts
+    /// one. (A writer runs only while there is a backlog or a close to carry out: most
+    /// connections never need one, and an idle connection keeps no task or thread for it.)
+    #[must_use = "a `true` means that a writer must be started"]
+    pub fn hand_to_writer(&mut self) -> bool {
+        self.with_writer = true;
+        !std::mem::replace(&mut self.writer_running, true)
+    }
+
+    /// The room machine closes the connection: from now on only the writer acts. Returns
+    /// `true` if the caller must start the writer (see [`hand_to_writer`](Self::hand_to_writer)).
+    #[must_use = "a `true` means that a writer must be started"]
+    pub fn close(&mut self, mode: CloseMode) -> bool {
+        if mode == CloseMode::Now {
+            self.frames.clear();
+            self.closing = Some(mode);
+        }
+        self.closing.get_or_insert(mode);
+        self.hand_to_writer()
+    }
+
+    /// The reader saw the end of the stream (or gave up): a writer lingering after a
+    /// half-close (see [`Step::Finish`]) may close now.
+    pub fn end_reading(&mut self) {
+        self.reader_ended = true;
+        self.wake_writer();
+    }
+
+    /// Whether the reader has ended; if not, `waker` is woken when it does.
+    pub fn reader_ended(&mut self, waker: &Waker) -> bool {
+        if !self.reader_ended {
+            self.writer = Some(waker.clone());
+        }
+        self.reader_ended
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+    }
+
+    /// The writer's next step.
+    pub fn writer_step(&mut self) -> Step {
+        match (self.closing, self.frames.is_empty()) {
+            (Some(CloseMode::Now), _) => Step::Stop,
+            (_, false) => {
+                let front = self.frames.frames.iter().take(MAX_WRITE_SLICES);
+                Step::Write(front.cloned().collect())
+            }
+            (Some(CloseMode::AfterFlush), true) => Step::Finish,
+            (None, true) => {
+                self.with_writer = false;
+                self.writer_running = false;
+                Step::Return
+            }
+        }
+    }
+
+    /// Drops the first `written` bytes, which the writer wrote.
+    pub fn consume(&mut self, written: usize) {
+        self.frames.consume(written);
     }
 }
 
@@ -306,68 +314,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outgoing_consumes_partial_writes_across_frames() {
-        let mut out = Outgoing::default();
-        out.push(Bytes::from_static(b"abc"));
-        out.push(Bytes::from_static(b"de"));
-        out.consume(4);
-        assert_eq!(out.len(), 1);
+    fn frames_consume_partial_writes_across_frames() {
+        let mut frames = Frames::default();
+        frames.push(Bytes::from_static(b"abc"));
+        frames.push(Bytes::from_static(b"de"));
+        frames.consume(4);
+        assert_eq!(frames.len(), 1);
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-        let count = out.io_slices(&mut slices);
+        let count = frames.io_slices(&mut slices);
         assert_eq!(&*slices[0], b"e");
         assert_eq!(count, 1);
-        out.consume(1);
-        assert!(out.is_empty());
+        frames.consume(1);
+        assert!(frames.is_empty());
+    }
+
+    fn frames(parts: &[&'static [u8]]) -> Frames {
+        let mut frames = Frames::default();
+        parts
+            .iter()
+            .for_each(|part| frames.push(Bytes::from_static(part)));
+        frames
     }
 
     #[test]
-    fn the_writer_acts_only_once_handed_the_socket_and_gives_it_back_when_done() {
-        let (waker, wakes) = counting_waker();
+    fn a_writer_runs_while_there_is_a_backlog_or_a_close() {
         let mut out = Outgoing::default();
-        let mut batch = Vec::new();
-        out.push(Bytes::from_static(b"abc"));
-        assert_eq!(
-            out.writer_step(&waker, &mut batch),
-            Step::Wait,
-            "driver owns it"
-        );
-        assert!(
-            out.hand_to_writer(),
-            "the first hand-over starts the writer"
-        );
-        assert_eq!(
-            wakes.load(Ordering::SeqCst),
-            1,
-            "handing over wakes the writer"
-        );
-        assert_eq!(out.writer_step(&waker, &mut batch), Step::Write);
-        assert_eq!(batch, [Bytes::from_static(b"abc")]);
+        out.append(&mut frames(&[b"abc"]));
+        assert!(out.hand_to_writer(), "the first hand-over starts a writer");
+        let abc = vec![Bytes::from_static(b"abc")];
+        assert_eq!(out.writer_step(), Step::Write(abc));
+        out.append(&mut frames(&[b"d"]));
+        assert!(!out.hand_to_writer(), "it still runs");
         out.consume(3);
-        assert_eq!(out.writer_step(&waker, &mut batch), Step::Wait);
-        assert!(!out.with_writer(), "an empty queue goes back to the driver");
-        out.push(Bytes::from_static(b"x"));
-        assert!(
-            !out.close(CloseMode::AfterFlush),
-            "the writer is already there"
-        );
-        assert_eq!(wakes.load(Ordering::SeqCst), 2, "closing wakes the writer");
         assert_eq!(
-            out.writer_step(&waker, &mut batch),
-            Step::Write,
-            "flush first"
+            out.writer_step(),
+            Step::Write(vec![Bytes::from_static(b"d")])
         );
         out.consume(1);
-        assert_eq!(out.writer_step(&waker, &mut batch), Step::Finish);
+        assert_eq!(out.writer_step(), Step::Return);
+        assert!(!out.with_writer(), "an empty queue goes back to the driver");
+        out.append(&mut frames(&[b"x"]));
+        assert!(
+            out.close(CloseMode::AfterFlush),
+            "the close starts a new writer"
+        );
+        assert_eq!(
+            out.writer_step(),
+            Step::Write(vec![Bytes::from_static(b"x")])
+        );
+        out.consume(1);
+        assert_eq!(out.writer_step(), Step::Finish, "flushed, then closed");
+        assert!(!out.close(CloseMode::Now));
+        assert_eq!(out.writer_step(), Step::Stop);
+    }
+
+    #[test]
+    fn a_lingering_writer_is_woken_by_the_end_of_reading() {
+        let (waker, wakes) = counting_waker();
+        let mut out = Outgoing::default();
         assert!(!out.reader_ended(&waker));
         out.end_reading();
-        assert_eq!(
-            wakes.load(Ordering::SeqCst),
-            3,
-            "the reader's end wakes a lingerer"
-        );
+        assert_eq!(wakes.load(Ordering::SeqCst), 1);
         assert!(out.reader_ended(&waker));
-        assert!(!out.close(CloseMode::Now));
-        assert_eq!(out.writer_step(&waker, &mut batch), Step::Stop);
     }
 
     fn counting_waker() -> (Waker, Arc<AtomicUsize>) {
@@ -387,9 +395,7 @@ mod tests {
         let client =
             std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (server, _) = listener.accept().expect("accept");
-        let mut out = Outgoing::default();
-        out.push(Bytes::from_static(b"hello "));
-        out.push(Bytes::from_static(b"world"));
+        let mut out = frames(&[b"hello ", b"world"]);
         assert_eq!(out.send_now(&server), 11);
         let mut received = [0; 11];
         std::io::Read::read_exact(&mut &client, &mut received).expect("read");

@@ -8,15 +8,16 @@
 //!   After each round of inputs it writes every connection's new frames with a `send` that
 //!   never waits (see [`chathttp_runtime_std::buffers`]): no write can make it wait.
 //! * **reader**, one per connection: blocks in `read` and sends what it gets to the driver.
-//! * **writer**, one per connection that needs one, started when the driver first hands it
-//!   the socket: when the peer's kernel buffer is full, it blocks in `write_vectored` for the
-//!   backlog, and only that peer waits (S8); it also carries out closes.
+//! * **writer**, a thread that runs only while a connection has a backlog or is closing:
+//!   started when the driver finds the peer's kernel buffer full, it blocks in
+//!   `write_vectored` for the backlog (only that peer waits, S8) and ends; it also carries
+//!   out closes.
 //! * **signals**: raises the shutdown flag on SIGINT and SIGTERM and wakes the driver (S11).
 //!
 //! Blocking sockets offer no way to wait for "readable or writable or a message", so each
 //! connection's reading needs a thread of its own, and so does its writing whenever the peer
 //! is slower than the driver; anything fewer lets one slow peer hold up others. The price is
-//! one small-stack thread per connection (two for those that fall behind or close), which is
+//! one small-stack thread per connection (two while it falls behind or closes), which is
 //! fine for thousands of connections and the reason the async binaries exist for more.
 //!
 //! The driver's input channel is bounded: when the driver falls behind, readers stop reading
@@ -37,6 +38,9 @@ use std::time::Instant;
 use chathttp_core::{ConnId, Disconnect};
 use chathttp_runtime_std::buffers::{self, Outgoing, ReadBuffer, Step};
 use chathttp_runtime_std::host::{self, Driver, Input, Outbox};
+
+#[global_allocator]
+static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 
 /// Per-connection threads only read, write and copy; their stacks stay small, which keeps
 /// thousands of them cheap.
@@ -184,17 +188,13 @@ fn read_loop(conn: ConnId, stream: &TcpStream, to_driver: &ToDriver, queue: &Mut
 }
 
 /// Writes the queue while the driver has handed it the socket (the peer's kernel buffer was
-/// full, or the connection closes), one vectored write per wake-up, and closes as told.
+/// full, or the connection closes), one vectored write at a time; returns the socket to the
+/// driver when the backlog is written, or closes as told.
 fn write_loop(conn: ConnId, stream: &TcpStream, queue: &Mutex<Outgoing>, to_driver: &ToDriver) {
-    // Waking this thread is unparking it; `park` may also return early, so every wait below
-    // looks at the queue again.
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut batch = Vec::new();
     loop {
-        let step = buffers::lock(queue).writer_step(&waker, &mut batch);
+        let step = buffers::lock(queue).writer_step();
         match step {
-            Step::Wait => thread::park(),
-            Step::Write => {
+            Step::Write(batch) => {
                 let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
                 let written = match (&*stream).write_vectored(&slices) {
                     Ok(0) => break,
@@ -205,9 +205,15 @@ fn write_loop(conn: ConnId, stream: &TcpStream, queue: &Mutex<Outgoing>, to_driv
                 buffers::lock(queue).consume(written);
                 let _ = to_driver.send(Input::Drained(conn, written));
             }
+            Step::Return => {
+                let _ = to_driver.send(Input::WriterFinished);
+                return;
+            }
             Step::Finish => {
-                // Half-close, then let the reader discard input until the peer closes.
+                // Half-close, then let the reader discard input until the peer closes. Waking
+                // this thread is unparking it; `park_timeout` may also return early.
                 let _ = stream.shutdown(Shutdown::Write);
+                let waker = Waker::from(Arc::new(Unpark(thread::current())));
                 let deadline = Instant::now() + host::LINGER;
                 while let Some(left) = deadline.checked_duration_since(Instant::now()) {
                     if buffers::lock(queue).reader_ended(&waker) {
