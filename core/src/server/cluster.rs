@@ -408,6 +408,15 @@ impl Server {
         }
     }
 
+    /// The log is reachable again and this node missed nothing: it goes on reading where it
+    /// stopped, and joins and messages are accepted again.
+    pub fn handle_log_up(&mut self, now: Timestamp) {
+        self.now = now;
+        if let Some(shared) = self.shared.as_deref_mut() {
+            shared.down = None;
+        }
+    }
+
     /// The log is readable again from a consistent point: `members` is everyone it has
     /// claimed, in join order, and the next [`handle_log_entry`](Self::handle_log_entry)
     /// follows it. Call it at start, and after every reconnection. `missed` says entries
