@@ -14,4 +14,5 @@
 //! nothing else. It uses only runtime-agnostic crates (`futures-lite`, `async-channel`).
 
 pub mod async_host;
+pub mod cluster;
 pub mod host;
