@@ -31,6 +31,8 @@ use chathttp_core::{
 };
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+use crate::cluster::{self, ClusterSettings, Deliver, Link, LogEvent};
+
 /// How long an accept loop waits after a failed `accept` (EMFILE and friends) before trying
 /// again, so that running out of descriptors neither spins nor stops the server.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -62,6 +64,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// The room machine's configuration.
     pub config: ServerConfig,
+    /// `--redis`: the room is shared with other servers through Redis (docs/CLUSTER.md).
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -91,6 +95,32 @@ struct Flags {
     /// Seconds a started request may take to complete before 408 (S9); fractions allowed
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     request_timeout: Duration,
+    /// Share the room with every server started with the same Redis and --room: a Redis
+    /// URL such as redis://127.0.0.1:6379 (docs/CLUSTER.md). Without it the room is this
+    /// process's alone
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: the room's name; its Redis keys start with chathttp:{ROOM}:
+    #[arg(long, value_name = "ROOM", default_value = "main", value_parser = parse_node_id)]
+    room: String,
+    /// With --redis: this server's id among the room's servers [default: HOST-PID-TIME]
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    node_id: Option<String>,
+    /// With --redis: seconds after which a server that stopped refreshing its liveness key
+    /// is taken for dead: its members leave and their names are free; fractions allowed
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    node_ttl: Duration,
+    /// With --redis: about how many entries the shared log keeps (XADD MAXLEN ~)
+    #[arg(long, value_name = "N", default_value = "100000")]
+    log_max_len: NonZeroUsize,
+}
+
+/// A node id or room name: 1 to 64 printable ASCII characters, no spaces.
+fn parse_node_id(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 64 || !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("expected 1 to 64 printable ASCII characters, no spaces".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// `localhost:PORT` or an IP socket address (`1.2.3.4:5`, `[::1]:5`). No name lookup:
@@ -130,9 +160,17 @@ impl Flags {
             request_timeout: self.request_timeout,
             ..ServerConfig::default()
         };
+        let cluster = self.redis.map(|redis| ClusterSettings {
+            redis,
+            node_id: self.node_id.unwrap_or_else(crate::cluster::default_node_id),
+            node_ttl: self.node_ttl,
+            max_len: self.log_max_len.get(),
+            room: self.room,
+        });
         Settings {
             bind: self.bind,
             config,
+            cluster,
         }
     }
 }
@@ -273,6 +311,8 @@ pub enum Input<S> {
     WriterFinished,
     /// SIGINT or SIGTERM arrived (see [`on_shutdown_signal`]).
     Shutdown,
+    /// The shared log (`--redis`) has news: an entry, a refusal, an outage.
+    Log(LogEvent),
 }
 
 /// The one clock: both readings of a [`Timestamp`], taken together.
@@ -300,6 +340,8 @@ pub struct Driver<O> {
     writers: usize,
     /// Set by shutdown: when to exit even if some writers have not finished.
     exit_by: Option<Timestamp>,
+    /// The shared log, with `--redis`.
+    log: Option<Link>,
 }
 
 impl<O: Outbox> Driver<O> {
@@ -314,7 +356,20 @@ impl<O: Outbox> Driver<O> {
             outboxes: HashMap::new(),
             writers: 0,
             exit_by: None,
+            log: None,
         }
+    }
+
+    /// Shares the room through Redis (see [`cluster`]): call it once, before the first
+    /// input. `deliver` hands the log threads' news to this driver as [`Input::Log`].
+    pub fn share(&mut self, settings: &ClusterSettings, deliver: Deliver) {
+        let now = self.clock.now();
+        let config = self.server.config().clone();
+        self.server = Server::new_shared(config, now, &settings.node_id);
+        let (link, first) = cluster::start(settings, deliver);
+        tracing::info!(node = settings.node_id, "sharing the room through Redis");
+        link.feed(&mut self.server, now, first);
+        self.log = Some(link);
     }
 
     /// Feeds one input to the room machine and carries out what it asks for. For an
@@ -348,6 +403,11 @@ impl<O: Outbox> Driver<O> {
                 }
             }
             Input::WriterFinished => self.writers -= 1,
+            Input::Log(event) => {
+                if let Some(log) = &self.log {
+                    log.feed(&mut self.server, now, event);
+                }
+            }
             // The request itself is the flag, checked below for every input.
             Input::Shutdown => {}
         }
@@ -367,6 +427,9 @@ impl<O: Outbox> Driver<O> {
         if self.exit_by.is_none() && SHUTDOWN_REQUESTED.load(Ordering::Relaxed) {
             self.server.handle_shutdown(now);
             self.exit_by = Some(now.saturating_add(SHUTDOWN_GRACE));
+            if let Some(log) = &self.log {
+                log.retire();
+            }
         }
     }
 
@@ -382,8 +445,9 @@ impl<O: Outbox> Driver<O> {
 
     /// After shutdown: every writer has finished, or the grace period is over.
     pub fn is_finished(&self) -> bool {
+        let retired = self.log.as_ref().is_none_or(Link::is_retired);
         self.exit_by
-            .is_some_and(|exit_by| self.writers == 0 || self.clock.now() >= exit_by)
+            .is_some_and(|exit_by| (self.writers == 0 && retired) || self.clock.now() >= exit_by)
     }
 
     fn carry_out(&mut self) {
@@ -412,6 +476,9 @@ impl<O: Outbox> Driver<O> {
                 }
                 Output::Event(event) => log_event(&event),
             }
+        }
+        if let Some(log) = &self.log {
+            log.take_appends(&mut self.server);
         }
     }
 }

@@ -52,7 +52,17 @@ fn main() -> ExitCode {
         .name("accept".into())
         .spawn(move || accept_loop(&listener, &accepted))
         .expect("one thread can be spawned at start-up");
-    drive(Driver::new(settings.config), &inputs, &to_driver);
+    let mut driver = Driver::new(settings.config);
+    if let Some(cluster) = &settings.cluster {
+        let to_driver = to_driver.clone();
+        driver.share(
+            cluster,
+            Arc::new(move |event| {
+                let _ = to_driver.send(Input::Log(event));
+            }),
+        );
+    }
+    drive(driver, &inputs, &to_driver);
     ExitCode::SUCCESS
 }
 
