@@ -410,13 +410,16 @@ fn scripts() -> &'static [Script; 6] {
 
 // ----- the command thread -----------------------------------------------------------------
 
+/// How often entries waiting for Redis (leaves, rejoins) are tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
 struct Commands {
     link: Redis,
     keys: Keys,
     node: Arc<str>,
     ttl: Duration,
     max_len: usize,
-    /// Leaves that could not be appended yet: they are retried until Redis answers.
+    /// Leaves and rejoins that could not be appended yet: retried until Redis answers.
     retry: VecDeque<LogEntry>,
     deliver: Deliver,
     retired: Arc<AtomicBool>,
@@ -433,20 +436,29 @@ impl Commands {
             if now >= next_beat {
                 next_beat = now + beat;
                 if self.heartbeat().is_ok() {
-                    self.retry_leaves();
+                    self.retry_waiting();
                 }
             }
             if now >= next_reap {
                 next_reap = now + reap;
                 let _ = self.reap("");
             }
-            let wait = next_beat
+            if !self.retry.is_empty() {
+                self.retry_waiting();
+            }
+            let mut wait = next_beat
                 .min(next_reap)
                 .saturating_duration_since(Instant::now());
+            if !self.retry.is_empty() {
+                wait = wait.min(RETRY_EVERY);
+            }
             match queue.recv_timeout(wait) {
-                Ok(Job::Append(entry)) => self.append(entry),
+                Ok(Job::Append(entry)) => {
+                    tracing::trace!(?entry, "append");
+                    self.append(entry);
+                }
                 Ok(Job::Retire) => {
-                    self.retry_leaves();
+                    self.retry_waiting();
                     let node = self.node.clone();
                     match self.reap(&node) {
                         Ok(count) => tracing::info!(count, "released this node's members"),
@@ -484,19 +496,24 @@ impl Commands {
         Ok(count)
     }
 
-    fn retry_leaves(&mut self) {
+    fn retry_waiting(&mut self) {
         while let Some(entry) = self.retry.pop_front() {
-            if self.invoke(&entry).is_err() {
-                self.retry.push_front(entry);
-                return;
+            match self.invoke(&entry) {
+                Err(_) => return self.retry.push_front(entry),
+                Ok(true) => {}
+                // A leave of a member already reaped appends nothing: nothing to say.
+                Ok(false) if matches!(entry.kind, LogKind::Leave) => {}
+                Ok(false) => (self.deliver)(LogEvent::Refused(entry, AppendRefusal::NameTaken)),
             }
         }
     }
 
     fn append(&mut self, entry: LogEntry) {
-        if matches!(entry.kind, LogKind::Leave) && !self.retry.is_empty() {
-            self.retry.push_back(entry);
-            return self.retry_leaves();
+        // Leaves and rejoins keep their order behind those waiting.
+        let retried = matches!(entry.kind, LogKind::Leave | LogKind::Rejoin(_));
+        self.retry_waiting();
+        if retried && !self.retry.is_empty() {
+            return self.retry.push_back(entry);
         }
         match self.invoke(&entry) {
             Ok(true) => {}
@@ -507,7 +524,7 @@ impl Commands {
                 };
                 (self.deliver)(LogEvent::Refused(entry, refusal));
             }
-            Err(_) if matches!(entry.kind, LogKind::Leave) => self.retry.push_back(entry),
+            Err(_) if retried => self.retry.push_back(entry),
             Err(error) => {
                 let refusal = AppendRefusal::Unavailable(describe(&error));
                 (self.deliver)(LogEvent::Refused(entry, refusal));
@@ -519,7 +536,7 @@ impl Commands {
     fn invoke(&mut self, entry: &LogEntry) -> RedisResult<bool> {
         let (prefix, max_len) = (&self.keys.prefix, self.max_len);
         let (node, member) = (&*entry.author.node, entry.author.member);
-        let done: i64 = self.link.run(|c| match &entry.kind {
+        let done: RedisResult<i64> = self.link.run(|c| match &entry.kind {
             LogKind::Join(name) | LogKind::Rejoin(name) => {
                 let kind = match entry.kind {
                     LogKind::Join(_) => "join",
@@ -549,7 +566,8 @@ impl Commands {
                 .arg(max_len)
                 .invoke(c),
             _ => Ok(0),
-        })?;
+        });
+        let done = done.inspect_err(|error| tracing::debug!(%error, ?entry, "append failed"))?;
         Ok(done == 1)
     }
 }
