@@ -623,6 +623,21 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags_only_with_redis() {
+        assert_eq!(parse(&[]).expect("ok").cluster, None);
+        let settings = parse(&["--redis", "redis://127.0.0.1:6380", "--node-ttl", "0.5"]);
+        let cluster = settings
+            .expect("ok")
+            .cluster
+            .expect("--redis shares the room");
+        assert_eq!(cluster.node_ttl, Duration::from_millis(500));
+        assert_eq!((cluster.room.as_str(), cluster.max_len), ("main", 100_000));
+        assert!(!cluster.node_id.is_empty());
+        assert!(parse(&["--redis", "redis://x", "--node-id", "a b"]).is_err());
+        assert!(parse(&["--redis", "redis://x", "--node-ttl", "0"]).is_err());
+    }
+
+    #[test]
     fn outgoing_consumes_partial_writes_across_frames() {
         let mut out = Outgoing::default();
         out.apply(WriterCommand::Write(Bytes::from_static(b"abc")));
