@@ -505,3 +505,117 @@ fn a_joiner_that_hangs_up_before_its_join_is_applied_joins_then_leaves() {
     assert_eq!(w.roster(A), ["bob"]);
     assert_eq!(w.roster(B), ["bob"]);
 }
+
+/// A small deterministic generator (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Random scripts over three nodes: joins (with names that clash, in other cases), messages,
+/// GETs, DELETEs, hang-ups, reaping, and appends and reads at random moments. Invariants are checked
+/// after every output; at the end every node has the same roster, and every member received
+/// each message at most once, in log order.
+#[test]
+fn random_scripts_keep_one_order_and_one_roster_on_every_node() {
+    let seeds: u64 = std::env::var("CLUSTER_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let (mut chat_lines, mut leaves, mut refused) = (0u64, 0u64, 0u64);
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut w = World::new(&["a", "b", "c"]);
+        let names = ["ann", "Ann", "bo", "BO", "cy", "dee", "eve", "fay"];
+        let mut conns: Vec<(usize, ConnId)> = (0..6).map(|i| (i % 3, w.open(i % 3))).collect();
+        let mut said = 0;
+        for _ in 0..400 {
+            let node = rng.below(3);
+            match rng.below(20) {
+                0 | 1 => conns.push((node, w.open(node))),
+                2..=4 if !conns.is_empty() => {
+                    let (n, c) = conns[rng.below(conns.len())];
+                    let name = names[rng.below(names.len())];
+                    w.send(n, c, &add(name));
+                }
+                5..=9 if !conns.is_empty() => {
+                    let (n, c) = conns[rng.below(conns.len())];
+                    said += 1;
+                    w.send(n, c, &post(&format!("t{said}")));
+                }
+                10 if !conns.is_empty() => {
+                    let (n, c) = conns[rng.below(conns.len())];
+                    let method = ["GET", "DELETE"][rng.below(2)];
+                    w.send(n, c, &request(method, None, ""));
+                }
+                11 if !conns.is_empty() => {
+                    let (n, c) = conns.swap_remove(rng.below(conns.len()));
+                    w.hang_up(n, c);
+                }
+                12..=14 => w.append(node),
+                15 | 16 => w.deliver(node),
+                // Now and then the others take a node for dead and reap its members.
+                17 if rng.below(4) == 0 => {
+                    let id = w.nodes[node].id;
+                    w.reap(id);
+                }
+                _ => {
+                    // Deliver only part of the log: nodes lag behind each other.
+                    let lag = rng.below(3);
+                    if w.nodes[node].read + lag < w.log.len() {
+                        let entry = w.log[w.nodes[node].read].clone();
+                        w.nodes[node].read += 1;
+                        let now = w.now();
+                        w.nodes[node].server.handle_log_entry(now, entry);
+                        w.outputs(node);
+                    }
+                }
+            }
+        }
+        w.settle();
+        assert_eq!(w.roster(A), w.roster(B), "seed {seed}");
+        assert_eq!(w.roster(A), w.roster(C), "seed {seed}");
+        // Where each message stands in the log.
+        let position: HashMap<String, usize> = w
+            .log
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match &e.kind {
+                LogKind::Say(text) => Some((text.clone(), i)),
+                _ => None,
+            })
+            .collect();
+        for (&(node, conn), lines) in &w.received {
+            let mut last = None;
+            for line in lines.iter().filter(|l| l.starts_with("200 OK \"[ ")) {
+                let text = line
+                    .rsplit(" : ")
+                    .next()
+                    .and_then(|t| t.strip_suffix("\\n\""))
+                    .expect("a chat line");
+                let at = position[text];
+                chat_lines += 1;
+                assert!(
+                    last < Some(at),
+                    "seed {seed}: node {node} {conn:?} got {text} out of log order or twice"
+                );
+                last = Some(at);
+            }
+            leaves += lines.iter().filter(|l| l.contains("has just left")).count() as u64;
+            refused += lines.iter().filter(|l| l.starts_with("401")).count() as u64;
+        }
+    }
+    // The scripts do reach the interesting cases.
+    assert!(chat_lines > 20 * seeds, "{chat_lines} chat lines");
+    assert!(
+        leaves > seeds && refused > seeds,
+        "{leaves} leaves, {refused} 401s"
+    );
+    eprintln!("{seeds} seeds: {chat_lines} chat lines, {leaves} leave notices, {refused} 401s");
+}
