@@ -410,6 +410,45 @@ fn scripts() -> &'static [Script; 6] {
 
 // ----- the command thread -----------------------------------------------------------------
 
+/// Most appends sent in one pipeline.
+const MAX_PIPELINE: usize = 256;
+
+/// The entry's script as a plain `EVAL`, for pipelines: unlike `EVALSHA`, it cannot fail
+/// with `NOSCRIPT` halfway through a pipeline (Redis caches the compiled script anyway).
+fn eval(prefix: &str, max_len: usize, entry: &LogEntry) -> redis::Cmd {
+    let (node, member) = (&*entry.author.node, entry.author.member);
+    let mut cmd = redis::cmd("EVAL");
+    match &entry.kind {
+        LogKind::Join(name) | LogKind::Rejoin(name) => {
+            let kind = match entry.kind {
+                LogKind::Join(_) => "join",
+                _ => "rejoin",
+            };
+            cmd.arg(JOIN).arg(0).arg(prefix).arg(node).arg(member);
+            cmd.arg(name.key())
+                .arg(name.as_str())
+                .arg(kind)
+                .arg(max_len);
+        }
+        LogKind::Say(text) => {
+            cmd.arg(SAY).arg(0).arg(prefix).arg(node).arg(member);
+            cmd.arg(text.as_str()).arg(max_len);
+        }
+        LogKind::Leave => {
+            cmd.arg(LEAVE)
+                .arg(0)
+                .arg(prefix)
+                .arg(node)
+                .arg(member)
+                .arg(max_len);
+        }
+        _ => {
+            cmd.arg("return 0").arg(0);
+        }
+    }
+    cmd
+}
+
 /// How often entries waiting for Redis (leaves, rejoins) are tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 
@@ -454,23 +493,41 @@ impl Commands {
             }
             match queue.recv_timeout(wait) {
                 Ok(Job::Append(entry)) => {
-                    tracing::trace!(?entry, "append");
-                    self.append(entry);
-                }
-                Ok(Job::Retire) => {
-                    self.retry_waiting();
-                    let node = self.node.clone();
-                    match self.reap(&node) {
-                        Ok(count) => tracing::info!(count, "released this node's members"),
-                        Err(error) => tracing::warn!(%error, "could not release members"),
+                    // Everything already waiting goes in one pipeline: one round trip.
+                    let mut batch = vec![entry];
+                    let mut retire = false;
+                    while batch.len() < MAX_PIPELINE {
+                        match queue.try_recv() {
+                            Ok(Job::Append(entry)) => batch.push(entry),
+                            Ok(Job::Retire) => {
+                                retire = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
-                    self.retired.store(true, Ordering::Relaxed);
-                    (self.deliver)(LogEvent::Retired);
+                    self.append_all(batch);
+                    if retire {
+                        self.retire();
+                    }
                 }
+                Ok(Job::Retire) => self.retire(),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+
+    /// Shutdown: releases this node's claims (its members leave for everyone) and says so.
+    fn retire(&mut self) {
+        self.retry_waiting();
+        let node = self.node.clone();
+        match self.reap(&node) {
+            Ok(count) => tracing::info!(count, "released this node's members"),
+            Err(error) => tracing::warn!(%error, "could not release members"),
+        }
+        self.retired.store(true, Ordering::Relaxed);
+        (self.deliver)(LogEvent::Retired);
     }
 
     fn heartbeat(&mut self) -> RedisResult<()> {
@@ -508,6 +565,42 @@ impl Commands {
         }
     }
 
+    /// Appends `batch` in order, as one pipeline of `EVAL`s when it can.
+    fn append_all(&mut self, batch: Vec<LogEntry>) {
+        self.retry_waiting();
+        if batch.len() == 1 || !self.retry.is_empty() {
+            return batch.into_iter().for_each(|entry| self.append(entry));
+        }
+        let (prefix, max_len) = (self.keys.prefix.as_str(), self.max_len);
+        let results = self.link.run(|c| {
+            let mut pipe = redis::pipe();
+            for entry in &batch {
+                pipe.add_command(eval(prefix, max_len, entry));
+            }
+            pipe.query::<Vec<i64>>(c)
+        });
+        match results {
+            Ok(codes) if codes.len() == batch.len() => {
+                for (entry, code) in batch.into_iter().zip(codes) {
+                    self.settle(entry, Ok(code == 1));
+                }
+            }
+            // Some may have been appended before the connection broke: messages and joins
+            // are refused (the speaker is told; a join that did get in is applied and then
+            // left, see the core), leaves and rejoins are retried (they are idempotent).
+            other => {
+                let reason = match other {
+                    Err(error) => describe(&error),
+                    Ok(_) => "Redis answered a pipeline with the wrong count".to_owned(),
+                };
+                tracing::debug!(reason, count = batch.len(), "pipeline failed");
+                for entry in batch {
+                    self.settle(entry, Err(reason.clone()));
+                }
+            }
+        }
+    }
+
     fn append(&mut self, entry: LogEntry) {
         // Leaves and rejoins keep their order behind those waiting.
         let retried = matches!(entry.kind, LogKind::Leave | LogKind::Rejoin(_));
@@ -515,7 +608,14 @@ impl Commands {
         if retried && !self.retry.is_empty() {
             return self.retry.push_back(entry);
         }
-        match self.invoke(&entry) {
+        let result = self.invoke(&entry).map_err(|error| describe(&error));
+        self.settle(entry, result);
+    }
+
+    /// What follows an append's result: nothing, a refusal for the driver, or a retry.
+    fn settle(&mut self, entry: LogEntry, result: Result<bool, String>) {
+        let retried = matches!(entry.kind, LogKind::Leave | LogKind::Rejoin(_));
+        match result {
             Ok(true) => {}
             Ok(false) => {
                 let refusal = match entry.kind {
@@ -525,8 +625,8 @@ impl Commands {
                 (self.deliver)(LogEvent::Refused(entry, refusal));
             }
             Err(_) if retried => self.retry.push_back(entry),
-            Err(error) => {
-                let refusal = AppendRefusal::Unavailable(describe(&error));
+            Err(reason) => {
+                let refusal = AppendRefusal::Unavailable(reason);
                 (self.deliver)(LogEvent::Refused(entry, refusal));
             }
         }
