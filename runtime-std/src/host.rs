@@ -115,10 +115,12 @@ struct Flags {
     log_max_len: NonZeroUsize,
 }
 
-/// A node id or room name: 1 to 64 printable ASCII characters, no spaces.
+/// A node id or room name: 1 to 64 printable ASCII characters, no spaces and no braces
+/// (the room's keys use `{ROOM}` as their Redis hash tag).
 fn parse_node_id(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.len() > 64 || !text.chars().all(|c| c.is_ascii_graphic()) {
-        return Err("expected 1 to 64 printable ASCII characters, no spaces".to_owned());
+    let fits = |c: char| c.is_ascii_graphic() && c != '{' && c != '}';
+    if text.is_empty() || text.len() > 64 || !text.chars().all(fits) {
+        return Err("expected 1 to 64 printable ASCII characters, no spaces or braces".to_owned());
     }
     Ok(text.to_owned())
 }
@@ -635,6 +637,7 @@ mod tests {
         assert!(!cluster.node_id.is_empty());
         assert!(parse(&["--redis", "redis://x", "--node-id", "a b"]).is_err());
         assert!(parse(&["--redis", "redis://x", "--node-ttl", "0"]).is_err());
+        assert!(parse(&["--redis", "redis://x", "--room", "a}b"]).is_err());
     }
 
     #[test]
