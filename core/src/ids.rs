@@ -28,6 +28,11 @@ impl ConnId {
         (self.0 >> 32) as u32
     }
 
+    /// The id back from [`as_u64`](Self::as_u64) (a shared log names members by it).
+    pub(crate) fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
     /// The id as a number, for logs and for hosts that key tables by it.
     pub fn as_u64(self) -> u64 {
         self.0

@@ -10,7 +10,9 @@
 //!
 //! * [`wire`]: message types, the incremental [`wire::RequestDecoder`] and
 //!   [`wire::ResponseDecoder`], and the encoders.
-//! * [`server`]: the room machine, [`Server`], and its [`server::room`] log.
+//! * [`server`]: the room machine, [`Server`], and its [`server::room`] log; in
+//!   [`server::cluster`], the shared-log mode in which several servers apply one log (a
+//!   Redis Stream, in the adapters) and so serve one room.
 //! * [`client`]: the client session machine, [`client::ClientSession`].
 //! * [`time`], [`ids`], [`limits`], [`error`]: the vocabulary.
 //!

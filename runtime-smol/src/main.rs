@@ -21,7 +21,7 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 
 fn main() -> ExitCode {
     let settings = host::start("chat-server-smol");
-    let service = Service::<Smol>::new(settings.config);
+    let service = Service::<Smol>::new(settings.config).share(settings.cluster);
     let listener = host::listen(settings.bind);
     smol::block_on(async {
         let listener =

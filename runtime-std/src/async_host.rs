@@ -39,6 +39,7 @@ use chathttp_core::{ConnId, Disconnect, ServerConfig};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
+use crate::cluster::ClusterSettings;
 use crate::host::{self, Driver, Input, Outbox};
 
 /// What an async runtime must provide to serve the room.
@@ -66,6 +67,7 @@ pub struct Service<R: Runtime> {
     config: ServerConfig,
     to_driver: ToDriver<R>,
     inputs: Receiver<Input<R::Stream>>,
+    cluster: Option<ClusterSettings>,
 }
 
 impl<R: Runtime> Service<R> {
@@ -81,13 +83,28 @@ impl<R: Runtime> Service<R> {
             config,
             to_driver,
             inputs,
+            cluster: None,
         }
+    }
+
+    /// With `--redis`: share the room through Redis (see [`crate::cluster`]).
+    pub fn share(mut self, cluster: Option<ClusterSettings>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Serves connections from `listener` until shutdown is done.
     pub async fn run(self, listener: R::Listener) {
         R::spawn(accept_loop::<R>(listener, self.to_driver.clone()));
-        drive::<R>(Driver::new(self.config), self.inputs, self.to_driver).await;
+        let mut driver = Driver::new(self.config);
+        if let Some(cluster) = &self.cluster {
+            let to_driver = self.to_driver.clone();
+            let deliver = move |event| {
+                let _ = to_driver.send_blocking(Input::Log(event));
+            };
+            driver.share(cluster, std::sync::Arc::new(deliver));
+        }
+        drive::<R>(driver, self.inputs, self.to_driver).await;
     }
 }
 

@@ -32,12 +32,15 @@ use chathttp_core::{
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::buffers::{self, Frames, Outgoing};
+use crate::cluster::{self, ClusterSettings, Deliver, Link, LogEvent};
 
-/// The allocator every server binary installs (`#[global_allocator]`). With glibc's, the
-/// short-lived buffers of a burst of joins (member lists, notices, batches) leave pages that
-/// the connections' long-lived state keeps half used: 6.8 KB of RSS per idle member at
-/// 10,000 members, against 4.0 KB with mimalloc, whose size classes keep them apart (see
-/// docs/BENCHMARKS.md).
+/// The allocator the async server binaries install (`#[global_allocator]`). With glibc's,
+/// the short-lived buffers of a burst of joins (member lists, notices, batches) leave pages
+/// that the connections' long-lived state keeps half used: 6.8 KB of RSS per idle member at
+/// 10,000 members, against 4.7 KB with mimalloc, whose size classes keep them apart (see
+/// docs/BENCHMARKS.md). `chat-server-std` keeps glibc's: mimalloc gives every thread a heap
+/// of its own, and with a thread per connection 1,000 stalled clients took 270 MB instead of
+/// 58 MB.
 pub use mimalloc::MiMalloc;
 
 /// How long an accept loop waits after a failed `accept` (EMFILE and friends) before trying
@@ -64,6 +67,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// The room machine's configuration.
     pub config: ServerConfig,
+    /// `--redis`: the room is shared with other servers through Redis (docs/CLUSTER.md).
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -93,6 +98,34 @@ struct Flags {
     /// Seconds a started request may take to complete before 408 (S9); fractions allowed
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     request_timeout: Duration,
+    /// Share the room with every server started with the same Redis and --room: a Redis
+    /// URL such as redis://127.0.0.1:6379 (docs/CLUSTER.md). Without it the room is this
+    /// process's alone
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: the room's name; its Redis keys start with chathttp:{ROOM}:
+    #[arg(long, value_name = "ROOM", default_value = "main", value_parser = parse_node_id)]
+    room: String,
+    /// With --redis: this server's id among the room's servers [default: HOST-PID-TIME]
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    node_id: Option<String>,
+    /// With --redis: seconds after which a server that stopped refreshing its liveness key
+    /// is taken for dead: its members leave and their names are free; fractions allowed
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    node_ttl: Duration,
+    /// With --redis: about how many entries the shared log keeps (XADD MAXLEN ~)
+    #[arg(long, value_name = "N", default_value = "100000")]
+    log_max_len: NonZeroUsize,
+}
+
+/// A node id or room name: 1 to 64 printable ASCII characters, no spaces and no braces
+/// (the room's keys use `{ROOM}` as their Redis hash tag).
+fn parse_node_id(text: &str) -> Result<String, String> {
+    let fits = |c: char| c.is_ascii_graphic() && c != '{' && c != '}';
+    if text.is_empty() || text.len() > 64 || !text.chars().all(fits) {
+        return Err("expected 1 to 64 printable ASCII characters, no spaces or braces".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// `localhost:PORT` or an IP socket address (`1.2.3.4:5`, `[::1]:5`). No name lookup:
@@ -132,9 +165,17 @@ impl Flags {
             request_timeout: self.request_timeout,
             ..ServerConfig::default()
         };
+        let cluster = self.redis.map(|redis| ClusterSettings {
+            redis,
+            node_id: self.node_id.unwrap_or_else(crate::cluster::default_node_id),
+            node_ttl: self.node_ttl,
+            max_len: self.log_max_len.get(),
+            room: self.room,
+        });
         Settings {
             bind: self.bind,
             config,
+            cluster,
         }
     }
 }
@@ -267,6 +308,8 @@ pub enum Input<S> {
     WriterFinished,
     /// SIGINT or SIGTERM arrived (see [`on_shutdown_signal`]).
     Shutdown,
+    /// The shared log (`--redis`) has news: an entry, a refusal, an outage.
+    Log(LogEvent),
 }
 
 /// The one clock: both readings of a [`Timestamp`], taken together.
@@ -302,6 +345,8 @@ pub struct Driver<O> {
     writers: usize,
     /// Set by shutdown: when to exit even if some writers have not finished.
     exit_by: Option<Timestamp>,
+    /// The shared log, with `--redis`.
+    log: Option<Link>,
 }
 
 impl<O: Outbox> Driver<O> {
@@ -321,7 +366,20 @@ impl<O: Outbox> Driver<O> {
             flush_at_bytes,
             writers: 0,
             exit_by: None,
+            log: None,
         }
+    }
+
+    /// Shares the room through Redis (see [`cluster`]): call it once, before the first
+    /// input. `deliver` hands the log threads' news to this driver as [`Input::Log`].
+    pub fn share(&mut self, settings: &ClusterSettings, deliver: Deliver) {
+        let now = self.clock.now();
+        let config = self.server.config().clone();
+        self.server = Server::new_shared(config, now, &settings.node_id);
+        let (link, first) = cluster::start(settings, deliver);
+        tracing::info!(node = settings.node_id, "sharing the room through Redis");
+        link.feed(&mut self.server, now, first);
+        self.log = Some(link);
     }
 
     /// Feeds one input to the room machine and carries out what it asks for. For an
@@ -352,6 +410,11 @@ impl<O: Outbox> Driver<O> {
                 self.close(conn, CloseMode::AfterFlush);
             }
             Input::WriterFinished => self.writers -= 1,
+            Input::Log(event) => {
+                if let Some(log) = &self.log {
+                    log.feed(&mut self.server, now, event);
+                }
+            }
             // The request itself is the flag, checked below for every input.
             Input::Shutdown => {}
         }
@@ -373,9 +436,9 @@ impl<O: Outbox> Driver<O> {
     pub fn flush(&mut self) {
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for conn in unflushed.drain(..) {
-            if let Some(link) = self.outboxes.get_mut(conn) {
-                link.listed = false;
-                let (written, started) = link.write();
+            if let Some(slot) = self.outboxes.get_mut(conn) {
+                slot.listed = false;
+                let (written, started) = slot.write();
                 self.writers += started;
                 self.server.handle_drained(self.now, conn, written);
             }
@@ -387,6 +450,9 @@ impl<O: Outbox> Driver<O> {
         if self.exit_by.is_none() && SHUTDOWN_REQUESTED.load(Ordering::Relaxed) {
             self.server.handle_shutdown(self.now);
             self.exit_by = Some(self.now.saturating_add(SHUTDOWN_GRACE));
+            if let Some(log) = &self.log {
+                log.retire();
+            }
         }
     }
 
@@ -402,8 +468,9 @@ impl<O: Outbox> Driver<O> {
 
     /// After shutdown: every writer has finished, or the grace period is over.
     pub fn is_finished(&self) -> bool {
+        let retired = self.log.as_ref().is_none_or(Link::is_retired);
         self.exit_by
-            .is_some_and(|exit_by| self.writers == 0 || self.clock.now() >= exit_by)
+            .is_some_and(|exit_by| (self.writers == 0 && retired) || self.clock.now() >= exit_by)
     }
 
     fn carry_out(&mut self) {
@@ -420,35 +487,38 @@ impl<O: Outbox> Driver<O> {
                 Output::Event(event) => log_event(&event),
             }
         }
+        if let Some(log) = &self.log {
+            log.take_appends(&mut self.server);
+        }
     }
 
     /// Queues `bytes` for `conn`, to be written by [`flush`](Self::flush), or at once if the
     /// connection's batch has grown long.
     fn queue(&mut self, conn: ConnId, bytes: Bytes) {
-        let Some(link) = self.outboxes.get_mut(conn) else {
+        let Some(slot) = self.outboxes.get_mut(conn) else {
             return;
         };
-        link.batch.push(bytes);
-        if link.batch.len() >= self.flush_at_bytes {
-            let (written, started) = link.write();
+        slot.batch.push(bytes);
+        if slot.batch.len() >= self.flush_at_bytes {
+            let (written, started) = slot.write();
             self.writers += started;
             self.server.handle_drained(self.now, conn, written);
-        } else if !std::mem::replace(&mut link.listed, true) {
+        } else if !std::mem::replace(&mut slot.listed, true) {
             self.unflushed.push(conn);
         }
     }
 
     /// Hands `conn` to its writer for the close the machine asked for, and forgets it.
     fn close(&mut self, conn: ConnId, mode: CloseMode) {
-        if let Some(mut link) = self.outboxes.remove(conn) {
+        if let Some(mut slot) = self.outboxes.remove(conn) {
             if mode == CloseMode::Now {
-                abort_socket(&link.outbox);
+                abort_socket(&slot.outbox);
             }
-            let mut queue = buffers::lock(link.outbox.queue());
-            queue.append(&mut link.batch);
+            let mut queue = buffers::lock(slot.outbox.queue());
+            queue.append(&mut slot.batch);
             if queue.close(mode) {
                 drop(queue);
-                self.writers += start_writer(&link.outbox);
+                self.writers += start_writer(&slot.outbox);
             }
         }
     }
@@ -457,7 +527,7 @@ impl<O: Outbox> Driver<O> {
 /// An open connection as the driver keeps it: its outbox, and the frames queued for it this
 /// round, which only the driver touches (no lock per frame).
 #[derive(Debug)]
-struct Link<O> {
+struct Slot<O> {
     conn: ConnId,
     outbox: O,
     batch: Frames,
@@ -465,7 +535,7 @@ struct Link<O> {
     listed: bool,
 }
 
-impl<O: Outbox> Link<O> {
+impl<O: Outbox> Slot<O> {
     /// Writes the batch now, or gives it to the writer if the writer owns the socket or the
     /// kernel does not take it all. Returns the bytes written, and how many writers were
     /// started (zero or one).
@@ -492,7 +562,7 @@ impl<O: Outbox> Link<O> {
 /// member, and a hash map's probing was a third of the driver's time at 5,000 members.
 #[derive(Debug)]
 struct Outboxes<O> {
-    slots: Vec<Option<Link<O>>>,
+    slots: Vec<Option<Slot<O>>>,
 }
 
 impl<O> Default for Outboxes<O> {
@@ -507,7 +577,7 @@ impl<O> Outboxes<O> {
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
-        self.slots[index] = Some(Link {
+        self.slots[index] = Some(Slot {
             conn,
             outbox,
             batch: Frames::default(),
@@ -515,17 +585,17 @@ impl<O> Outboxes<O> {
         });
     }
 
-    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Link<O>> {
+    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Slot<O>> {
         match self.slots.get_mut(conn.index()) {
-            Some(Some(link)) if link.conn == conn => Some(link),
+            Some(Some(slot)) if slot.conn == conn => Some(slot),
             _ => None,
         }
     }
 
-    fn remove(&mut self, conn: ConnId) -> Option<Link<O>> {
+    fn remove(&mut self, conn: ConnId) -> Option<Slot<O>> {
         let slot = self.slots.get_mut(conn.index())?;
         match slot {
-            Some(link) if link.conn == conn => slot.take(),
+            Some(entry) if entry.conn == conn => slot.take(),
             _ => None,
         }
     }
@@ -608,13 +678,29 @@ mod tests {
         let old = server.handle_open(now);
         outboxes.insert(old, "old");
         server.handle_closed(now, old, Disconnect::Eof);
-        assert_eq!(outboxes.remove(old).map(|link| link.outbox), Some("old"));
+        assert_eq!(outboxes.remove(old).map(|slot| slot.outbox), Some("old"));
         let new = server.handle_open(now);
         assert_eq!(new.index(), old.index(), "the slot is reused");
         outboxes.insert(new, "new");
-        let late = outboxes.get_mut(old).map(|link| link.outbox);
+        let late = outboxes.get_mut(old).map(|slot| slot.outbox);
         assert_eq!(late, None, "a late event for the old id finds nothing");
         assert!(outboxes.remove(old).is_none());
-        assert_eq!(outboxes.get_mut(new).map(|link| link.outbox), Some("new"));
+        assert_eq!(outboxes.get_mut(new).map(|slot| slot.outbox), Some("new"));
+    }
+
+    #[test]
+    fn cluster_flags_only_with_redis() {
+        assert_eq!(parse(&[]).expect("ok").cluster, None);
+        let settings = parse(&["--redis", "redis://127.0.0.1:6380", "--node-ttl", "0.5"]);
+        let cluster = settings
+            .expect("ok")
+            .cluster
+            .expect("--redis shares the room");
+        assert_eq!(cluster.node_ttl, Duration::from_millis(500));
+        assert_eq!((cluster.room.as_str(), cluster.max_len), ("main", 100_000));
+        assert!(!cluster.node_id.is_empty());
+        assert!(parse(&["--redis", "redis://x", "--node-id", "a b"]).is_err());
+        assert!(parse(&["--redis", "redis://x", "--node-ttl", "0"]).is_err());
+        assert!(parse(&["--redis", "redis://x", "--room", "a}b"]).is_err());
     }
 }

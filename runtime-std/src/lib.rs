@@ -19,4 +19,5 @@
 
 pub mod async_host;
 pub mod buffers;
+pub mod cluster;
 pub mod host;

@@ -39,9 +39,6 @@ use chathttp_core::{ConnId, Disconnect};
 use chathttp_runtime_std::buffers::{self, Outgoing, ReadBuffer, Step};
 use chathttp_runtime_std::host::{self, Driver, Input, Outbox};
 
-#[global_allocator]
-static ALLOCATOR: host::MiMalloc = host::MiMalloc;
-
 /// Per-connection threads only read, write and copy; their stacks stay small, which keeps
 /// thousands of them cheap.
 const CONNECTION_STACK_BYTES: usize = 64 * 1024;
@@ -61,7 +58,17 @@ fn main() -> ExitCode {
         .name("accept".into())
         .spawn(move || accept_loop(&listener, &accepted))
         .expect("one thread can be spawned at start-up");
-    drive(Driver::new(settings.config), &inputs, &to_driver);
+    let mut driver = Driver::new(settings.config);
+    if let Some(cluster) = &settings.cluster {
+        let to_driver = to_driver.clone();
+        driver.share(
+            cluster,
+            Arc::new(move |event| {
+                let _ = to_driver.send(Input::Log(event));
+            }),
+        );
+    }
+    drive(driver, &inputs, &to_driver);
     ExitCode::SUCCESS
 }
 

@@ -22,6 +22,7 @@
 //! A peer's mistakes never surface as `Err`: they become `4xx` frames, closes and
 //! [`Event`]s.
 
+pub mod cluster;
 pub mod room;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -34,6 +35,7 @@ use crate::time::{Timestamp, datetime_text};
 use crate::wire::encode::{ResponseFields, write_response};
 use crate::wire::{Frame, Method, Progress, Request, RequestDecoder, Status, UserAgent, VERSION};
 
+pub use cluster::{AppendRefusal, LogEntry, LogKind, MemberRef, Roster};
 pub use room::{Entry, LeaveCause, Room};
 
 /// The body of the greeting (S1). Any short body is allowed; this one tells a person at a
@@ -125,6 +127,20 @@ pub enum Event {
         /// The connection.
         conn: ConnId,
     },
+    /// A member of another node joined (shared-log mode).
+    RemoteJoined {
+        /// Who.
+        member: MemberRef,
+        /// Its name.
+        name: UserName,
+    },
+    /// A member of another node left (shared-log mode).
+    RemoteLeft {
+        /// Who.
+        member: MemberRef,
+        /// Its name.
+        name: UserName,
+    },
 }
 
 /// How a connection ended, as the host saw it.
@@ -179,6 +195,8 @@ pub struct Server {
     now: Timestamp,
     datetime: (i64, [u8; 19]),
     shutting_down: bool,
+    /// Shared-log mode (see [`cluster`]); `None` for the single-process room.
+    shared: Option<Box<cluster::Shared>>,
 }
 
 impl Server {
@@ -196,6 +214,7 @@ impl Server {
             now,
             datetime: (i64::MIN, [0; 19]),
             shutting_down: false,
+            shared: None,
         }
     }
 
@@ -294,7 +313,7 @@ impl Server {
                 self.deadlines.len()
             ));
         }
-        Ok(())
+        self.check_shared()
     }
 
     // ----- inputs --------------------------------------------------------------------------
@@ -347,7 +366,7 @@ impl Server {
                     if let Some(c) = self.connection_mut(conn) {
                         c.request_started = None;
                     }
-                    self.carry_out(conn, &request);
+                    self.dispatch(conn, &request);
                 }
                 Progress::Error(error) => {
                     self.refuse_and_close(conn, &error);
@@ -437,6 +456,11 @@ impl Server {
         }
         self.room.clear();
         self.pending_leaves.clear();
+        if let Some(shared) = &mut self.shared {
+            // The host releases this node's claims in the log as one step (see `cluster`).
+            shared.pending.clear();
+            shared.roster.clear();
+        }
     }
 
     // ----- outputs -------------------------------------------------------------------------
@@ -515,7 +539,11 @@ impl Server {
     }
 
     fn carry_out(&mut self, conn: ConnId, request: &Request<'_>) {
-        match self.command(conn, request) {
+        let command = self.command(conn, request);
+        if self.shared.is_some() {
+            return self.carry_out_shared(conn, command);
+        }
+        match command {
             Command::Join(name) => self.sequence(Entry::Join { conn, name }),
             Command::Say(text) => self.sequence(Entry::Say { conn, text }),
             Command::Leave => self.sequence(Entry::Leave {
@@ -664,7 +692,13 @@ impl Server {
         let Some(c) = self.connection(conn) else {
             return;
         };
-        if c.is_member {
+        let is_member = c.is_member;
+        if let Some(shared) = &mut self.shared {
+            shared.pending.remove(&conn);
+        }
+        if is_member && self.shared.is_some() {
+            self.leave_shared(conn, cause);
+        } else if is_member {
             if cause != LeaveCause::Delete {
                 self.pending_leaves.push_back((conn, cause));
             }

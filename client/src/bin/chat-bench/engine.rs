@@ -212,7 +212,8 @@ impl Bench {
             &self.datetime,
         );
         self.c.in_flight += 1;
-        let registered = TcpStream::connect(self.o.addr).and_then(|mut s| {
+        let addr = self.o.addrs[i % self.o.addrs.len()];
+        let registered = TcpStream::connect(addr).and_then(|mut s| {
             s.set_nodelay(true)?;
             self.poll.registry().register(
                 &mut s,

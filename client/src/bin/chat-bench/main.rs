@@ -29,9 +29,10 @@ use crate::sys::CpuSample;
 #[derive(Parser, Debug)]
 #[command(name = "chat-bench", version, about, long_about = None)]
 struct Cli {
-    /// Server address, HOST:PORT.
-    #[arg(long)]
-    addr: String,
+    /// Server address, HOST:PORT. Repeat it to spread the members over several servers
+    /// of one shared room (--redis), round robin: member i connects to address i mod N.
+    #[arg(long, required = true)]
+    addr: Vec<String>,
     /// Members that join the room (senders included).
     #[arg(long, default_value_t = 100)]
     members: usize,
@@ -92,7 +93,7 @@ struct Cli {
 /// The validated run configuration.
 #[derive(Debug)]
 pub struct Options {
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub addr_text: String,
     pub members: usize,
     pub senders: usize,
@@ -122,12 +123,16 @@ pub fn die(msg: &str) -> ! {
 
 impl Options {
     fn from_cli(cli: Cli) -> Result<Self, String> {
-        let addr = cli
+        let addrs = cli
             .addr
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| format!("cannot resolve --addr {}", cli.addr))?;
+            .iter()
+            .map(|text| {
+                text.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| format!("cannot resolve --addr {text}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (members, senders) = if cli.idle > 0 {
             (cli.idle, 0)
         } else {
@@ -146,8 +151,8 @@ impl Options {
             return Err("--senders x --messages must stay below 2^32".into());
         }
         Ok(Self {
-            addr,
-            addr_text: cli.addr,
+            addrs,
+            addr_text: cli.addr.join(","),
             members,
             senders,
             messages: cli.messages,

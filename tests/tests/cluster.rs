@@ -1,0 +1,459 @@
+//! Issue #7: one room across several server processes through a real `redis-server`.
+//!
+//! Each case starts its own `redis-server` on a free loopback port (no persistence) and two
+//! or three server binaries with `--redis`, mixing the runtimes, and talks to them as
+//! clients. Without `redis-server` on PATH the cases print a loud skip line and pass,
+//! unless `CHATHTTP_REQUIRE_REDIS=1` (set by `.ci/run`), which makes them fail.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chathttp_tests::{Client, Runtime, Server, request};
+
+/// A `redis-server` child, killed (through its own handle) when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port, or says why not: `None` means skip. A port
+    /// found free can be taken before Redis binds it (other cases run in parallel): then
+    /// Redis exits, and another port is tried.
+    fn start() -> Option<Redis> {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut redis = Redis::spawn(port)?;
+            if redis.wait_ready() {
+                return Some(redis);
+            }
+        }
+        panic!("redis-server did not start on five free ports");
+    }
+
+    /// Starts `redis-server` on `port`, which must be free.
+    fn start_on(port: u16) -> Option<Redis> {
+        let mut redis = Redis::spawn(port)?;
+        assert!(
+            redis.wait_ready(),
+            "redis-server did not start on port {port}"
+        );
+        Some(redis)
+    }
+
+    fn spawn(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(error) => {
+                if std::env::var("CHATHTTP_REQUIRE_REDIS").as_deref() == Ok("1") {
+                    panic!("CHATHTTP_REQUIRE_REDIS=1 but redis-server cannot be run: {error}");
+                }
+                eprintln!(
+                    "\n!!!!! SKIPPED: redis-server is not on PATH ({error}); the cluster \
+                     tests need it (apt-get install redis-server) !!!!!\n"
+                );
+                return None;
+            }
+        };
+        Some(Redis { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the server answers PING; false if it exited (its port was taken).
+    fn wait_ready(&mut self) -> bool {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                if stream.write_all(b"PING\r\n").is_ok() {
+                    let mut line = String::new();
+                    if BufReader::new(&stream).read_line(&mut line).is_ok() && line == "+PONG\r\n" {
+                        return true;
+                    }
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9, and wait for the process to go.
+    fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node of the room on `redis`, with extra flags.
+fn node(rt: Runtime, redis: &Redis, id: &str, flags: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", &url, "--node-id", id];
+    args.extend_from_slice(flags);
+    Server::start(rt, &args)
+}
+
+/// Reads until a body that satisfies `wanted`, failing after `within`.
+fn read_until(client: &mut Client, within: Duration, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        assert!(
+            started.elapsed() < within,
+            "not seen within {within:?}; saw {seen:?}"
+        );
+        let body = client.read_response().text();
+        let done = wanted(&body);
+        seen.push(body);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn users(client: &mut Client) -> String {
+    let reply = client.request("GET", "x", b"");
+    assert_eq!(reply.code(), 200, "{reply:?}");
+    reply.text()
+}
+
+#[test]
+fn s7_three_nodes_one_total_order_exactly_once() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes = [
+        node(Runtime::Smol, &redis, "n1", &[]),
+        node(Runtime::Std, &redis, "n2", &[]),
+        node(Runtime::AsyncStd, &redis, "n3", &[]),
+    ];
+    const MEMBERS: usize = 24;
+    const SENDERS: usize = 6;
+    const MESSAGES: usize = 150;
+    // Join one by one, round robin over the nodes; everyone sees the later joins, so
+    // wait for the last join notice before sending.
+    let mut members: Vec<Client> = (0..MEMBERS)
+        .map(|i| nodes[i % 3].member(&format!("m{i}")))
+        .collect();
+    let last = format!("m{} has just entered the chat room...\n", MEMBERS - 1);
+    for member in &mut members[..MEMBERS - 1] {
+        member.read_until_body(&last);
+    }
+    let received: Vec<Vec<String>> = thread::scope(|scope| {
+        let readers: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut member)| {
+                if i < SENDERS {
+                    let stream = member.stream().try_clone().expect("clone");
+                    scope.spawn(move || {
+                        let mut batch = Vec::new();
+                        for seq in 0..MESSAGES {
+                            batch.extend(request("POST", "x", format!("{seq}").as_bytes()));
+                        }
+                        (&stream).write_all(&batch).expect("send all");
+                    });
+                }
+                scope.spawn(move || {
+                    let mut chat = Vec::with_capacity(SENDERS * MESSAGES);
+                    while chat.len() < SENDERS * MESSAGES {
+                        let body = member.read_response().text();
+                        if body.starts_with("[ ") {
+                            chat.push(body);
+                        }
+                    }
+                    chat
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("a reader ends"))
+            .collect()
+    });
+    let reference = &received[0];
+    for (i, copy) in received.iter().enumerate() {
+        assert!(
+            copy == reference,
+            "member m{i} (node n{}) saw another order than m0",
+            i % 3 + 1
+        );
+    }
+    for sender in 0..SENDERS {
+        let prefix = format!("[ m{sender} ] : ");
+        let sequence: Vec<usize> = reference
+            .iter()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|seq| seq.trim_end().parse().expect("a number"))
+            .collect();
+        assert!(
+            sequence == (0..MESSAGES).collect::<Vec<_>>(),
+            "m{sender}'s messages: once each, in order"
+        );
+    }
+}
+
+#[test]
+fn s2_2_a_name_taken_on_node_a_is_refused_on_node_b_ignoring_case() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(Runtime::Smol, &redis, "a", &[]);
+    let b = node(Runtime::Std, &redis, "b", &[]);
+    let _alice = a.member("Émile");
+    let mut guest = b.guest();
+    for name in ["émile", "ÉMILE", "Émile"] {
+        let reply = guest.request("ADD", name, b"");
+        assert_eq!(reply.code(), 401, "{name} on b: {reply:?}");
+    }
+    // The connection is still a guest and can take a free name.
+    let reply = guest.request("ADD", "emile", b"");
+    assert_eq!(reply.code(), 200, "{reply:?}");
+}
+
+#[test]
+fn s4_get_on_any_node_lists_everyone_in_join_order() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes = [
+        node(Runtime::Smol, &redis, "a", &[]),
+        node(Runtime::AsyncStd, &redis, "b", &[]),
+        node(Runtime::Std, &redis, "c", &[]),
+    ];
+    let order = [
+        ("carol", 2),
+        ("alice", 0),
+        ("bob", 1),
+        ("dave", 0),
+        ("erin", 2),
+    ];
+    let mut members = Vec::new();
+    for (name, at) in order {
+        members.push(nodes[at].member(name));
+    }
+    // The last join is applied everywhere once every member has its notice.
+    for member in &mut members[..order.len() - 1] {
+        member.read_until_body("erin has just entered the chat room...\n");
+    }
+    let expected = "Online users:\ncarol\nalice\nbob\ndave\nerin\n";
+    for node in &nodes {
+        assert_eq!(users(&mut node.guest()), expected);
+    }
+}
+
+#[test]
+fn s6_kill_9_of_a_node_one_leave_per_member_and_names_freed_within_the_ttl() {
+    let Some(redis) = Redis::start() else { return };
+    let ttl = ["--node-ttl", "1"];
+    let a = node(Runtime::Smol, &redis, "a", &ttl);
+    let b = node(Runtime::Std, &redis, "b", &ttl);
+    let mut alice = a.member("alice");
+    let _bob = b.member("bob");
+    let _bea = b.member("bea");
+    alice.read_until_body("bea has just entered the chat room...\n");
+    let killed = Instant::now();
+    drop(b); // Child::kill: SIGKILL, no goodbye.
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        let body = alice.read_response().text();
+        if body.ends_with("has just left the chat room...\n") {
+            left.push(body);
+        }
+    }
+    let took = killed.elapsed();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "bea has just left the chat room...\n",
+            "bob has just left the chat room...\n"
+        ]
+    );
+    // TTL 1 s, reaped every half TTL: 1.5 s at worst, with room for a loaded machine.
+    assert!(took < Duration::from_secs(5), "leaves took {took:?}");
+    alice.expect_silence(Duration::from_millis(700));
+    // The names are free again.
+    let mut again = a.member("BOB");
+    assert_eq!(users(&mut again), "Online users:\nalice\nBOB\n");
+}
+
+#[test]
+fn redis_restarted_mid_chat_nodes_reconnect_and_nothing_is_skipped_silently() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(Runtime::Smol, &redis, "a", &[]);
+    let b = node(Runtime::Std, &redis, "b", &[]);
+    let mut alice = a.member("alice");
+    let mut bob = b.member("bob");
+    alice.read_until_body("bob has just entered the chat room...\n");
+    let reply = alice.request("POST", "x", b"before");
+    assert_eq!(reply.text(), "[ alice ] : before\n");
+    bob.read_until_body("[ alice ] : before\n");
+
+    let port = redis.kill();
+    // While Redis is gone, a message is refused, and says so: never lost silently.
+    let started = Instant::now();
+    let reply = loop {
+        let reply = alice.request("POST", "x", b"during");
+        if reply.code() == 503 || started.elapsed() > Duration::from_secs(5) {
+            break reply;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(reply.code(), 503, "{reply:?}");
+    assert!(reply.text().contains("Redis"), "{reply:?}");
+    // Joins are refused with the reason.
+    let mut guest = a.guest();
+    let reply = guest.request("ADD", "carol", b"");
+    assert_eq!(reply.code(), 503, "{reply:?}");
+
+    let _redis = Redis::start_on(port).expect("redis-server ran a moment ago");
+    // Each node finds the log reset and tells its members.
+    for member in [&mut alice, &mut bob] {
+        read_until(member, Duration::from_secs(10), |body| {
+            body.contains("missed part of the chat")
+        });
+    }
+    // The view is rebuilt: both members are claimed again and chat resumes across nodes.
+    let started = Instant::now();
+    loop {
+        let listed = users(&mut b.guest());
+        if listed == "Online users:\nalice\nbob\n" || listed == "Online users:\nbob\nalice\n" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "members not back: {listed:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let reply = bob.request("POST", "x", b"after");
+    assert_eq!(reply.text(), "[ bob ] : after\n");
+    let seen = read_until(&mut alice, Duration::from_secs(10), |b| b.starts_with("[ "));
+    assert_eq!(seen.last().map(String::as_str), Some("[ bob ] : after\n"));
+    // Names are claimed again: bob's name is still his.
+    let reply = guest.request("ADD", "BOB", b"");
+    assert_eq!(reply.code(), 401, "{reply:?}");
+}
+
+#[test]
+fn a_node_that_falls_behind_the_trimmed_log_tells_its_members() {
+    let Some(redis) = Redis::start() else { return };
+    // A long TTL, so that b is not reaped while stopped on a loaded machine.
+    let flags = ["--log-max-len", "10", "--node-ttl", "30"];
+    let a = node(Runtime::Smol, &redis, "a", &flags);
+    let b = node(Runtime::Std, &redis, "b", &flags);
+    let mut alice = a.member("alice");
+    let mut bob = b.member("bob");
+    alice.read_until_body("bob has just entered the chat room...\n");
+    // Node b stops (SIGSTOP) while alice says more than the log keeps.
+    b.signal("STOP");
+    let mut batch = Vec::new();
+    for i in 0..600 {
+        batch.extend(request("POST", "x", format!("{i}").as_bytes()));
+    }
+    alice.send(&batch);
+    // Node a itself may fall behind a log this short, and then tells alice the same way.
+    read_until(&mut alice, Duration::from_secs(20), |body| {
+        body == "[ alice ] : 599\n" || body.contains("missed part of the chat")
+    });
+    b.signal("CONT");
+    // b's reader finds the gap: bob is told, and nothing is delivered across it silently.
+    let seen = read_until(&mut bob, Duration::from_secs(10), |body| {
+        body.contains("missed part of the chat")
+    });
+    let chat: Vec<usize> = seen
+        .iter()
+        .filter_map(|body| body.strip_prefix("[ alice ] : "))
+        .map(|n| n.trim_end().parse().expect("a number"))
+        .collect();
+    assert!(
+        chat.windows(2).all(|w| w[1] == w[0] + 1),
+        "what came before the notice has no hole: {chat:?}"
+    );
+    assert_eq!(users(&mut bob), "Online users:\nalice\nbob\n");
+}
+
+#[test]
+fn s11_a_node_shut_down_releases_its_members_at_once() {
+    let Some(redis) = Redis::start() else { return };
+    // A long TTL: the leaves must come from the shutdown itself, not from reaping.
+    let ttl = ["--node-ttl", "60"];
+    let a = node(Runtime::AsyncStd, &redis, "a", &ttl);
+    let mut b = node(Runtime::Smol, &redis, "b", &ttl);
+    let mut alice = a.member("alice");
+    let mut bob = b.member("bob");
+    alice.read_until_body("bob has just entered the chat room...\n");
+    let stopped = Instant::now();
+    assert!(b.terminate().success(), "S11: exit 0");
+    assert_eq!(bob.read_response().code(), 503, "S11 notice");
+    alice.read_until_body("bob has just left the chat room...\n");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let mut again = a.member("bob");
+    assert_eq!(users(&mut again), "Online users:\nalice\nbob\n");
+}
+
+#[test]
+fn a_node_started_before_redis_refuses_joins_with_the_reason_then_serves() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        // Let Redis::start_on say it loudly (or fail under CHATHTTP_REQUIRE_REDIS=1).
+        let _ = Redis::start_on(port);
+        return;
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = Server::start(Runtime::Std, &["--redis", &url, "--node-id", "a"]);
+    let mut guest = a.guest();
+    let reply = guest.request("ADD", "alice", b"");
+    assert_eq!(reply.code(), 503, "{reply:?}");
+    assert!(reply.text().contains("Redis is unavailable"), "{reply:?}");
+    let _redis = Redis::start_on(port).expect("redis-server runs");
+    let started = Instant::now();
+    loop {
+        let reply = guest.request("ADD", "alice", b"");
+        if reply.code() == 200 {
+            break;
+        }
+        assert_eq!(reply.code(), 503, "{reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never resumed: {reply:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(users(&mut guest), "Online users:\nalice\n");
+}
