@@ -180,7 +180,9 @@ impl<K: Kind> Decoder<K> {
             Err(e) => return (input.len(), self.fail(e)),
         };
         if rest.len() >= total {
-            // The fast path: the whole message is in the caller's slice.
+            // The fast path: the whole message is in the caller's slice. A CR remembered from
+            // an earlier slice was answered by this one's LF; the next message starts afresh.
+            self.phase = Phase::Idle { pending_cr: false };
             let message = K::assemble(&rest[..total], &self.head, head_len);
             return (at + total, Progress::Message(message));
         }
@@ -631,6 +633,21 @@ mod tests {
                 Progress::Error(e) => out.push(Err(e)),
             }
         }
+    }
+
+    #[test]
+    fn a_cr_ending_one_chunk_is_forgotten_once_the_next_message_is_read() {
+        // Found by the request_decoder fuzz target: a blank line split after its CR, then a
+        // whole message in the next chunk, then the start of another. The remembered CR
+        // used to outlive the message and reject the next start line.
+        let mut decoder = RequestDecoder::new(FrameLimits::default());
+        let mut out = Vec::new();
+        for chunk in [&b"\r"[..], b"\nGET / HTTP/1.1\n\nPO", b"ST / HTTP/1.1\n\n"] {
+            decoder.decode_each(chunk, |decoded| {
+                out.push(decoded.map(|m| m.method_token.len()))
+            });
+        }
+        assert_eq!(out, [Ok(3), Ok(4)]);
     }
 
     #[test]
