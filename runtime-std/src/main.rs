@@ -12,6 +12,8 @@
 //!   started when the driver finds the peer's kernel buffer full, it blocks in
 //!   `write_vectored` for the backlog (only that peer waits, S8) and ends; it also carries
 //!   out closes.
+//! * **spawner**: creates the connections' reader and writer threads, so that the driver
+//!   never waits for `pthread_create`.
 //! * **signals**: raises the shutdown flag on SIGINT and SIGTERM and wakes the driver (S11).
 //!
 //! Blocking sockets offer no way to wait for "readable or writable or a message", so each
@@ -45,6 +47,9 @@ const CONNECTION_STACK_BYTES: usize = 64 * 1024;
 
 type ToDriver = SyncSender<Input<TcpStream>>;
 
+/// The way to the spawner thread (see [`spawner_loop`]).
+type Spawner = mpsc::Sender<Job>;
+
 fn main() -> ExitCode {
     let settings = host::start("chat-server-std");
     let (to_driver, inputs) = mpsc::sync_channel(host::INPUT_CAPACITY);
@@ -58,6 +63,11 @@ fn main() -> ExitCode {
         .name("accept".into())
         .spawn(move || accept_loop(&listener, &accepted))
         .expect("one thread can be spawned at start-up");
+    let (spawner, jobs) = mpsc::channel();
+    thread::Builder::new()
+        .name("spawner".into())
+        .spawn(move || spawner_loop(&jobs))
+        .expect("one thread can be spawned at start-up");
     let mut driver = Driver::new(settings.config);
     if let Some(cluster) = &settings.cluster {
         let to_driver = to_driver.clone();
@@ -68,7 +78,7 @@ fn main() -> ExitCode {
             }),
         );
     }
-    drive(driver, &inputs, &to_driver);
+    drive(driver, &inputs, &to_driver, &spawner);
     ExitCode::SUCCESS
 }
 
@@ -94,6 +104,7 @@ fn drive(
     mut driver: Driver<Connection>,
     inputs: &Receiver<Input<TcpStream>>,
     to_driver: &ToDriver,
+    spawner: &Spawner,
 ) {
     while !driver.is_finished() {
         let input = match driver.next_wakeup() {
@@ -102,7 +113,7 @@ fn drive(
         };
         match input {
             Ok(input) => {
-                let start = |conn, stream| open(conn, stream, to_driver);
+                let start = |conn, stream| Ok(open(conn, stream, to_driver, spawner));
                 driver.handle(input, start);
                 // Take everything already waiting before writing: under load that is many
                 // inputs, and many frames per write, per round.
@@ -128,6 +139,7 @@ struct Connection {
     stream: Arc<TcpStream>,
     queue: Arc<Mutex<Outgoing>>,
     to_driver: ToDriver,
+    spawner: Spawner,
 }
 
 impl AsFd for Connection {
@@ -148,29 +160,65 @@ impl Outbox for Connection {
             Arc::clone(&self.queue),
             self.to_driver.clone(),
         );
-        spawn(move || write_loop(conn, &writer.0, &writer.1, &writer.2))
+        let to_driver = self.to_driver.clone();
+        let job = Job {
+            body: Box::new(move || write_loop(conn, &writer.0, &writer.1, &writer.2)),
+            // The driver counted this writer; it will never report its end itself.
+            if_not_started: Box::new(move || drop(to_driver.send(Input::WriterFinished))),
+            stream: Arc::clone(&self.stream),
+        };
+        self.spawner
+            .send(job)
+            .map_err(|_| io::Error::other("the spawner thread has ended"))
     }
 }
 
-/// Starts the reader of a new connection.
-fn open(conn: ConnId, stream: TcpStream, to_driver: &ToDriver) -> io::Result<Connection> {
+/// Starts the reader of a new connection (through the spawner).
+fn open(conn: ConnId, stream: TcpStream, to_driver: &ToDriver, spawner: &Spawner) -> Connection {
     let stream = Arc::new(stream);
     let queue = Arc::new(Mutex::new(Outgoing::default()));
     let reader = (Arc::clone(&stream), to_driver.clone(), Arc::clone(&queue));
-    spawn(move || read_loop(conn, &reader.0, &reader.1, &reader.2))?;
-    Ok(Connection {
+    let closed = to_driver.clone();
+    let job = Job {
+        body: Box::new(move || read_loop(conn, &reader.0, &reader.1, &reader.2)),
+        // Without a reader the connection is as good as gone: say so, as a reader would.
+        if_not_started: Box::new(move || drop(closed.send(Input::Closed(conn, Disconnect::Error)))),
+        stream: Arc::clone(&stream),
+    };
+    // The spawner outlives the driver, so this cannot fail while the driver runs.
+    let _ = spawner.send(job);
+    Connection {
         conn,
         stream,
         queue,
         to_driver: to_driver.clone(),
-    })
+        spawner: spawner.clone(),
+    }
 }
 
-fn spawn(body: impl FnOnce() + Send + 'static) -> io::Result<()> {
-    thread::Builder::new()
-        .stack_size(CONNECTION_STACK_BYTES)
-        .spawn(body)
-        .map(drop)
+/// A connection's thread to start, and what to do if it cannot be started.
+struct Job {
+    body: Box<dyn FnOnce() + Send>,
+    if_not_started: Box<dyn FnOnce() + Send>,
+    /// Cut if the thread cannot be started.
+    stream: Arc<TcpStream>,
+}
+
+/// Starts the connections' reader and writer threads, so that the driver never waits for
+/// the system to create one: a thousand connections closing at once (a slowloris wave
+/// timing out) used to cost the driver's round about 10 ms of `pthread_create`, which every
+/// member's next message waited for.
+fn spawner_loop(jobs: &Receiver<Job>) {
+    for job in jobs {
+        let started = thread::Builder::new()
+            .stack_size(CONNECTION_STACK_BYTES)
+            .spawn(job.body);
+        if let Err(error) = started {
+            tracing::error!(%error, "cannot start a connection's thread; cutting it");
+            host::abort_socket(&*job.stream);
+            (job.if_not_started)();
+        }
+    }
 }
 
 /// Reads until the stream ends and hands every chunk to the driver; then tells the writer,
