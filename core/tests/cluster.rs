@@ -67,6 +67,13 @@ impl World {
         conn
     }
 
+    /// A new connection on `node` that sends `ADD name` (its join is appended, not applied).
+    fn join(&mut self, node: usize, name: &str) -> ConnId {
+        let conn = self.open(node);
+        self.send(node, conn, &add(name));
+        conn
+    }
+
     /// Bytes from a client; outputs are taken, appends stay queued in the node.
     fn send(&mut self, node: usize, conn: ConnId, bytes: &[u8]) {
         let now = self.now();
@@ -301,8 +308,7 @@ fn s4_get_lists_every_node_in_join_order() {
     let nodes = [C, A, B, A];
     let mut conns = Vec::new();
     for (name, node) in names.iter().zip(nodes) {
-        let conn = w.open(node);
-        w.send(node, conn, &add(name));
+        let conn = w.join(node, name);
         w.settle();
         conns.push(conn);
     }
@@ -320,10 +326,8 @@ fn s4_get_lists_every_node_in_join_order() {
 #[test]
 fn s6_a_hang_up_is_one_leave_everywhere_and_frees_the_name() {
     let mut w = World::new(&["a", "b"]);
-    let alice = w.open(A);
-    let bob = w.open(B);
-    w.send(A, alice, &add("alice"));
-    w.send(B, bob, &add("bob"));
+    let alice = w.join(A, "alice");
+    let bob = w.join(B, "bob");
     w.settle();
     w.hang_up(B, bob);
     // Until the leave is applied, bob is still in for everyone, the same everywhere.
@@ -337,8 +341,7 @@ fn s6_a_hang_up_is_one_leave_everywhere_and_frees_the_name() {
         .count();
     assert_eq!(leaves, 1);
     // The name is free on both nodes.
-    let again = w.open(A);
-    w.send(A, again, &add("BOB"));
+    let again = w.join(A, "BOB");
     w.settle();
     assert!(w.last(A, again).contains("Welcome, BOB!"));
 }
@@ -346,14 +349,12 @@ fn s6_a_hang_up_is_one_leave_everywhere_and_frees_the_name() {
 #[test]
 fn s5_delete_then_rejoin_at_once_on_the_same_node() {
     let mut w = World::new(&["a"]);
-    let alice = w.open(A);
-    w.send(A, alice, &add("alice"));
+    let alice = w.join(A, "alice");
     w.settle();
     w.send(A, alice, &request("DELETE", None, ""));
     assert!(w.last(A, alice).contains("Goodbye, alice!"));
     // The leave is appended but not applied yet; the same name is not refused locally.
-    let again = w.open(A);
-    w.send(A, again, &add("alice"));
+    let again = w.join(A, "alice");
     w.settle();
     assert!(
         w.last(A, again).contains("Welcome, alice!"),
@@ -390,12 +391,9 @@ fn s7_replies_keep_request_order_behind_entries_in_flight() {
 #[test]
 fn a_reaped_node_s_members_leave_once_and_are_told() {
     let mut w = World::new(&["a", "b"]);
-    let alice = w.open(A);
-    let bob = w.open(B);
-    let bea = w.open(B);
-    w.send(A, alice, &add("alice"));
-    w.send(B, bob, &add("bob"));
-    w.send(B, bea, &add("bea"));
+    let alice = w.join(A, "alice");
+    let bob = w.join(B, "bob");
+    let bea = w.join(B, "bea");
     w.settle();
     // b stops heartbeating; a's reaper removes its members in one atomic step.
     w.reap("b");
@@ -422,10 +420,8 @@ fn a_reaped_node_s_members_leave_once_and_are_told() {
 #[test]
 fn a_reset_log_tells_members_and_claims_them_again() {
     let mut w = World::new(&["a", "b"]);
-    let alice = w.open(A);
-    let bob = w.open(B);
-    w.send(A, alice, &add("alice"));
-    w.send(B, bob, &add("bob"));
+    let alice = w.join(A, "alice");
+    let bob = w.join(B, "bob");
     w.settle();
     // The log is lost (Redis restarted empty): every node resets from an empty snapshot.
     w.log.clear();
@@ -458,8 +454,7 @@ fn a_reset_log_tells_members_and_claims_them_again() {
 #[test]
 fn while_the_log_is_down_joins_and_messages_get_503_members_stay() {
     let mut w = World::new(&["a"]);
-    let alice = w.open(A);
-    w.send(A, alice, &add("alice"));
+    let alice = w.join(A, "alice");
     w.settle();
     let now = w.now();
     w.nodes[A]
@@ -467,8 +462,7 @@ fn while_the_log_is_down_joins_and_messages_get_503_members_stay() {
         .handle_log_down(now, "Redis is unreachable".into());
     w.send(A, alice, &post("hello?"));
     assert!(w.last(A, alice).starts_with("503 Service Unavailable"));
-    let guest = w.open(A);
-    w.send(A, guest, &add("bob"));
+    let guest = w.join(A, "bob");
     assert!(w.last(A, guest).contains("Redis is unreachable"));
     assert!(w.nodes[A].server.is_open(alice));
     // Back, with nothing missed.
@@ -489,11 +483,9 @@ fn while_the_log_is_down_joins_and_messages_get_503_members_stay() {
 #[test]
 fn a_joiner_that_hangs_up_before_its_join_is_applied_joins_then_leaves() {
     let mut w = World::new(&["a", "b"]);
-    let bob = w.open(B);
-    w.send(B, bob, &add("bob"));
+    let bob = w.join(B, "bob");
     w.settle();
-    let alice = w.open(A);
-    w.send(A, alice, &add("alice"));
+    let alice = w.join(A, "alice");
     w.append(A);
     w.hang_up(A, alice);
     w.settle();

@@ -581,11 +581,7 @@ impl Server {
         let shared = self.shared.as_deref_mut().expect("shared-log mode");
         match command {
             Command::List => {
-                let mut body = String::from("Online users:\n");
-                for (_, name) in shared.roster.members() {
-                    body.push_str(name.as_str());
-                    body.push('\n');
-                }
+                let body = super::member_list(shared.roster.members().map(|(_, name)| name));
                 let frame = self.response(Status::OK, body.as_bytes());
                 self.send(conn, frame);
             }

@@ -551,11 +551,7 @@ impl Server {
                 cause: LeaveCause::Delete,
             }),
             Command::List => {
-                let mut body = String::from("Online users:\n");
-                for (_, name) in self.room.members() {
-                    body.push_str(name.as_str());
-                    body.push('\n');
-                }
+                let body = member_list(self.room.members().map(|(_, name)| name));
                 let frame = self.response(Status::OK, body.as_bytes());
                 self.send(conn, frame);
             }
@@ -830,4 +826,14 @@ fn say_text(body: &[u8]) -> Result<&str, &'static str> {
         return Err("empty message");
     }
     Ok(text)
+}
+
+/// The body of `GET`'s answer (S4): the members' names, one a line, in join order.
+fn member_list<'n>(names: impl Iterator<Item = &'n UserName>) -> String {
+    let mut body = String::from("Online users:\n");
+    for name in names {
+        body.push_str(name.as_str());
+        body.push('\n');
+    }
+    body
 }
