@@ -427,3 +427,68 @@ pub fn assert_still_serving(server: &Server) {
     assert_eq!(reply.code(), 200, "a fresh client is served: {reply:?}");
     assert!(reply.text().starts_with("Online users:\n"));
 }
+
+/// S7's exchange: each of the first `senders` members pipelines `messages` POSTs (bodies
+/// "0", "1", …) while every member reads until it holds all `senders × messages` chat lines.
+/// Returns each member's chat lines, in member order.
+pub fn exchange_posts(members: Vec<Client>, senders: usize, messages: usize) -> Vec<Vec<String>> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut member)| {
+                if i < senders {
+                    let stream = member.stream().try_clone().expect("clone");
+                    scope.spawn(move || {
+                        let mut batch = Vec::new();
+                        for seq in 0..messages {
+                            batch.extend(request("POST", "x", format!("{seq}").as_bytes()));
+                        }
+                        (&stream).write_all(&batch).expect("send all");
+                    });
+                }
+                scope.spawn(move || {
+                    let mut chat = Vec::with_capacity(senders * messages);
+                    while chat.len() < senders * messages {
+                        let body = member.read_response().text();
+                        if body.starts_with("[ ") {
+                            chat.push(body);
+                        }
+                    }
+                    chat
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("a reader ends"))
+            .collect()
+    })
+}
+
+/// S7's verdict on [`exchange_posts`]: every member saw the same lines in the same order,
+/// and in it each sender `m{k}`'s messages appear once each, in the order sent. `who` names
+/// member `i` in failure messages.
+pub fn assert_one_order_exactly_once(
+    received: &[Vec<String>],
+    senders: usize,
+    messages: usize,
+    who: impl Fn(usize) -> String,
+) {
+    let reference = &received[0];
+    for (i, copy) in received.iter().enumerate() {
+        assert!(copy == reference, "{} saw another order than m0", who(i));
+    }
+    for sender in 0..senders {
+        let prefix = format!("[ m{sender} ] : ");
+        let sequence: Vec<usize> = reference
+            .iter()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|seq| seq.trim_end().parse().expect("a number"))
+            .collect();
+        assert!(
+            sequence == (0..messages).collect::<Vec<_>>(),
+            "m{sender}'s messages: once each, in order"
+        );
+    }
+}

@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chathttp_tests::{Client, Runtime, Server, request};
+use chathttp_tests::{
+    Client, Runtime, Server, assert_one_order_exactly_once, exchange_posts, request,
+};
 
 /// A `redis-server` child, killed (through its own handle) when dropped.
 struct Redis {
@@ -166,58 +168,10 @@ fn s7_three_nodes_one_total_order_exactly_once() {
     for member in &mut members[..MEMBERS - 1] {
         member.read_until_body(&last);
     }
-    let received: Vec<Vec<String>> = thread::scope(|scope| {
-        let readers: Vec<_> = members
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut member)| {
-                if i < SENDERS {
-                    let stream = member.stream().try_clone().expect("clone");
-                    scope.spawn(move || {
-                        let mut batch = Vec::new();
-                        for seq in 0..MESSAGES {
-                            batch.extend(request("POST", "x", format!("{seq}").as_bytes()));
-                        }
-                        (&stream).write_all(&batch).expect("send all");
-                    });
-                }
-                scope.spawn(move || {
-                    let mut chat = Vec::with_capacity(SENDERS * MESSAGES);
-                    while chat.len() < SENDERS * MESSAGES {
-                        let body = member.read_response().text();
-                        if body.starts_with("[ ") {
-                            chat.push(body);
-                        }
-                    }
-                    chat
-                })
-            })
-            .collect();
-        readers
-            .into_iter()
-            .map(|r| r.join().expect("a reader ends"))
-            .collect()
+    let received = exchange_posts(members, SENDERS, MESSAGES);
+    assert_one_order_exactly_once(&received, SENDERS, MESSAGES, |i| {
+        format!("member m{i} (node n{})", i % 3 + 1)
     });
-    let reference = &received[0];
-    for (i, copy) in received.iter().enumerate() {
-        assert!(
-            copy == reference,
-            "member m{i} (node n{}) saw another order than m0",
-            i % 3 + 1
-        );
-    }
-    for sender in 0..SENDERS {
-        let prefix = format!("[ m{sender} ] : ");
-        let sequence: Vec<usize> = reference
-            .iter()
-            .filter_map(|line| line.strip_prefix(&prefix))
-            .map(|seq| seq.trim_end().parse().expect("a number"))
-            .collect();
-        assert!(
-            sequence == (0..MESSAGES).collect::<Vec<_>>(),
-            "m{sender}'s messages: once each, in order"
-        );
-    }
 }
 
 #[test]
