@@ -168,15 +168,14 @@ impl Frames {
 pub struct Outgoing {
     /// Frames the writer is to write: empty unless it owns the socket.
     frames: Frames,
-    /// The writer owns the socket: the kernel's buffer filled up, or the connection closes.
+    /// A writer runs and owns the socket: the kernel's buffer filled up, or the connection
+    /// closes. Cleared by the writer when it returns the socket.
     with_writer: bool,
     closing: Option<CloseMode>,
     /// The reader has seen the end of the stream: a lingering writer may close.
     reader_ended: bool,
     /// How to wake a writer lingering for the reader's end.
     writer: Option<Waker>,
-    /// A writer runs: it was started and has not returned the socket.
-    writer_running: bool,
 }
 
 impl Outgoing {
@@ -195,8 +194,7 @@ impl Outgoing {
     /// connections never need one, and an idle connection keeps no task or thread for it.)
     #[must_use = "a `true` means that a writer must be started"]
     pub fn hand_to_writer(&mut self) -> bool {
-        self.with_writer = true;
-        !std::mem::replace(&mut self.writer_running, true)
+        !std::mem::replace(&mut self.with_writer, true)
     }
 
     /// The room machine closes the connection: from now on only the writer acts. Returns
@@ -243,7 +241,6 @@ impl Outgoing {
             (Some(CloseMode::AfterFlush), true) => Step::Finish,
             (None, true) => {
                 self.with_writer = false;
-                self.writer_running = false;
                 Step::Return
             }
         }

@@ -550,7 +550,7 @@ impl<O: Outbox> Slot<O> {
             return (written, 0);
         }
         queue.append(&mut self.batch);
-        if !queue.with_writer() && queue.hand_to_writer() {
+        if queue.hand_to_writer() {
             drop(queue);
             return (written, start_writer(&self.outbox));
         }
