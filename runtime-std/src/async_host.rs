@@ -95,7 +95,12 @@ impl<R: Runtime> Service<R> {
 
     /// Serves connections from `listener` until shutdown is done.
     pub async fn run(self, listener: R::Listener) {
-        R::spawn(accept_loop::<R>(listener, self.to_driver.clone()));
+        let max_output_bytes = self.config.max_output_bytes;
+        R::spawn(accept_loop::<R>(
+            listener,
+            max_output_bytes,
+            self.to_driver.clone(),
+        ));
         let mut driver = Driver::new(self.config);
         if let Some(cluster) = &self.cluster {
             let to_driver = self.to_driver.clone();
@@ -108,11 +113,15 @@ impl<R: Runtime> Service<R> {
     }
 }
 
-async fn accept_loop<R: Runtime>(listener: R::Listener, to_driver: ToDriver<R>) {
+async fn accept_loop<R: Runtime>(
+    listener: R::Listener,
+    max_output_bytes: usize,
+    to_driver: ToDriver<R>,
+) {
     loop {
         match R::accept(&listener).await {
             Ok(stream) => {
-                host::tune_socket(&stream);
+                host::tune_socket(&stream, max_output_bytes);
                 if to_driver.send(Input::Accepted(stream)).await.is_err() {
                     return;
                 }

@@ -6,7 +6,8 @@
 //!   line on standard output.
 //! * [`on_shutdown_signal`]: SIGINT and SIGTERM (S11), delivered by a plain thread to a
 //!   callback, so a blocking and an async driver receive them the same way.
-//! * [`tune_socket`]: `TCP_NODELAY` and TCP keepalive on every accepted connection (S9).
+//! * [`tune_socket`]: `TCP_NODELAY`, TCP keepalive (S9) and a bound on what the kernel holds
+//!   unsent (S8) on every accepted connection.
 //! * [`Driver`]: owns the [`Server`] room machine and the only clock, turns each [`Input`] into
 //!   the matching `handle_*` call, and carries out the outputs through each connection's
 //!   [`Outbox`], writing its frames without waiting (see [`crate::buffers`]). It never
@@ -253,16 +254,27 @@ pub fn on_shutdown_signal(wake: impl Fn() + Send + 'static) {
         .expect("one thread can be spawned at start-up");
 }
 
-/// Turns on `TCP_NODELAY` (responses are small and should leave at once) and TCP keepalive
-/// (S9: members are never cut for silence, so vanished peers must be found by the kernel).
-pub fn tune_socket(stream: &impl AsFd) {
+/// Tunes an accepted connection:
+///
+/// * `TCP_NODELAY`: responses are small and should leave at once;
+/// * TCP keepalive (S9): members are never cut for silence, so vanished peers must be found by
+///   the kernel;
+/// * `TCP_NOTSENT_LOWAT` of `max_output_bytes`: the kernel takes at most that much more for a
+///   peer that does not read, as the server itself does (S8). Left to itself, Linux grows a
+///   socket's send buffer to 4 MiB: each of 1,000 peers that never read then pinned about
+///   2.8 MB of kernel memory and cost one `send` per broadcast until it was full, and a slow
+///   reader's backlog sat where S8 cannot count it. Bytes in flight to a peer that reads are
+///   not limited (they are sent, not unsent), so a fast reader keeps the whole window.
+pub fn tune_socket(stream: &impl AsFd, max_output_bytes: usize) {
     let socket = socket2::SockRef::from(stream);
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(60))
         .with_interval(Duration::from_secs(15));
+    let unsent = u32::try_from(max_output_bytes).unwrap_or(u32::MAX);
     let result = socket
         .set_tcp_nodelay(true)
-        .and_then(|()| socket.set_tcp_keepalive(&keepalive));
+        .and_then(|()| socket.set_tcp_keepalive(&keepalive))
+        .and_then(|()| socket.set_tcp_notsent_lowat(unsent));
     if let Err(error) = result {
         tracing::debug!(%error, "cannot tune an accepted socket");
     }

@@ -59,9 +59,10 @@ fn main() -> ExitCode {
     });
     let listener = host::listen(settings.bind);
     let accepted = to_driver.clone();
+    let max_output_bytes = settings.config.max_output_bytes;
     thread::Builder::new()
         .name("accept".into())
-        .spawn(move || accept_loop(&listener, &accepted))
+        .spawn(move || accept_loop(&listener, max_output_bytes, &accepted))
         .expect("one thread can be spawned at start-up");
     let (spawner, jobs) = mpsc::channel();
     thread::Builder::new()
@@ -82,11 +83,11 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn accept_loop(listener: &TcpListener, to_driver: &ToDriver) {
+fn accept_loop(listener: &TcpListener, max_output_bytes: usize, to_driver: &ToDriver) {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                host::tune_socket(&stream);
+                host::tune_socket(&stream, max_output_bytes);
                 if to_driver.send(Input::Accepted(stream)).is_err() {
                     return;
                 }
