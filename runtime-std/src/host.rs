@@ -17,6 +17,7 @@
 //! An adapter is then four parts and nothing else: an accept loop, a reader and a writer per
 //! connection, and a loop that feeds the [`Driver`].
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
@@ -48,9 +49,10 @@ pub use mimalloc::MiMalloc;
 /// again, so that running out of descriptors neither spins nor stops the server.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long a writer that has sent its last bytes and shut down its sending side waits for
-/// the peer to close, while the reader discards what still arrives (W8). Closing with unread
-/// input would make the kernel send a reset, which can destroy the final `400` in flight.
+/// How long a connection that has sent its last bytes and shut down its sending side waits
+/// for the peer to close, while the reader discards what still arrives (W8). Closing with
+/// unread input would make the kernel send a reset, which can destroy the final `400` in
+/// flight.
 pub const LINGER: Duration = Duration::from_secs(2);
 
 /// How long shutdown (S11) waits for writers to flush before the process exits anyway.
@@ -355,6 +357,8 @@ pub struct Driver<O> {
     /// Writers started and not yet finished, including those of closed connections. A writer
     /// runs while its connection has a backlog or closes (see [`crate::buffers`]).
     writers: usize,
+    /// Closed connections waiting for their peers to close (see [`Lingering`]).
+    lingering: Lingering<O>,
     /// Set by shutdown: when to exit even if some writers have not finished.
     exit_by: Option<Timestamp>,
     /// The shared log, with `--redis`.
@@ -377,6 +381,7 @@ impl<O: Outbox> Driver<O> {
             unflushed: Vec::new(),
             flush_at_bytes,
             writers: 0,
+            lingering: Lingering::default(),
             exit_by: None,
             log: None,
         }
@@ -420,6 +425,8 @@ impl<O: Outbox> Driver<O> {
                 // The machine has forgotten `conn` without asking for a close; deliver what
                 // it had already queued (a half-closed peer may still read), then close.
                 self.close(conn, CloseMode::AfterFlush);
+                // Or the connection was lingering, and the peer has closed as it should.
+                self.lingering.release(conn);
             }
             Input::WriterFinished => self.writers -= 1,
             Input::Log(event) => {
@@ -437,15 +444,21 @@ impl<O: Outbox> Driver<O> {
     /// The clock passed [`next_wakeup`](Self::next_wakeup): let the machine cut what timed out.
     pub fn handle_timeout(&mut self) {
         self.now = self.clock.now();
+        self.lingering.expire(self.now);
         self.server.handle_timeout(self.now);
         self.shut_down_if_requested();
         self.carry_out();
     }
 
     /// Writes what this round queued, one system call per connection, without waiting (see
-    /// [`crate::buffers`]). Call it after the inputs that have arrived, before waiting for
+    /// [`crate::buffers`]); first carries out deadlines that have passed. Call it after the inputs that have arrived, before waiting for
     /// more: the fewer rounds, the more frames each call carries.
     pub fn flush(&mut self) {
+        // Inputs that never stop coming must not hold deadlines off (S9, lingering closes):
+        // the runtimes' loops only wait for the clock when no input is waiting.
+        if self.next_wakeup().is_some_and(|delay| delay.is_zero()) {
+            self.handle_timeout();
+        }
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for conn in unflushed.drain(..) {
             if let Some(slot) = self.outboxes.get_mut(conn) {
@@ -471,18 +484,24 @@ impl<O: Outbox> Driver<O> {
     /// How long the runtime may wait for the next input before calling
     /// [`handle_timeout`](Self::handle_timeout); `None` means no deadline is set.
     pub fn next_wakeup(&self) -> Option<Duration> {
-        let deadline = match (self.server.poll_timeout(), self.exit_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [
+            self.server.poll_timeout(),
+            self.exit_by,
+            self.lingering.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         deadline.map(|deadline| self.clock.now().duration_until(deadline))
     }
 
-    /// After shutdown: every writer has finished, or the grace period is over.
+    /// After shutdown: every writer has finished and every peer has closed, or the grace
+    /// period is over.
     pub fn is_finished(&self) -> bool {
         let retired = self.log.as_ref().is_none_or(Link::is_retired);
+        let done = self.writers == 0 && self.lingering.is_empty() && retired;
         self.exit_by
-            .is_some_and(|exit_by| (self.writers == 0 && retired) || self.clock.now() >= exit_by)
+            .is_some_and(|exit_by| done || self.clock.now() >= exit_by)
     }
 
     fn carry_out(&mut self) {
@@ -520,19 +539,102 @@ impl<O: Outbox> Driver<O> {
         }
     }
 
-    /// Hands `conn` to its writer for the close the machine asked for, and forgets it.
+    /// Carries out the close the machine asked for, and forgets `conn`.
+    ///
+    /// Most closes need no writer: a connection cut at once is shut down here, and one closed
+    /// after a last frame (a `400`, a `408`) has it taken by the kernel at once, so the driver
+    /// half-closes it and lets it linger. A thousand such closes in one round (a wave of
+    /// request timeouts) then start no task or thread. Only a connection whose writer already
+    /// runs, or whose last frames the kernel does not take, is left to its writer.
     fn close(&mut self, conn: ConnId, mode: CloseMode) {
-        if let Some(mut slot) = self.outboxes.remove(conn) {
-            if mode == CloseMode::Now {
-                abort_socket(&slot.outbox);
-            }
-            let mut queue = buffers::lock(slot.outbox.queue());
-            queue.append(&mut slot.batch);
-            if queue.close(mode) {
-                drop(queue);
-                self.writers += start_writer(&slot.outbox);
+        let Some(mut slot) = self.outboxes.remove(conn) else {
+            return;
+        };
+        let mut queue = buffers::lock(slot.outbox.queue());
+        if !queue.with_writer() {
+            match mode {
+                CloseMode::Now => {
+                    abort_socket(&slot.outbox);
+                    return;
+                }
+                CloseMode::AfterFlush => {
+                    // The machine has forgotten `conn`: what is written needs no report.
+                    slot.batch.send_now(&slot.outbox);
+                    if slot.batch.is_empty() {
+                        drop(queue);
+                        let deadline = self.now.saturating_add(LINGER);
+                        self.lingering.start(conn, slot.outbox, deadline);
+                        return;
+                    }
+                }
             }
         }
+        if mode == CloseMode::Now {
+            abort_socket(&slot.outbox);
+        }
+        queue.append(&mut slot.batch);
+        if queue.close(mode) {
+            drop(queue);
+            self.writers += start_writer(&slot.outbox);
+        }
+    }
+}
+
+/// Connections the driver has closed after their last frames: each has its sending side shut
+/// down and waits, its reader discarding input, until the peer closes too (its reader's
+/// [`Input::Closed`]) or [`LINGER`] passes, when it is shut down for good. Until then the
+/// driver keeps a handle on the socket, so that the descriptor is closed with nothing unread
+/// in it and the peer gets a clean end of stream, not a reset.
+#[derive(Debug)]
+struct Lingering<O> {
+    outboxes: HashMap<ConnId, O>,
+    /// When each one's time is up, earliest first (every connection lingers as long).
+    /// Connections whose peers closed early stay here until then, matching nothing.
+    deadlines: VecDeque<(Timestamp, ConnId)>,
+}
+
+impl<O> Default for Lingering<O> {
+    fn default() -> Self {
+        Self {
+            outboxes: HashMap::new(),
+            deadlines: VecDeque::new(),
+        }
+    }
+}
+
+impl<O: AsFd> Lingering<O> {
+    /// Half-closes `outbox`'s socket and lets it linger until `deadline`.
+    fn start(&mut self, conn: ConnId, outbox: O, deadline: Timestamp) {
+        let _ = socket2::SockRef::from(&outbox).shutdown(std::net::Shutdown::Write);
+        self.outboxes.insert(conn, outbox);
+        self.deadlines.push_back((deadline, conn));
+    }
+
+    /// The peer closed: the reader has read everything, so the socket can close cleanly.
+    fn release(&mut self, conn: ConnId) {
+        self.outboxes.remove(&conn);
+    }
+
+    /// Shuts down for good every connection whose time is up; that ends its reader, which
+    /// drops the last handle.
+    fn expire(&mut self, now: Timestamp) {
+        while let Some(&(deadline, conn)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(outbox) = self.outboxes.remove(&conn) {
+                let _ = socket2::SockRef::from(&outbox).shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.front().map(|&(deadline, _)| deadline)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.outboxes.is_empty()
     }
 }
 

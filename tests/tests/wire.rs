@@ -332,6 +332,33 @@ conformance! {
         }
     }
 
+    fn w8_a_peer_that_never_closes_is_let_go_after_the_linger(rt: Runtime) {
+        let server = Server::start(rt, &[]);
+        let mut client = server.guest();
+        client.send(b"BAD\n\n");
+        assert_eq!(client.read_response().code(), 400);
+        client.expect_closed();
+        // The peer keeps its end open and says nothing. The server lingers 2 s, then closes
+        // for good: from then on a write meets a reset (the first write after the close
+        // draws it, a later one reports it). Writes go on for 6 s at most.
+        let mut stream = client.stream();
+        let start = std::time::Instant::now();
+        let refused = loop {
+            if std::io::Write::write_all(&mut stream, b"still here\n").is_err() {
+                break start.elapsed();
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(6),
+                "the server still holds the socket 6 s after the 400"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(
+            refused > std::time::Duration::from_secs(1),
+            "the server closed after {refused:?}, without lingering"
+        );
+    }
+
     fn w8_a_flood_after_a_bad_request_cannot_stall_others(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut member = server.member("Steady");
