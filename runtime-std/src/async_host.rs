@@ -125,6 +125,9 @@ async fn accept_loop<R: Runtime>(
                 if to_driver.send(Input::Accepted(stream)).await.is_err() {
                     return;
                 }
+                // A thousand connections waiting to be accepted are all ready at once: let
+                // the members' readers run between them.
+                future::yield_now().await;
             }
             Err(error) => {
                 host::accept_failed(&error);
@@ -191,6 +194,10 @@ impl<R: Runtime> AsFd for Connection<R> {
 impl<R: Runtime> Outbox for Connection<R> {
     fn queue(&self) -> &Mutex<Outgoing> {
         &self.queue
+    }
+
+    fn release(self) {
+        R::spawn(async move { drop(self) });
     }
 
     fn start_writer(&self) -> io::Result<()> {

@@ -217,7 +217,7 @@ pub fn start(program: &'static str) -> Settings {
 /// Binds `addr` and prints `listening on ADDR` (with the real port) to standard output. If
 /// the address cannot be bound, prints one line to standard error and exits 1.
 pub fn listen(addr: SocketAddr) -> TcpListener {
-    let listener = match TcpListener::bind(addr) {
+    let listener = match bind(addr) {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("error: cannot listen on {addr}: {error}");
@@ -229,6 +229,24 @@ pub fn listen(addr: SocketAddr) -> TcpListener {
     // The test suite and scripts wait for this line; a pipe would otherwise hold it.
     let _ = io::Write::flush(&mut io::stdout());
     listener
+}
+
+/// How many connections the kernel may hold established for us before `accept`. std's
+/// `TcpListener::bind` asks for 128: a thousand clients connecting at once overflowed it, and
+/// the dropped ones came back a second later with the SYN's retransmission, a second wave.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// `TcpListener::bind` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as std sets it).
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Set by the signal thread, read by the [`Driver`]. Signals are process-wide, and so is this.
@@ -312,6 +330,15 @@ pub trait Outbox: AsFd {
     /// Starts the connection's writer (see [`crate::buffers`]), which sends
     /// [`Input::WriterFinished`] when it ends. Must not block.
     fn start_writer(&self) -> io::Result<()>;
+    /// Lets go of the driver's handle on the socket. Dropping the last handle closes the
+    /// socket, a few system calls that an async runtime can leave to one of its tasks rather
+    /// than make the driver's round wait for (a hundred peers closing at once).
+    fn release(self)
+    where
+        Self: Sized,
+    {
+        drop(self);
+    }
 }
 
 /// Something that happened, for the [`Driver`]. `S` is the runtime's stream type.
@@ -562,6 +589,8 @@ impl<O: Outbox> Driver<O> {
             match mode {
                 CloseMode::Now => {
                     abort_socket(&slot.outbox);
+                    drop(queue);
+                    slot.outbox.release();
                     return;
                 }
                 CloseMode::AfterFlush => {
@@ -609,7 +638,7 @@ impl<O> Default for Lingering<O> {
     }
 }
 
-impl<O: AsFd> Lingering<O> {
+impl<O: Outbox> Lingering<O> {
     /// Half-closes `outbox`'s socket and lets it linger until `deadline`.
     fn start(&mut self, conn: ConnId, outbox: O, deadline: Timestamp) {
         let _ = socket2::SockRef::from(&outbox).shutdown(std::net::Shutdown::Write);
@@ -619,7 +648,9 @@ impl<O: AsFd> Lingering<O> {
 
     /// The peer closed: the reader has read everything, so the socket can close cleanly.
     fn release(&mut self, conn: ConnId) {
-        self.outboxes.remove(&conn);
+        if let Some(outbox) = self.outboxes.remove(&conn) {
+            outbox.release();
+        }
     }
 
     /// Shuts down for good every connection whose time is up; that ends its reader, which
@@ -632,6 +663,7 @@ impl<O: AsFd> Lingering<O> {
             self.deadlines.pop_front();
             if let Some(outbox) = self.outboxes.remove(&conn) {
                 let _ = socket2::SockRef::from(&outbox).shutdown(std::net::Shutdown::Both);
+                outbox.release();
             }
         }
     }
