@@ -2,8 +2,9 @@
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
 //! connection) are written once, in [`chathttp_runtime_std::async_host`], generic over a
-//! [`Runtime`]; this file supplies smol's four operations and the executor's threads. Everything that
-//! is not I/O lives in [`chathttp_runtime_std::host`], shared by all three servers.
+//! [`Runtime`]; this file supplies smol's four operations and the executor's threads.
+//! Everything that is not I/O lives in [`chathttp_runtime_std::host`], shared by all three
+//! servers.
 
 use std::future::Future;
 use std::io;

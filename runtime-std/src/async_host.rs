@@ -11,11 +11,11 @@
 //!   without waiting (see [`crate::buffers`]).
 //! * **reader**, one task per connection: reads into a small buffer (larger while the client
 //!   sends fast) and sends what it gets to the driver.
-//! * **writer**, a task that runs only while a connection has a backlog or is closing:
-//!   started when the driver finds the peer's kernel buffer full, it waits on the socket,
-//!   writes the backlog, one vectored write per wake-up, and ends; it also carries out
-//!   closes. A peer that does not read parks
-//!   only its own writer (S8).
+//! * **writer**, a task that runs only while a connection has a backlog: started when the
+//!   driver finds the peer's kernel buffer full, it waits on the socket, writes the backlog,
+//!   one vectored write per wake-up, and ends; it also finishes a close whose last frames
+//!   the kernel did not take (other closes the driver carries out itself). A peer that does
+//!   not read parks only its own writer (S8).
 //!
 //! Signals arrive through the shared host's signal thread, which sends [`Input::Shutdown`] on
 //! the driver's channel (S11).
