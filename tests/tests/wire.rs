@@ -1,7 +1,7 @@
 //! W (framing), R (requests) and H (responses), and the seed's example messages.
 
 use chathttp_tests::{
-    GUARD, Rng, Runtime, SERVER_HEADER, Server, assert_still_serving, conformance, request,
+    Client, GUARD, Rng, Runtime, SERVER_HEADER, Server, assert_still_serving, conformance, request,
 };
 
 /// The seed's example requests, byte for byte (the seed shows them with LF line ends).
@@ -313,11 +313,7 @@ conformance! {
     }
 
     fn w8_after_the_400_the_server_lingers_instead_of_resetting(rt: Runtime) {
-        let server = Server::start(rt, &[]);
-        let mut client = server.guest();
-        client.send(b"BAD\n\n");
-        assert_eq!(client.read_response().code(), 400);
-        client.expect_closed();
+        let (_server, client) = closed_after_a_400(rt);
         // The server has shut down its sending side but must go on reading (and
         // discarding) for a while: a socket closed with input arriving answers with a reset,
         // which on a real network can destroy the 400 still in flight. On loopback the 400
@@ -333,11 +329,7 @@ conformance! {
     }
 
     fn w8_a_peer_that_never_closes_is_let_go_after_the_linger(rt: Runtime) {
-        let server = Server::start(rt, &[]);
-        let mut client = server.guest();
-        client.send(b"BAD\n\n");
-        assert_eq!(client.read_response().code(), 400);
-        client.expect_closed();
+        let (_server, client) = closed_after_a_400(rt);
         // The peer keeps its end open and says nothing. The server lingers 2 s, then closes
         // for good: from then on a write meets a reset (the first write after the close
         // draws it, a later one reports it). Writes go on for 6 s at most.
@@ -401,4 +393,15 @@ conformance! {
         assert_eq!(client.read_response().text(), "[ Minimal ] : short\n");
         assert_eq!(client.request("GET", "Minimal", b"").text(), "Online users:\nMinimal\n", "all ten headers");
     }
+}
+
+/// A guest that sent a bad request and read its `400` and the server's end of stream (W8),
+/// its own end still open; and the server, which lives as long as the pair is held.
+fn closed_after_a_400(rt: Runtime) -> (Server, Client) {
+    let server = Server::start(rt, &[]);
+    let mut client = server.guest();
+    client.send(b"BAD\n\n");
+    assert_eq!(client.read_response().code(), 400);
+    client.expect_closed();
+    (server, client)
 }
