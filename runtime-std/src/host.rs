@@ -584,11 +584,13 @@ impl<O: Outbox> Driver<O> {
         let Some(mut slot) = self.outboxes.remove(conn) else {
             return;
         };
+        if mode == CloseMode::Now {
+            abort_socket(&slot.outbox);
+        }
         let mut queue = buffers::lock(slot.outbox.queue());
         if !queue.with_writer() {
             match mode {
                 CloseMode::Now => {
-                    abort_socket(&slot.outbox);
                     drop(queue);
                     slot.outbox.release();
                     return;
@@ -604,9 +606,6 @@ impl<O: Outbox> Driver<O> {
                     }
                 }
             }
-        }
-        if mode == CloseMode::Now {
-            abort_socket(&slot.outbox);
         }
         queue.append(&mut slot.batch);
         if queue.close(mode) {
