@@ -64,6 +64,12 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Below the 5 s the protocol allows, with room for a slow machine.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
+/// The most closes the driver carries out per round. A wave of them (a thousand slow
+/// readers cut by one broadcast, a thousand `408`s) costs a few system calls each; the
+/// rest wait for the next round, so the members' messages that arrive meanwhile are not
+/// held behind all of them. The room machine has already forgotten these connections.
+pub const CLOSES_PER_ROUND: usize = 32;
+
 /// How many inputs may wait for the driver. When it is full, readers stop reading, which is
 /// the backpressure a flood of requests deserves.
 pub const INPUT_CAPACITY: usize = 1024;
@@ -396,6 +402,10 @@ pub struct Driver<O> {
     /// Writers started and not yet finished, including those of closed connections. A writer
     /// runs while its connection has a backlog or closes (see [`crate::buffers`]).
     writers: usize,
+    /// Connections the machine has closed, with the close it asked for, waiting their turn
+    /// (see [`CLOSES_PER_ROUND`]). Their outboxes are off the table, so nothing more is
+    /// written to them until then.
+    closing: VecDeque<(Slot<O>, CloseMode)>,
     /// Closed connections waiting for their peers to close (see [`Lingering`]).
     lingering: Lingering<O>,
     /// Set by shutdown: when to exit even if some writers have not finished.
@@ -420,6 +430,7 @@ impl<O: Outbox> Driver<O> {
             unflushed: Vec::new(),
             flush_at_bytes,
             writers: 0,
+            closing: VecDeque::new(),
             lingering: Lingering::default(),
             exit_by: None,
             log: None,
@@ -463,7 +474,9 @@ impl<O: Outbox> Driver<O> {
                 self.server.handle_closed(now, conn, how);
                 // The machine has forgotten `conn` without asking for a close; deliver what
                 // it had already queued (a half-closed peer may still read), then close.
-                self.close(conn, CloseMode::AfterFlush);
+                if let Some(slot) = self.outboxes.remove(conn) {
+                    self.close(slot, CloseMode::AfterFlush);
+                }
                 // Or the connection was lingering, and the peer has closed as it should.
                 self.lingering.release(conn);
             }
@@ -490,8 +503,9 @@ impl<O: Outbox> Driver<O> {
     }
 
     /// Writes what this round queued, one system call per connection, without waiting (see
-    /// [`crate::buffers`]); first carries out deadlines that have passed. Call it after the inputs that have arrived, before waiting for
-    /// more: the fewer rounds, the more frames each call carries.
+    /// [`crate::buffers`]), then up to [`CLOSES_PER_ROUND`] closes; first carries out
+    /// deadlines that have passed. Call it after the inputs that have arrived, before waiting
+    /// for more: the fewer rounds, the more frames each call carries.
     pub fn flush(&mut self) {
         // Inputs that never stop coming must not hold deadlines off (S9, lingering closes):
         // the runtimes' loops only wait for the clock when no input is waiting.
@@ -508,6 +522,12 @@ impl<O: Outbox> Driver<O> {
             }
         }
         self.unflushed = unflushed;
+        for _ in 0..CLOSES_PER_ROUND {
+            let Some((slot, mode)) = self.closing.pop_front() else {
+                break;
+            };
+            self.close(slot, mode);
+        }
     }
 
     fn shut_down_if_requested(&mut self) {
@@ -521,8 +541,12 @@ impl<O: Outbox> Driver<O> {
     }
 
     /// How long the runtime may wait for the next input before calling
-    /// [`handle_timeout`](Self::handle_timeout); `None` means no deadline is set.
+    /// [`handle_timeout`](Self::handle_timeout); `None` means no deadline is set. Zero while
+    /// closes or expiries wait for their turn.
     pub fn next_wakeup(&self) -> Option<Duration> {
+        if !self.closing.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let deadline = [
             self.server.poll_timeout(),
             self.exit_by,
@@ -538,7 +562,8 @@ impl<O: Outbox> Driver<O> {
     /// period is over.
     pub fn is_finished(&self) -> bool {
         let retired = self.log.as_ref().is_none_or(Link::is_retired);
-        let done = self.writers == 0 && self.lingering.is_empty() && retired;
+        let done =
+            self.writers == 0 && self.closing.is_empty() && self.lingering.is_empty() && retired;
         self.exit_by
             .is_some_and(|exit_by| done || self.clock.now() >= exit_by)
     }
@@ -553,7 +578,11 @@ impl<O: Outbox> Driver<O> {
                         self.queue(conn, bytes.clone());
                     }
                 }
-                Output::Close { conn, mode } => self.close(conn, mode),
+                Output::Close { conn, mode } => {
+                    if let Some(slot) = self.outboxes.remove(conn) {
+                        self.closing.push_back((slot, mode));
+                    }
+                }
                 Output::Event(event) => log_event(&event),
             }
         }
@@ -578,17 +607,14 @@ impl<O: Outbox> Driver<O> {
         }
     }
 
-    /// Carries out the close the machine asked for, and forgets `conn`.
+    /// Carries out a close the machine asked for, on a connection already off the table.
     ///
     /// Most closes need no writer: a connection cut at once is shut down here, and one closed
     /// after a last frame (a `400`, a `408`) has it taken by the kernel at once, so the driver
-    /// half-closes it and lets it linger. A thousand such closes in one round (a wave of
-    /// request timeouts) then start no task or thread. Only a connection whose writer already
+    /// half-closes it and lets it linger. A thousand such closes (a wave of request
+    /// timeouts) then start no task or thread. Only a connection whose writer already
     /// runs, or whose last frames the kernel does not take, is left to its writer.
-    fn close(&mut self, conn: ConnId, mode: CloseMode) {
-        let Some(mut slot) = self.outboxes.remove(conn) else {
-            return;
-        };
+    fn close(&mut self, mut slot: Slot<O>, mode: CloseMode) {
         if mode == CloseMode::Now {
             abort_socket(&slot.outbox);
         }
@@ -606,7 +632,7 @@ impl<O: Outbox> Driver<O> {
                     if slot.batch.is_empty() {
                         drop(queue);
                         let deadline = self.now.saturating_add(LINGER);
-                        self.lingering.start(conn, slot.outbox, deadline);
+                        self.lingering.start(slot.conn, slot.outbox, deadline);
                         return;
                     }
                 }
@@ -657,10 +683,13 @@ impl<O: Outbox> Lingering<O> {
         }
     }
 
-    /// Shuts down for good every connection whose time is up; that ends its reader, which
-    /// drops the last handle.
+    /// Shuts down for good up to [`CLOSES_PER_ROUND`] connections whose time is up; that
+    /// ends each one's reader, which drops the last handle.
     fn expire(&mut self, now: Timestamp) {
-        while let Some(&(deadline, conn)) = self.deadlines.front() {
+        for _ in 0..CLOSES_PER_ROUND {
+            let Some(&(deadline, conn)) = self.deadlines.front() else {
+                break;
+            };
             if deadline > now {
                 break;
             }
@@ -790,6 +819,133 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection for a driver under test: the server's side of a loopback socket.
+    #[derive(Debug)]
+    struct Loopback {
+        stream: std::net::TcpStream,
+        queue: Mutex<Outgoing>,
+    }
+
+    impl AsFd for Loopback {
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.stream.as_fd()
+        }
+    }
+
+    impl Outbox for Loopback {
+        fn queue(&self) -> &Mutex<Outgoing> {
+            &self.queue
+        }
+        fn start_writer(&self) -> io::Result<()> {
+            Err(io::Error::other("the test expects no writer"))
+        }
+    }
+
+    /// Opens `wave` connections on a fresh driver, each sending `bytes` in one round.
+    fn driver_with_wave(
+        wave: usize,
+        bytes: &'static [u8],
+        config: ServerConfig,
+    ) -> (Driver<Loopback>, Vec<std::net::TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut driver = Driver::new(config);
+        let mut clients = Vec::new();
+        for _ in 0..wave {
+            let addr = listener.local_addr().expect("addr");
+            let client = std::net::TcpStream::connect(addr).expect("connect");
+            client.set_nonblocking(true).expect("non-blocking");
+            let (stream, _) = listener.accept().expect("accept");
+            let mut conn = None;
+            driver.handle(Input::Accepted(stream), |id, stream| {
+                conn = Some(id);
+                let queue = Mutex::default();
+                Ok(Loopback { stream, queue })
+            });
+            let input = Input::Received(conn.expect("opened"), Bytes::from_static(bytes));
+            driver.handle::<std::net::TcpStream>(input, |_, _| unreachable!());
+            clients.push(client);
+        }
+        (driver, clients)
+    }
+
+    /// Runs rounds as a runtime does while [`Driver::next_wakeup`] says zero and no input
+    /// waits (the deadline, then flush); returns how many clients saw their end of stream
+    /// in each round, and what each received.
+    fn rounds_until_idle(
+        driver: &mut Driver<Loopback>,
+        clients: &mut [std::net::TcpStream],
+    ) -> (Vec<usize>, Vec<String>) {
+        use std::io::Read;
+        let mut received = vec![Vec::new(); clients.len()];
+        let mut ended = vec![false; clients.len()];
+        let mut closed_per_round = Vec::new();
+        loop {
+            let mut closed = 0;
+            for (i, client) in clients.iter_mut().enumerate() {
+                if ended[i] {
+                    continue;
+                }
+                let mut buffer = [0; 512];
+                while let Ok(n) = client.read(&mut buffer) {
+                    if n == 0 {
+                        ended[i] = true;
+                        closed += 1;
+                        break;
+                    }
+                    received[i].extend_from_slice(&buffer[..n]);
+                }
+            }
+            closed_per_round.push(closed);
+            assert!(closed_per_round.len() <= clients.len() + 2, "progress");
+            if driver.next_wakeup() != Some(Duration::ZERO) {
+                break;
+            }
+            driver.handle_timeout();
+            driver.flush();
+        }
+        let texts = received
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into())
+            .collect();
+        (closed_per_round, texts)
+    }
+
+    #[test]
+    fn a_wave_of_bad_requests_is_closed_a_slice_per_round() {
+        let wave = 3 * CLOSES_PER_ROUND + 4;
+        let (mut driver, mut clients) =
+            driver_with_wave(wave, b"GET\t/ HTTP/1.1\n\n", ServerConfig::default());
+        driver.flush();
+        let (closed, texts) = rounds_until_idle(&mut driver, &mut clients);
+        assert_eq!(closed, [32, 32, 32, 4], "{closed:?}");
+        for text in texts {
+            assert!(text.contains("HTTP/1.1 400 Bad Request"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_wave_of_timeouts_is_closed_a_slice_per_round() {
+        let config = ServerConfig {
+            request_timeout: Duration::from_millis(20),
+            ..ServerConfig::default()
+        };
+        let wave = 3 * CLOSES_PER_ROUND + 4;
+        let (mut driver, mut clients) = driver_with_wave(wave, b"GET / HTTP/1.1\nUser_Ag", config);
+        driver.flush();
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(
+            driver.next_wakeup(),
+            Some(Duration::ZERO),
+            "the timeouts are due"
+        );
+        let (closed, texts) = rounds_until_idle(&mut driver, &mut clients);
+        assert_eq!(closed.iter().sum::<usize>(), wave, "{closed:?}");
+        assert!(closed.iter().all(|&n| n <= CLOSES_PER_ROUND), "{closed:?}");
+        for text in texts {
+            assert!(text.contains("HTTP/1.1 408 Request Timeout"), "{text}");
+        }
+    }
 
     fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
         let argv = std::iter::once("chat-server").chain(args.iter().copied());

@@ -119,6 +119,21 @@ conformance! {
         head_only.expect_closed();
     }
 
+    fn s9_a_wave_of_timeouts_all_get_408_and_a_clean_close(rt: Runtime) {
+        // Far more than the servers carry out per round (32): the rest wait for later rounds.
+        let server = Server::start(rt, &["--request-timeout", "0.5"]);
+        let mut witness = server.member("Witness");
+        let mut lorises: Vec<_> = (0..200).map(|_| server.guest()).collect();
+        for loris in &mut lorises {
+            loris.send(b"GET / HTTP/1.1\nUser_Agent: lor");
+        }
+        for loris in &mut lorises {
+            assert_eq!(loris.read_response().code(), 408);
+            loris.expect_closed();
+        }
+        assert_eq!(witness.request("POST", "Witness", b"still here").text(), "[ Witness ] : still here\n");
+    }
+
     fn s10_past_the_limit_a_connection_gets_503_and_a_freed_slot_is_reused(rt: Runtime) {
         let server = Server::start(rt, &["--max-connections", "2"]);
         let mut alice = server.member("Alice");
