@@ -171,6 +171,13 @@ fn open_loop_and_paced_runs_deliver_everything_once_in_order() {
     let json = bench(&paced);
     check_fanout(&json, 5.0, 2.0, 20.0);
     assert!(json.contains("\"rate_per_sender\":200"), "{json}");
+
+    // Paced, with the generator polling on between deliveries instead of sleeping.
+    let mut spinning = common.to_vec();
+    spinning.extend(["--rate", "200", "--spin-us", "500", "--name-prefix", "s"]);
+    let json = bench(&spinning);
+    check_fanout(&json, 5.0, 2.0, 20.0);
+    assert_eq!(field(&json, "spin_us"), 500.0, "{json}");
 }
 
 #[test]

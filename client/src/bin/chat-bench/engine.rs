@@ -82,6 +82,7 @@ pub struct Counters {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub reads: u64,
+    /// Polls that returned at least one event.
     pub polls: u64,
     pub frames: u64,
     /// One bit per (member, message): has this member had this message?
@@ -121,6 +122,8 @@ pub struct Bench {
     progress: Progress,
     /// Events copied out of `events` (handling them needs `&mut self`); kept to reuse.
     ready: Vec<(usize, bool, bool, bool)>,
+    /// When the last poll returned events (for `--spin-us`).
+    last_event_ns: u64,
 }
 
 fn trunc(s: &str, n: usize) -> String {
@@ -169,6 +172,7 @@ impl Bench {
             deadline,
             progress,
             ready: Vec::with_capacity(1024),
+            last_event_ns: 0,
         })
     }
 
@@ -370,12 +374,17 @@ impl Bench {
 
     /// Waits for events (at most `timeout`) and handles them.
     pub fn step(&mut self, timeout: Duration) {
+        let spinning = now_ns().saturating_sub(self.last_event_ns) < self.o.spin_us * 1000;
+        let timeout = if spinning { Duration::ZERO } else { timeout };
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
             Err(e) => crate::die(&format!("poll: {e}")),
         }
-        self.c.polls += 1;
+        if !self.events.is_empty() {
+            self.last_event_ns = now_ns();
+            self.c.polls += 1;
+        }
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.extend(self.events.iter().map(|ev| {

@@ -82,6 +82,10 @@ struct Cli {
     /// Paced senders: at most one timer wake-up per this many microseconds.
     #[arg(long, default_value_t = 50)]
     tick_us: u64,
+    /// Keep polling without sleeping for this many microseconds after the last event
+    /// (0: always sleep in epoll). See `Options::spin_us`.
+    #[arg(long, default_value_t = 0)]
+    spin_us: u64,
     /// Free text copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
@@ -111,6 +115,11 @@ pub struct Options {
     pub idle_hold_ms: u64,
     pub max_s: f64,
     pub tick_us: u64,
+    /// On loopback the server's `send` pays for waking the generator's thread when it
+    /// sleeps; in a VM that is an inter-processor interrupt and a halt exit per delivery.
+    /// Polling on for a while after each event keeps the generator awake through a
+    /// round of deliveries, as a client on another machine would cost the server nothing.
+    pub spin_us: u64,
     pub label: String,
     pub no_progress: bool,
 }
@@ -169,6 +178,7 @@ impl Options {
             idle_hold_ms: cli.idle_hold_ms,
             max_s: cli.max_s,
             tick_us: cli.tick_us,
+            spin_us: cli.spin_us,
             label: cli.label,
             no_progress: cli.no_progress,
         })

@@ -267,6 +267,7 @@ pub fn fanout(b: &Bench, join: &Join, w: &Window) {
             if o.rate > 0.0 { Some(o.rate) } else { None },
         )
         .num("payload", o.payload)
+        .num("spin_us", o.spin_us)
         .s("headers", if o.min_headers { "min" } else { "full" })
         .num("receivers", w.receivers)
         .num("sent", sent)
