@@ -179,14 +179,6 @@ struct Slot {
     connection: Option<Connection>,
 }
 
-/// The most connections one [`Server::handle_timeout`] call cuts. A thousand slowloris
-/// connections time out within one tick of the clock, and carrying out their `408`s and
-/// closes is a thousand system calls for the host: in slices of this size, the host
-/// handles the members' requests that arrive meanwhile between slices instead of after all
-/// of them. Each cut is still at or after its deadline; the last of a thousand is a few
-/// milliseconds later than it would otherwise be.
-pub const EXPIRIES_PER_CALL: usize = 32;
-
 /// The server room machine. See the module docs for how to drive it.
 #[derive(Debug)]
 pub struct Server {
@@ -418,16 +410,10 @@ impl Server {
         }
     }
 
-    /// The clock reached `now`: cut connections whose deadline passed (S9), at most
-    /// [`EXPIRIES_PER_CALL`] of them. If more are due, [`poll_timeout`](Self::poll_timeout)
-    /// still returns a deadline at or before `now`, and the host calls again after handling
-    /// whatever input is waiting.
+    /// The clock reached `now`: cut connections whose deadline passed (S9).
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
-        for _ in 0..EXPIRIES_PER_CALL {
-            let Some(&(deadline, conn)) = self.deadlines.first() else {
-                break;
-            };
+        while let Some(&(deadline, conn)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }

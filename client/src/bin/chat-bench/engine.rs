@@ -374,7 +374,8 @@ impl Bench {
 
     /// Waits for events (at most `timeout`) and handles them.
     pub fn step(&mut self, timeout: Duration) {
-        let spinning = now_ns().saturating_sub(self.last_event_ns) < self.o.spin_us * 1000;
+        let spinning = self.o.spin_us > 0
+            && now_ns().saturating_sub(self.last_event_ns) < self.o.spin_us * 1000;
         let timeout = if spinning { Duration::ZERO } else { timeout };
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
