@@ -6,7 +6,7 @@
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
 //! connection) are written once, in [`chathttp_runtime_std::async_host`], generic over a
-//! [`Runtime`]; this file supplies async-std's four operations and nothing else.
+//! [`Runtime`]; this file supplies async-std's five operations and nothing else.
 
 use std::future::Future;
 use std::io;
@@ -52,5 +52,12 @@ impl Runtime for AsyncStd {
 
     fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
         stream.shutdown(how)
+    }
+
+    fn let_readers_run() {
+        // async-std runs on async-io's reactor too: a nested `block_on` of a future that is
+        // pending once polls it without waiting. The readers it wakes run on async-std's
+        // own threads; it offers no way to run them here.
+        async_io::block_on(futures_lite::future::yield_now());
     }
 }

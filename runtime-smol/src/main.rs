@@ -2,7 +2,7 @@
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
 //! connection) are written once, in [`chathttp_runtime_std::async_host`], generic over a
-//! [`Runtime`]; this file supplies smol's four operations and the executor's threads.
+//! [`Runtime`]; this file supplies smol's five operations and the executor.
 //! Everything that is not I/O lives in [`chathttp_runtime_std::host`], shared by all three
 //! servers.
 
@@ -24,10 +24,6 @@ fn main() -> ExitCode {
     let settings = host::start("chat-server-smol");
     let service = Service::<Smol>::new(settings.config).share(settings.cluster);
     let listener = host::listen(settings.bind);
-    std::thread::Builder::new()
-        .name("smol-tasks".into())
-        .spawn(|| smol::block_on(EXECUTOR.run(smol::future::pending::<()>())))
-        .expect("one thread can be spawned at start-up");
     smol::block_on(EXECUTOR.run(async {
         let listener =
             TcpListener::try_from(listener).expect("a bound listener can join the reactor");
@@ -36,14 +32,20 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The connections' tasks, run by the main thread (between the driver's rounds) and one
-/// more. Not smol's global executor: with the driver alone in `block_on` on the main thread
-/// and the tasks on the global executor's thread, perf showed both cores idle for 10-25 ms
-/// while a member's message waited, twice per slowloris run (async-io hands the reactor from
-/// thread to thread, and its fallback thread backs off up to 10 ms). With every waiting
-/// thread a runner of the one executor, a task woken by an event is run by a thread that is
-/// awake anyway.
+/// The connections' tasks, run by the main thread between the driver's rounds and, through
+/// [`Runtime::let_readers_run`], during them. One thread, not smol's global executor: with
+/// the driver in `block_on` and the tasks on the global executor's thread, perf showed both
+/// cores idle for 10-25 ms while a member's message waited, twice per slowloris run
+/// (async-io hands the reactor from thread to thread, and its fallback thread backs off up
+/// to 10 ms). A second thread running this executor fixed that, but sat parked while the
+/// driver wrote (nobody polled the reactor), and at 100,000 deliveries a second every wake-up
+/// of it competed for the core the load generator needs; the driver polling the reactor and
+/// running the woken readers itself does better (docs/BENCHMARKS.md).
 static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
+
+/// The most tasks [`Runtime::let_readers_run`] runs per call: more than the senders a
+/// round usually hears from, few enough that the driver's writes go on soon.
+const TASKS_PER_POLL: usize = 16;
 
 /// smol's executor, timers and sockets.
 #[derive(Debug)]
@@ -67,5 +69,17 @@ impl Runtime for Smol {
 
     fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
         stream.shutdown(how)
+    }
+
+    fn let_readers_run() {
+        // Called from a task, this nested `block_on` polls async-io's reactor once without
+        // waiting (the future is pending once, then ready) and wakes the readers whose
+        // sockets have data; the driver's thread then runs them.
+        smol::block_on(smol::future::yield_now());
+        for _ in 0..TASKS_PER_POLL {
+            if !EXECUTOR.try_tick() {
+                break;
+            }
+        }
     }
 }

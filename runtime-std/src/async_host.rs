@@ -1,14 +1,16 @@
 //! The four parts of an async server, written once for every async runtime.
 //!
 //! `chat-server-smol` and `chat-server-asyncstd` differ only in how they spawn a task,
-//! sleep, accept and shut a socket down. Those four operations are the [`Runtime`] trait;
+//! sleep, accept, shut a socket down and let readers run in the middle of a round. Those
+//! five operations are the [`Runtime`] trait;
 //! everything else is here, generic over it:
 //!
 //! * **accept**: one task accepts streams and hands them to the driver.
 //! * **driver**: the serving future owns the [`Driver`] (and through it the room machine). It
 //!   awaits one channel of [`Input`]s, or a sleep until the machine's next deadline, and
 //!   after each round of inputs writes every connection's new frames straight to its socket
-//!   without waiting (see [`crate::buffers`]).
+//!   without waiting (see [`crate::buffers`]), taking the inputs that arrive meanwhile
+//!   between its writes (see [`Driver::flush`]).
 //! * **reader**, one task per connection: reads into a small buffer (larger while the client
 //!   sends fast) and sends what it gets to the driver.
 //! * **writer**, a task that runs only while a connection has a backlog: started when the
@@ -57,7 +59,17 @@ pub trait Runtime: 'static {
     fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Shuts down one or both directions of `stream`.
     fn shutdown(stream: &Self::Stream, how: Shutdown) -> io::Result<()>;
+    /// Lets the connections' readers run in the middle of the driver's round, without
+    /// waiting: polls the runtime's reactor and, where the runtime allows it, runs the tasks
+    /// it woke on this thread. The driver calls it between its writes (see
+    /// [`Driver::flush`]), so that a message that arrives during a fan-out can join it; the
+    /// reactor is otherwise polled only between rounds, by the thread that runs the driver.
+    fn let_readers_run();
 }
+
+/// How many of its writes the driver makes between two [`Runtime::let_readers_run`]: each
+/// costs a system call, and eight writes take about 80 µs on the project's machine.
+const WRITES_PER_IO_POLL: usize = 8;
 
 type ToDriver<R> = Sender<Input<<R as Runtime>::Stream>>;
 
@@ -170,7 +182,15 @@ async fn drive<R: Runtime>(
             // Unreachable while `to_driver` lives; nothing could wake the driver again.
             Some(Err(_)) => return,
         }
-        driver.flush();
+        let mut asked = 0;
+        let arrived = || {
+            asked += 1;
+            if asked % WRITES_PER_IO_POLL == 0 {
+                R::let_readers_run();
+            }
+            inputs.try_recv().ok()
+        };
+        driver.flush(arrived, start);
     }
 }
 

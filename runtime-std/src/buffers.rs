@@ -4,7 +4,7 @@
 //!
 //! The [`Driver`](crate::host::Driver) writes each connection's [`Outgoing`] frames straight
 //! to its socket, once per round of inputs, with a `send` that never waits
-//! ([`Outgoing::send_now`]). While the kernel takes everything, that is the whole write path:
+//! ([`Frames::send_now`]). While the kernel takes everything, that is the whole write path:
 //! one system call per connection per round, however many frames the round queued, and no
 //! task or thread wakes up for it. Only when the kernel's buffer for a connection is full
 //! does the driver hand the queue to the connection's **writer** (started then, the first

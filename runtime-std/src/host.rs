@@ -70,6 +70,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// held behind all of them. The room machine has already forgotten these connections.
 pub const CLOSES_PER_ROUND: usize = 32;
 
+/// The most inputs one [`Driver::flush`] takes between its writes. Under a steady stream
+/// of messages a flush could otherwise go on for ever; after this many it returns, so that
+/// the deadlines and closes it starts and ends with keep their turn, and the runtime's loop
+/// calls it again at once for the connections still to write.
+pub const INPUTS_PER_FLUSH: usize = 64;
+
 /// How many inputs may wait for the driver. When it is full, readers stop reading, which is
 /// the backpressure a flood of requests deserves.
 pub const INPUT_CAPACITY: usize = 1024;
@@ -506,22 +512,47 @@ impl<O: Outbox> Driver<O> {
     /// [`crate::buffers`]), then up to [`CLOSES_PER_ROUND`] closes; first carries out
     /// deadlines that have passed. Call it after the inputs that have arrived, before waiting
     /// for more: the fewer rounds, the more frames each call carries.
-    pub fn flush(&mut self) {
+    ///
+    /// Between writes it takes the inputs that have `arrived` meanwhile (`open` starts an
+    /// accepted connection, as in [`handle`](Self::handle)). A message that arrives while
+    /// the one before it is still being written to a hundred members then goes out with it
+    /// to every member not yet written to, in the same system call, instead of waiting for
+    /// the whole fan-out to end: when messages come faster than a fan-out takes, rounds
+    /// merge instead of queueing. After [`INPUTS_PER_FLUSH`] inputs the flush returns, and
+    /// the connections it has not written yet wait for the next one (see
+    /// [`next_wakeup`](Self::next_wakeup)).
+    pub fn flush<S>(
+        &mut self,
+        mut arrived: impl FnMut() -> Option<Input<S>>,
+        mut open: impl FnMut(ConnId, S) -> io::Result<O>,
+    ) {
         // Inputs that never stop coming must not hold deadlines off (S9, lingering closes):
         // the runtimes' loops only wait for the clock when no input is waiting.
         if self.next_wakeup().is_some_and(|delay| delay.is_zero()) {
             self.handle_timeout();
         }
-        let mut unflushed = std::mem::take(&mut self.unflushed);
-        for conn in unflushed.drain(..) {
+        let mut taken = 0;
+        let mut next = 0;
+        // The inputs taken list more connections at the end, some already written this
+        // round.
+        while let Some(&conn) = self.unflushed.get(next) {
+            next += 1;
             if let Some(slot) = self.outboxes.get_mut(conn) {
                 slot.listed = false;
                 let (written, started) = slot.write();
                 self.writers += started;
                 self.server.handle_drained(self.now, conn, written);
             }
+            while taken < INPUTS_PER_FLUSH {
+                let Some(input) = arrived() else { break };
+                taken += 1;
+                self.handle(input, &mut open);
+            }
+            if taken == INPUTS_PER_FLUSH {
+                break;
+            }
         }
-        self.unflushed = unflushed;
+        self.unflushed.drain(..next);
         for _ in 0..CLOSES_PER_ROUND {
             let Some((slot, mode)) = self.closing.pop_front() else {
                 break;
@@ -542,9 +573,9 @@ impl<O: Outbox> Driver<O> {
 
     /// How long the runtime may wait for the next input before calling
     /// [`handle_timeout`](Self::handle_timeout); `None` means no deadline is set. Zero while
-    /// closes or expiries wait for their turn.
+    /// writes, closes or expiries wait for their turn.
     pub fn next_wakeup(&self) -> Option<Duration> {
-        if !self.closing.is_empty() {
+        if !self.unflushed.is_empty() || !self.closing.is_empty() {
             return Some(Duration::ZERO);
         }
         let deadline = [
@@ -562,8 +593,11 @@ impl<O: Outbox> Driver<O> {
     /// period is over.
     pub fn is_finished(&self) -> bool {
         let retired = self.log.as_ref().is_none_or(Link::is_retired);
-        let done =
-            self.writers == 0 && self.closing.is_empty() && self.lingering.is_empty() && retired;
+        let done = self.writers == 0
+            && self.unflushed.is_empty()
+            && self.closing.is_empty()
+            && self.lingering.is_empty()
+            && retired;
         self.exit_by
             .is_some_and(|exit_by| done || self.clock.now() >= exit_by)
     }
@@ -842,31 +876,83 @@ mod tests {
         }
     }
 
+    /// For a flush with no input arriving meanwhile.
+    fn no_arrivals() -> Option<Input<std::net::TcpStream>> {
+        None
+    }
+
+    /// Opens `count` connections on a fresh driver; returns their ids and the clients' ends.
+    fn driver_with_clients(
+        count: usize,
+        config: ServerConfig,
+    ) -> (Driver<Loopback>, Vec<ConnId>, Vec<std::net::TcpStream>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut driver = Driver::new(config);
+        let mut conns = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..count {
+            let addr = listener.local_addr().expect("addr");
+            let client = std::net::TcpStream::connect(addr).expect("connect");
+            client.set_nonblocking(true).expect("non-blocking");
+            let (stream, _) = listener.accept().expect("accept");
+            driver.handle(Input::Accepted(stream), |id, stream| {
+                conns.push(id);
+                let queue = Mutex::default();
+                Ok(Loopback { stream, queue })
+            });
+            clients.push(client);
+        }
+        (driver, conns, clients)
+    }
+
     /// Opens `wave` connections on a fresh driver, each sending `bytes` in one round.
     fn driver_with_wave(
         wave: usize,
         bytes: &'static [u8],
         config: ServerConfig,
     ) -> (Driver<Loopback>, Vec<std::net::TcpStream>) {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut driver = Driver::new(config);
-        let mut clients = Vec::new();
-        for _ in 0..wave {
-            let addr = listener.local_addr().expect("addr");
-            let client = std::net::TcpStream::connect(addr).expect("connect");
-            client.set_nonblocking(true).expect("non-blocking");
-            let (stream, _) = listener.accept().expect("accept");
-            let mut conn = None;
-            driver.handle(Input::Accepted(stream), |id, stream| {
-                conn = Some(id);
-                let queue = Mutex::default();
-                Ok(Loopback { stream, queue })
-            });
-            let input = Input::Received(conn.expect("opened"), Bytes::from_static(bytes));
-            driver.handle::<std::net::TcpStream>(input, |_, _| unreachable!());
-            clients.push(client);
+        let (mut driver, conns, clients) = driver_with_clients(wave, config);
+        for conn in conns {
+            received(&mut driver, conn, bytes.to_vec());
         }
         (driver, clients)
+    }
+
+    fn received(driver: &mut Driver<Loopback>, conn: ConnId, bytes: Vec<u8>) {
+        let input = Input::Received(conn, Bytes::from(bytes));
+        driver.handle::<std::net::TcpStream>(input, |_, _| unreachable!());
+    }
+
+    fn post(from: &str, text: &str) -> Vec<u8> {
+        let length = text.len();
+        format!("POST / HTTP/1.1\nUser_Agent: {from}\nContent-Length: {length}\n\n{text}").into()
+    }
+
+    /// What each client has received so far, as text.
+    fn read_all(clients: &mut [std::net::TcpStream]) -> Vec<String> {
+        use std::io::Read;
+        let mut texts = Vec::new();
+        for client in clients {
+            let mut bytes = Vec::new();
+            let mut buffer = [0; 4096];
+            while let Ok(n @ 1..) = client.read(&mut buffer) {
+                bytes.extend_from_slice(&buffer[..n]);
+            }
+            texts.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        texts
+    }
+
+    /// A room of `count` joined members named m0, m1…, with their join notices read.
+    fn room_of(count: usize) -> (Driver<Loopback>, Vec<ConnId>, Vec<std::net::TcpStream>) {
+        let (mut driver, conns, mut clients) = driver_with_clients(count, ServerConfig::default());
+        for (i, &conn) in conns.iter().enumerate() {
+            let add = format!("ADD / HTTP/1.1\nUser_Agent: m{i}\n\n");
+            received(&mut driver, conn, add.into());
+            driver.flush(no_arrivals, |_, _| unreachable!());
+        }
+        read_all(&mut clients);
+        (driver, conns, clients)
     }
 
     /// Runs rounds as a runtime does while [`Driver::next_wakeup`] says zero and no input
@@ -902,7 +988,7 @@ mod tests {
                 break;
             }
             driver.handle_timeout();
-            driver.flush();
+            driver.flush(no_arrivals, |_, _| unreachable!());
         }
         let texts = received
             .iter()
@@ -912,11 +998,72 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_arrives_during_a_fan_out_goes_out_in_the_same_flush() {
+        let (mut driver, conns, mut clients) = room_of(8);
+        received(&mut driver, conns[0], post("m0", "first"));
+        let mut second = Some(Input::<std::net::TcpStream>::Received(
+            conns[1],
+            post("m1", "second").into(),
+        ));
+        let mut asked = 0;
+        let arrived = || {
+            asked += 1;
+            // The second message arrives once the first has gone to three members.
+            if asked == 3 { second.take() } else { None }
+        };
+        driver.flush(arrived, |_, _| unreachable!());
+        assert!(second.is_none(), "the flush took the message that arrived");
+        for (i, text) in read_all(&mut clients).iter().enumerate() {
+            let first = text
+                .find("first")
+                .expect("every member has the first message");
+            let second = text
+                .find("second")
+                .expect("and the second, without another round");
+            assert!(first < second, "member {i} got them in order: {text}");
+        }
+    }
+
+    #[test]
+    fn a_flush_under_endless_input_returns_and_the_rest_is_written_next() {
+        let (mut driver, conns, mut clients) = room_of(2);
+        let get = b"GET / HTTP/1.1\n\n";
+        let mut taken = 0;
+        let endless = || {
+            taken += 1;
+            Some(Input::<std::net::TcpStream>::Received(
+                conns[0],
+                Bytes::from_static(get),
+            ))
+        };
+        received(&mut driver, conns[1], get.to_vec());
+        driver.flush(endless, |_, _| unreachable!());
+        assert_eq!(
+            taken, INPUTS_PER_FLUSH,
+            "the flush returned under endless input"
+        );
+        let answered = |text: &String| text.matches("HTTP/1.1 200").count();
+        let first = read_all(&mut clients);
+        assert_eq!(answered(&first[1]), 1, "the round's own write was done");
+        assert_eq!(
+            driver.next_wakeup(),
+            Some(Duration::ZERO),
+            "answers wait to be written"
+        );
+        driver.handle_timeout();
+        driver.flush(no_arrivals, |_, _| unreachable!());
+        let second = read_all(&mut clients);
+        let total = answered(&first[0]) + answered(&second[0]);
+        assert_eq!(total, INPUTS_PER_FLUSH, "every request taken is answered");
+        assert_ne!(driver.next_wakeup(), Some(Duration::ZERO), "nothing waits");
+    }
+
+    #[test]
     fn a_wave_of_bad_requests_is_closed_a_slice_per_round() {
         let wave = 3 * CLOSES_PER_ROUND + 4;
         let (mut driver, mut clients) =
             driver_with_wave(wave, b"GET\t/ HTTP/1.1\n\n", ServerConfig::default());
-        driver.flush();
+        driver.flush(no_arrivals, |_, _| unreachable!());
         let (closed, texts) = rounds_until_idle(&mut driver, &mut clients);
         assert_eq!(closed, [32, 32, 32, 4], "{closed:?}");
         for text in texts {
@@ -932,7 +1079,7 @@ mod tests {
         };
         let wave = 3 * CLOSES_PER_ROUND + 4;
         let (mut driver, mut clients) = driver_with_wave(wave, b"GET / HTTP/1.1\nUser_Ag", config);
-        driver.flush();
+        driver.flush(no_arrivals, |_, _| unreachable!());
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(
             driver.next_wakeup(),

@@ -6,7 +6,8 @@
 //! * **driver**: the main thread owns the [`Driver`] (and through it the room machine). It
 //!   blocks on one channel of [`Input`]s with a timeout set by the machine's next deadline.
 //!   After each round of inputs it writes every connection's new frames with a `send` that
-//!   never waits (see [`chathttp_runtime_std::buffers`]): no write can make it wait.
+//!   never waits (see [`chathttp_runtime_std::buffers`]): no write can make it wait. Between
+//!   writes it takes the inputs that arrived meanwhile (see [`Driver::flush`]).
 //! * **reader**, one per connection: blocks in `read` and sends what it gets to the driver.
 //! * **writer**, a thread that runs only while a connection has a backlog or is closing:
 //!   started when the driver finds the peer's kernel buffer full, it blocks in
@@ -112,9 +113,9 @@ fn drive(
             Some(delay) => inputs.recv_timeout(delay),
             None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
+        let start = |conn, stream| Ok(open(conn, stream, to_driver, spawner));
         match input {
             Ok(input) => {
-                let start = |conn, stream| Ok(open(conn, stream, to_driver, spawner));
                 driver.handle(input, start);
                 // Take everything already waiting before writing: under load that is many
                 // inputs, and many frames per write, per round.
@@ -126,7 +127,7 @@ fn drive(
             // Unreachable while `to_driver` lives; nothing could wake the driver again.
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        driver.flush();
+        driver.flush(|| inputs.try_recv().ok(), start);
     }
 }
 
