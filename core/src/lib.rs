@@ -55,6 +55,7 @@
 //! names an id that matches nothing, and is ignored.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod error;

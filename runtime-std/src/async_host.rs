@@ -114,6 +114,7 @@ impl<R: Runtime> Service<R> {
             self.to_driver.clone(),
         ));
         let mut driver = Driver::new(self.config);
+        driver.tidy_when_quiet(host::return_freed_memory);
         if let Some(cluster) = &self.cluster {
             let to_driver = self.to_driver.clone();
             let deliver = move |event| {
