@@ -55,8 +55,8 @@ pub use mimalloc::MiMalloc;
 /// room that falls idle after a burst of joins keeps the burst's garbage for as long as it
 /// stays idle. With 10,000 idle members that was 3.9 to 8.4 KB of RSS per member from one
 /// run to the next, depending on what the server happened to do last; after this call it is
-/// 2.3 KB, the live state (docs/BENCHMARKS.md, "Memory and joins"). A forced collection, as
-/// a gentle one left 2.9 to 5.2 KB. The async drivers call this when they fall quiet (see
+/// 2.3 KB, the live state (docs/BENCHMARKS.md, "Memory and joins"). The collection is
+/// forced: a gentle one left 2.9 to 5.2 KB. The async drivers call this when they fall quiet (see
 /// [`Driver::tidy_when_quiet`]), so its cost (a walk over the heap) is never paid under load.
 #[allow(unsafe_code)] // The project's one unsafe block: a call into the allocator.
 pub fn return_freed_memory() {
