@@ -56,8 +56,9 @@ pub use mimalloc::MiMalloc;
 /// stays idle. With 10,000 idle members that was 3.9 to 8.4 KB of RSS per member from one
 /// run to the next, depending on what the server happened to do last; after this call it is
 /// 2.3 KB, the live state (docs/BENCHMARKS.md, "Memory and joins"). The collection is
-/// forced: a gentle one left 2.9 to 5.2 KB. The async drivers call this when they fall quiet (see
-/// [`Driver::tidy_when_quiet`]), so its cost (a walk over the heap) is never paid under load.
+/// forced: a gentle one left 2.9 to 5.2 KB. The async drivers call this when they fall quiet
+/// (see [`Driver::tidy_when_quiet`]), so its cost (a walk over the heap) is never paid under
+/// load.
 #[allow(unsafe_code)] // The project's one unsafe block: a call into the allocator.
 pub fn return_freed_memory() {
     let started = Instant::now();
@@ -443,8 +444,8 @@ pub struct Driver<O> {
     log: Option<Link>,
     /// Called once the driver has had no input for [`QUIET_BEFORE_TIDY`].
     tidy: Option<fn()>,
-    /// When `tidy` is due: set by every input, cleared by the call.
-    tidy_at: Option<Timestamp>,
+    /// The time of the last input since `tidy` was last called; `None` once it has been.
+    untidy_since: Option<Timestamp>,
 }
 
 impl<O: Outbox> Driver<O> {
@@ -468,7 +469,7 @@ impl<O: Outbox> Driver<O> {
             exit_by: None,
             log: None,
             tidy: None,
-            tidy_at: None,
+            untidy_since: None,
         }
     }
 
@@ -476,6 +477,13 @@ impl<O: Outbox> Driver<O> {
     /// if no other has come since. The async servers pass [`return_freed_memory`].
     pub fn tidy_when_quiet(&mut self, tidy: fn()) {
         self.tidy = Some(tidy);
+    }
+
+    /// When the tidying function is next due. Worked out here rather than on every input,
+    /// which only records its time.
+    fn tidy_due(&self) -> Option<Timestamp> {
+        self.untidy_since
+            .map(|since| since.saturating_add(QUIET_BEFORE_TIDY))
     }
 
     /// Shares the room through Redis (see [`cluster`]): call it once, before the first
@@ -496,7 +504,7 @@ impl<O: Outbox> Driver<O> {
         self.now = self.clock.now();
         let now = self.now;
         if self.tidy.is_some() {
-            self.tidy_at = Some(now.saturating_add(QUIET_BEFORE_TIDY));
+            self.untidy_since = Some(now);
         }
         match input {
             Input::Accepted(stream) => {
@@ -544,9 +552,9 @@ impl<O: Outbox> Driver<O> {
         self.server.handle_timeout(self.now);
         self.shut_down_if_requested();
         self.carry_out();
-        if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_at) {
+        if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due()) {
             if self.now >= due {
-                self.tidy_at = None;
+                self.untidy_since = None;
                 tidy();
             }
         }
@@ -626,7 +634,7 @@ impl<O: Outbox> Driver<O> {
             self.server.poll_timeout(),
             self.exit_by,
             self.lingering.next_deadline(),
-            self.tidy_at,
+            self.tidy_due(),
         ]
         .into_iter()
         .flatten()
@@ -1044,7 +1052,8 @@ mod tests {
 
     #[test]
     fn a_driver_tidies_once_it_has_been_quiet_and_again_after_new_input() {
-        static TIDIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        use std::sync::atomic::AtomicUsize;
+        static TIDIED: AtomicUsize = AtomicUsize::new(0);
         fn tidy() {
             TIDIED.fetch_add(1, Ordering::Relaxed);
         }
