@@ -19,6 +19,7 @@ use crate::error::UsageError;
 use crate::ids::UserName;
 use crate::limits::FrameLimits;
 use crate::time::{Timestamp, datetime_text};
+use crate::wire::body::{self, Body};
 use crate::wire::encode::{RequestFields, write_request};
 use crate::wire::{Method, Response, ResponseDecoder};
 
@@ -273,36 +274,39 @@ fn classify(
             });
         }
     }
-    if let Some((from, text)) = line
-        .strip_prefix("[ ")
-        .and_then(|rest| rest.split_once(" ] : "))
-    {
-        let ours = matches!(&*phase, Phase::Joined(name) | Phase::Leaving(name) if name == from);
-        if ours && waiting.front() == Some(&Method::Post) {
-            waiting.pop_front();
+    match body::parse(response.body) {
+        Body::Chat { name: from, text } => {
+            let from = String::from_utf8_lossy(from);
+            let ours =
+                matches!(&*phase, Phase::Joined(name) | Phase::Leaving(name) if *name == from);
+            if ours && waiting.front() == Some(&Method::Post) {
+                waiting.pop_front();
+            }
+            return Some(ClientEvent::ChatLine {
+                from: from.into_owned(),
+                text: String::from_utf8_lossy(text).into_owned(),
+            });
         }
-        return Some(ClientEvent::ChatLine {
-            from: from.to_owned(),
-            text: text.to_owned(),
-        });
-    }
-    if let Some(name) = body.strip_suffix(" has just entered the chat room...\n") {
-        return Some(ClientEvent::MemberJoined {
-            name: name.to_owned(),
-        });
-    }
-    if let Some(name) = body.strip_suffix(" has just left the chat room...\n") {
-        return Some(ClientEvent::MemberLeft {
-            name: name.to_owned(),
-        });
-    }
-    if let Some(list) = body.strip_prefix("Online users:\n") {
-        if waiting.front() == Some(&Method::Get) {
-            waiting.pop_front();
+        Body::Joined { name } => {
+            let name = String::from_utf8_lossy(name).into_owned();
+            return Some(ClientEvent::MemberJoined { name });
         }
-        return Some(ClientEvent::UserList {
-            names: list.lines().map(str::to_owned).collect(),
-        });
+        Body::Left { name } => {
+            let name = String::from_utf8_lossy(name).into_owned();
+            return Some(ClientEvent::MemberLeft { name });
+        }
+        Body::Members(list) => {
+            if waiting.front() == Some(&Method::Get) {
+                waiting.pop_front();
+            }
+            let names = list.names();
+            return Some(ClientEvent::UserList {
+                names: names
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect(),
+            });
+        }
+        Body::Other(_) => {}
     }
     // Anything else answers the oldest waiting request.
     match (waiting.pop_front(), &*phase) {

@@ -582,7 +582,7 @@ impl Server {
         match command {
             Command::List => {
                 let body = super::member_list(shared.roster.members().map(|(_, name)| name));
-                let frame = self.response(Status::OK, body.as_bytes());
+                let frame = self.response(Status::OK, &body);
                 self.send(conn, frame);
             }
             Command::Refuse(status, reason) => self.refuse(conn, status, reason),
@@ -689,8 +689,9 @@ impl Server {
     }
 
     fn announce_join(&mut self, name: &UserName) {
-        let notice = format!("{name} has just entered the chat room...\n");
-        let notice = self.response(Status::OK, notice.as_bytes());
+        let mut notice = Vec::new();
+        crate::wire::body::write_joined(&mut notice, name.as_str());
+        let notice = self.response(Status::OK, &notice);
         let everyone = self.room.recipients();
         self.broadcast(everyone, notice);
     }
@@ -706,8 +707,9 @@ impl Server {
         let welcome = self.response(Status::OK, format!("Welcome, {name}!\n").as_bytes());
         self.send(conn, welcome);
         if announce {
-            let notice = format!("{name} has just entered the chat room...\n");
-            let notice = self.response(Status::OK, notice.as_bytes());
+            let mut notice = Vec::new();
+            crate::wire::body::write_joined(&mut notice, name.as_str());
+            let notice = self.response(Status::OK, &notice);
             self.broadcast(others, notice);
         }
         self.outputs
@@ -720,12 +722,8 @@ impl Server {
             p.says = p.says.saturating_sub(1);
         }
         if let Some(name) = shared.roster.name_of(author) {
-            let mut body = Vec::with_capacity(name.as_str().len() + text.len() + 7);
-            body.extend_from_slice(b"[ ");
-            body.extend_from_slice(name.as_str().as_bytes());
-            body.extend_from_slice(b" ] : ");
-            body.extend_from_slice(text.as_bytes());
-            body.push(b'\n');
+            let mut body = Vec::new();
+            crate::wire::body::write_chat(&mut body, name.as_str(), text);
             let frame = self.response(Status::OK, &body);
             let everyone = self.room.recipients();
             self.broadcast(everyone, frame);
@@ -747,8 +745,9 @@ impl Server {
                         dead and announced your leave. Reconnect to join again.\n";
             self.drop_local_member(conn, text);
         }
-        let notice = format!("{name} has just left the chat room...\n");
-        let notice = self.response(Status::OK, notice.as_bytes());
+        let mut notice = Vec::new();
+        crate::wire::body::write_left(&mut notice, name.as_str());
+        let notice = self.response(Status::OK, &notice);
         let others = self.room.recipients();
         self.broadcast(others, notice);
         if local.is_none() {

@@ -33,7 +33,9 @@ use crate::ids::{ConnId, UserName};
 use crate::limits::ServerConfig;
 use crate::time::{Timestamp, datetime_text};
 use crate::wire::encode::{ResponseFields, write_response};
-use crate::wire::{Frame, Method, Progress, Request, RequestDecoder, Status, UserAgent, VERSION};
+use crate::wire::{
+    Frame, Method, Progress, Request, RequestDecoder, Status, UserAgent, VERSION, body,
+};
 
 pub use cluster::{AppendRefusal, LogEntry, LogKind, MemberRef, Roster};
 pub use room::{Entry, LeaveCause, Room};
@@ -568,7 +570,7 @@ impl Server {
             }),
             Command::List => {
                 let body = member_list(self.room.members().map(|(_, name)| name));
-                let frame = self.response(Status::OK, body.as_bytes());
+                let frame = self.response(Status::OK, &body);
                 self.send(conn, frame);
             }
             Command::Refuse(status, reason) => self.refuse(conn, status, reason),
@@ -597,8 +599,9 @@ impl Server {
                 self.refresh_deadline(conn);
                 let welcome = self.response(Status::OK, format!("Welcome, {name}!\n").as_bytes());
                 self.send(conn, welcome);
-                let notice = format!("{name} has just entered the chat room...\n");
-                let notice = self.response(Status::OK, notice.as_bytes());
+                let mut notice = Vec::new();
+                body::write_joined(&mut notice, name.as_str());
+                let notice = self.response(Status::OK, &notice);
                 self.broadcast(others, notice);
                 self.outputs
                     .push_back(Output::Event(Event::Joined { conn, name }));
@@ -607,12 +610,8 @@ impl Server {
                 let Some(name) = self.room.name_of(conn) else {
                     return;
                 };
-                let mut body = Vec::with_capacity(name.as_str().len() + text.len() + 7);
-                body.extend_from_slice(b"[ ");
-                body.extend_from_slice(name.as_str().as_bytes());
-                body.extend_from_slice(b" ] : ");
-                body.extend_from_slice(text.as_bytes());
-                body.push(b'\n');
+                let mut body = Vec::new();
+                body::write_chat(&mut body, name.as_str(), text);
                 let frame = self.response(Status::OK, &body);
                 let everyone = self.room.recipients();
                 self.broadcast(everyone, frame);
@@ -627,8 +626,9 @@ impl Server {
                     self.send(conn, goodbye);
                     self.close(conn, Some(CloseMode::AfterFlush), cause);
                 }
-                let notice = format!("{name} has just left the chat room...\n");
-                let notice = self.response(Status::OK, notice.as_bytes());
+                let mut notice = Vec::new();
+                body::write_left(&mut notice, name.as_str());
+                let notice = self.response(Status::OK, &notice);
                 let others = self.room.recipients();
                 self.broadcast(others, notice);
                 self.outputs
@@ -845,11 +845,8 @@ fn say_text(body: &[u8]) -> Result<&str, &'static str> {
 }
 
 /// The body of `GET`'s answer (S4): the members' names, one a line, in join order.
-fn member_list<'n>(names: impl Iterator<Item = &'n UserName>) -> String {
-    let mut body = String::from("Online users:\n");
-    for name in names {
-        body.push_str(name.as_str());
-        body.push('\n');
-    }
-    body
+fn member_list<'n>(names: impl Iterator<Item = &'n UserName>) -> Vec<u8> {
+    let mut out = Vec::new();
+    body::write_members(&mut out, names.map(UserName::as_str));
+    out
 }

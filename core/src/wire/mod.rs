@@ -5,8 +5,11 @@
 //!   [`FrameError`](crate::error::FrameError).
 //! * [`encode`]: writers for the exact byte layout of the seed's examples (LF line ends,
 //!   the seven response headers and the ten request headers, in order).
+//! * [`body`]: the H3 bodies (chat line, join and leave notices, member list), written and
+//!   parsed in one place.
 //! * The message types themselves, below.
 
+pub mod body;
 pub mod decode;
 pub mod encode;
 
