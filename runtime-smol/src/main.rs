@@ -1,9 +1,9 @@
 //! `chat-server-smol`: the room machine on smol, the project's main server.
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
-//! connection) are written once, in [`chathttp_runtime_std::async_host`], generic over a
+//! connection) are written once, in [`chathttp_host::async_loops`], generic over a
 //! [`Runtime`]; this file supplies smol's five operations and the executor.
-//! Everything that is not I/O lives in [`chathttp_runtime_std::host`], shared by all three
+//! Everything that is not I/O lives in [`chathttp_host`], shared by all three
 //! servers.
 
 use std::future::Future;
@@ -12,8 +12,8 @@ use std::net::Shutdown;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chathttp_runtime_std::async_host::{Runtime, Service};
-use chathttp_runtime_std::host;
+use chathttp_host as host;
+use chathttp_host::async_loops::{Runtime, Service};
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
 

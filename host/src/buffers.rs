@@ -2,7 +2,7 @@
 //!
 //! # Who writes a socket
 //!
-//! The [`Driver`](crate::host::Driver) writes each connection's [`Outgoing`] frames straight
+//! The [`Driver`](crate::Driver) writes each connection's [`Outgoing`] frames straight
 //! to its socket, once per round of inputs, with a `send` that never waits
 //! ([`Frames::send_now`]). While the kernel takes everything, that is the whole write path:
 //! one system call per connection per round, however many frames the round queued, and no
@@ -49,7 +49,7 @@ pub enum Step {
     /// without touching it (the next backlog starts a new writer).
     Return,
     /// Everything is written and the connection is closing after flush: shut down the
-    /// sending side, linger (see [`LINGER`](crate::host::LINGER)), close.
+    /// sending side, linger (see [`LINGER`](crate::LINGER)), close.
     Finish,
     /// Close now, dropping what is queued.
     Stop,

@@ -40,9 +40,10 @@ use async_channel::{Receiver, Sender};
 use chathttp_core::{ConnId, Disconnect, ServerConfig};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 
+use chathttp_cluster::ClusterSettings;
+
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
-use crate::cluster::ClusterSettings;
-use crate::host::{self, Driver, Input, Outbox};
+use crate::{self as host, Driver, Input, Outbox};
 
 /// What an async runtime must provide to serve the room.
 pub trait Runtime: 'static {
@@ -99,7 +100,7 @@ impl<R: Runtime> Service<R> {
         }
     }
 
-    /// With `--redis`: share the room through Redis (see [`crate::cluster`]).
+    /// With `--redis`: share the room through Redis (see [`chathttp_cluster`]).
     pub fn share(mut self, cluster: Option<ClusterSettings>) -> Self {
         self.cluster = cluster;
         self
