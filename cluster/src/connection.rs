@@ -61,7 +61,7 @@ impl Redis {
         if self.connection.is_none() {
             if Instant::now() < self.next_try {
                 return Err(redis::RedisError::from((
-                    redis::ErrorKind::IoError,
+                    redis::ErrorKind::Io,
                     "Redis unreachable; retrying",
                 )));
             }
@@ -99,14 +99,13 @@ impl Redis {
     ) -> RedisResult<T> {
         let connection = self.get()?;
         let result = f(connection);
-        if let Err(error) = &result {
-            if error.is_io_error()
+        if let Err(error) = &result
+            && (error.is_io_error()
                 || error.is_connection_dropped()
                 || error.is_timeout()
-                || error.is_connection_refusal()
-            {
-                self.failed();
-            }
+                || error.is_connection_refusal())
+        {
+            self.failed();
         }
         result
     }
@@ -131,7 +130,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_log_says_why() {
-        let error = redis::RedisError::from((redis::ErrorKind::IoError, "refused"));
+        let error = redis::RedisError::from((redis::ErrorKind::Io, "refused"));
         let text = describe(&error);
         assert!(
             text.starts_with("the shared room's Redis is unavailable ("),

@@ -109,8 +109,9 @@ impl Reader {
         let value: Value = self
             .link
             .run(|c| script.arg(prefix).arg(&candidate).invoke(c))?;
-        parse_snapshot(value, &mut self.names)
-            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::TypeError, "bad snapshot")))
+        parse_snapshot(value, &mut self.names).ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "bad snapshot"))
+        })
     }
 
     /// One `XREAD BLOCK`: hands each entry over, or resynchronises on a gap.
