@@ -68,8 +68,9 @@ pub trait Runtime: 'static {
     fn let_readers_run();
 }
 
-/// How many of its writes the driver makes between two [`Runtime::let_readers_run`]: each
-/// costs a system call, and eight writes take about 80 µs on the project's machine.
+/// How many of its writes the driver makes between two [`Runtime::let_readers_run`]: a poll
+/// of the reactor costs a system call of its own, so not one per write, but often enough
+/// that a message arriving during a long fan-out joins it soon.
 const WRITES_PER_IO_POLL: usize = 8;
 
 type ToDriver<R> = Sender<Input<<R as Runtime>::Stream>>;

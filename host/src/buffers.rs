@@ -255,7 +255,7 @@ impl Outgoing {
 /// The bytes a reader reads into before copying them out for the driver.
 ///
 /// An idle connection waits in `read` for as long as it lives, holding its buffer all that
-/// time; at ten thousand connections a 4 KiB buffer each would be 40 MB doing nothing. So a
+/// time, and a 4 KiB buffer each adds up over thousands of idle connections. So a
 /// reader starts with a small buffer inside itself and takes a large one from the heap only
 /// while a read fills the small one (a client sending fast), giving it back once reads are
 /// small again.

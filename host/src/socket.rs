@@ -29,8 +29,8 @@ pub fn listen(addr: SocketAddr) -> TcpListener {
 }
 
 /// How many connections the kernel may hold established for us before `accept`. std's
-/// `TcpListener::bind` asks for 128: a thousand clients connecting at once overflowed it, and
-/// the dropped ones came back a second later with the SYN's retransmission, a second wave.
+/// `TcpListener::bind` asks for 128, which a burst of clients connecting at once overflows;
+/// the dropped ones come back only with the SYN's retransmission, a second later.
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// `TcpListener::bind` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as std sets it).
@@ -53,10 +53,10 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 ///   the kernel;
 /// * `TCP_NOTSENT_LOWAT` of `max_output_bytes`: the kernel takes at most that much more for a
 ///   peer that does not read, as the server itself does (S8). Left to itself, Linux grows a
-///   socket's send buffer to 4 MiB: each of 1,000 peers that never read then pinned about
-///   2.8 MB of kernel memory and cost one `send` per broadcast until it was full, and a slow
-///   reader's backlog sat where S8 cannot count it. Bytes in flight to a peer that reads are
-///   not limited (they are sent, not unsent), so a fast reader keeps the whole window.
+///   socket's send buffer to megabytes: every peer that never reads would pin that much
+///   kernel memory, cost a `send` per broadcast until full, and hold its backlog where S8
+///   cannot count it. Bytes in flight to a peer that reads are not limited (they are sent,
+///   not unsent), so a fast reader keeps the whole window.
 pub fn tune_socket(stream: &impl AsFd, max_output_bytes: usize) {
     let socket = socket2::SockRef::from(stream);
     let keepalive = socket2::TcpKeepalive::new()

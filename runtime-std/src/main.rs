@@ -207,9 +207,8 @@ struct Job {
 }
 
 /// Starts the connections' reader and writer threads, so that the driver never waits for
-/// the system to create one: a thousand connections closing at once (a slowloris wave
-/// timing out) used to cost the driver's round about 10 ms of `pthread_create`, which every
-/// member's next message waited for.
+/// the system to create one: a wave of connections opening or closing at once would
+/// otherwise make every member's next message wait for all those `pthread_create`s.
 fn spawner_loop(jobs: &Receiver<Job>) {
     for job in jobs {
         let started = thread::Builder::new()
