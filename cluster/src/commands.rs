@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use chathttp_core::server::{AppendRefusal, LogEntry, LogKind};
 use redis::RedisResult;
 
-use crate::connection::{Redis, describe};
-use crate::keys::Keys;
+use crate::connection::describe;
 use crate::scripts::{eval, invoke, scripts};
-use crate::{Deliver, Job, LogEvent};
+use crate::{Job, LogEvent, Session};
 
 /// Most appends sent in one pipeline.
 const MAX_PIPELINE: usize = 256;
@@ -25,14 +24,11 @@ const MAX_PIPELINE: usize = 256;
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 pub(crate) struct Commands {
-    pub(crate) link: Redis,
-    pub(crate) keys: Keys,
-    pub(crate) node: Arc<str>,
+    pub(crate) session: Session,
     pub(crate) ttl: Duration,
     pub(crate) max_len: usize,
     /// Leaves and rejoins that could not be appended yet: retried until Redis answers.
     pub(crate) retry: VecDeque<LogEntry>,
-    pub(crate) deliver: Deliver,
     pub(crate) retired: Arc<AtomicBool>,
 }
 
@@ -99,28 +95,29 @@ impl Commands {
     /// Shutdown: releases this node's claims (its members leave for everyone) and says so.
     fn retire(&mut self) {
         self.retry_waiting();
-        let node = self.node.clone();
+        let node = self.session.node.clone();
         match self.reap(&node) {
             Ok(count) => tracing::info!(count, "released this node's members"),
             Err(error) => tracing::warn!(%error, "could not release members"),
         }
         self.retired.store(true, Ordering::Relaxed);
-        (self.deliver)(LogEvent::Retired);
+        (self.session.deliver)(LogEvent::Retired);
     }
 
     pub(crate) fn heartbeat(&mut self) -> RedisResult<()> {
-        let (prefix, node) = (&self.keys.prefix, &*self.node);
+        let (prefix, node) = (&self.session.keys.prefix, &*self.session.node);
         let ttl = u64::try_from(self.ttl.as_millis().max(1)).unwrap_or(u64::MAX);
         let script = &scripts().heartbeat.script;
-        self.link
+        self.session
+            .link
             .run(|c| script.arg(prefix).arg(node).arg(ttl).invoke::<i64>(c))?;
         Ok(())
     }
 
     fn reap(&mut self, retiring: &str) -> RedisResult<i64> {
-        let (prefix, max_len) = (&self.keys.prefix, self.max_len);
+        let (prefix, max_len) = (&self.session.keys.prefix, self.max_len);
         let script = &scripts().reap.script;
-        let count = self.link.run(|c| {
+        let count = self.session.link.run(|c| {
             script
                 .arg(prefix)
                 .arg(max_len)
@@ -140,7 +137,9 @@ impl Commands {
                 Ok(true) => {}
                 // A leave of a member already reaped appends nothing: nothing to say.
                 Ok(false) if matches!(entry.kind, LogKind::Leave) => {}
-                Ok(false) => (self.deliver)(LogEvent::Refused(entry, AppendRefusal::NameTaken)),
+                Ok(false) => {
+                    (self.session.deliver)(LogEvent::Refused(entry, AppendRefusal::NameTaken))
+                }
             }
         }
     }
@@ -151,8 +150,8 @@ impl Commands {
         if batch.len() == 1 || !self.retry.is_empty() {
             return batch.into_iter().for_each(|entry| self.append(entry));
         }
-        let (prefix, max_len) = (self.keys.prefix.as_str(), self.max_len);
-        let results = self.link.run(|c| {
+        let (prefix, max_len) = (self.session.keys.prefix.as_str(), self.max_len);
+        let results = self.session.link.run(|c| {
             let mut pipe = redis::pipe();
             for entry in &batch {
                 pipe.add_command(eval(prefix, max_len, entry));
@@ -199,20 +198,20 @@ impl Commands {
                     LogKind::Join(_) | LogKind::Rejoin(_) => AppendRefusal::NameTaken,
                     _ => AppendRefusal::NotMember,
                 };
-                (self.deliver)(LogEvent::Refused(entry, refusal));
+                (self.session.deliver)(LogEvent::Refused(entry, refusal));
             }
             Err(_) if must_append(&entry) => self.retry.push_back(entry),
             Err(reason) => {
                 let refusal = AppendRefusal::Unavailable(reason);
-                (self.deliver)(LogEvent::Refused(entry, refusal));
+                (self.session.deliver)(LogEvent::Refused(entry, refusal));
             }
         }
     }
 
     /// Runs the entry's script: `Ok(false)` if the script refused it.
     fn invoke(&mut self, entry: &LogEntry) -> RedisResult<bool> {
-        let (prefix, max_len) = (&self.keys.prefix, self.max_len);
-        let done = self.link.run(|c| invoke(prefix, max_len, entry, c));
+        let (prefix, max_len) = (&self.session.keys.prefix, self.max_len);
+        let done = self.session.link.run(|c| invoke(prefix, max_len, entry, c));
         let done = done.inspect_err(|error| tracing::debug!(%error, ?entry, "append failed"))?;
         Ok(done == 1)
     }

@@ -4,19 +4,19 @@
 //! entries to append and applies the entries it is given. This crate is the shared log, on
 //! two threads of its own, so that one implementation serves every runtime:
 //!
-//! * **commands** ([`commands`]): appends each entry with one Lua script (claim the name and
+//! * **commands** (`commands.rs`): appends each entry with one Lua script (claim the name and
 //!   `XADD`, as Centrifugo's Redis engine does), refreshes this node's liveness key
 //!   (`SET .. PX`), and reaps nodes whose liveness key expired: one script appends a leave
 //!   for each of their members and drops their claims, atomically, so every member leaves
 //!   exactly once however many nodes reap at the same time.
-//! * **reader** ([`reader`]): `XREAD BLOCK` from the last entry it saw, in stream order, and
-//!   hands the entries to the driver. A gap or a reset ([`position`]) makes it take a
+//! * **reader** (`reader.rs`): `XREAD BLOCK` from the last entry it saw, in stream order, and
+//!   hands the entries to the driver. A gap or a reset (`position.rs`) makes it take a
 //!   snapshot of the claimed members, and the driver rebuilds its view, telling local
 //!   members ([`Server::handle_log_reset`]).
 //!
 //! The driver talks to both through a [`Link`] and receives their news as [`LogEvent`]s.
 //! The redis crate's synchronous API is enough: each thread owns one connection
-//! ([`connection`]) and reconnects with a capped backoff when it breaks.
+//! (`connection.rs`) and reconnects with a capped backoff when it breaks.
 
 mod commands;
 mod connection;
@@ -70,6 +70,15 @@ pub enum LogEvent {
 
 /// Hands the driver's events to the driver; may block (the driver's queue is bounded).
 pub type Deliver = Arc<dyn Fn(LogEvent) + Send + Sync>;
+
+/// What each log thread holds: a connection of its own, the room's keys, this node's id, and
+/// the way to the driver.
+struct Session {
+    link: Redis,
+    keys: keys::Keys,
+    node: Arc<str>,
+    deliver: Deliver,
+}
 
 /// The driver's end of the log: where appends go.
 #[derive(Debug)]
@@ -146,12 +155,14 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
     };
     let node: Arc<str> = settings.node_id.as_str().into();
     let mut reader = Reader {
-        link: Redis::new(client.clone(), READER_TIMEOUT),
-        keys: keys.clone(),
-        node: node.clone(),
+        session: Session {
+            link: Redis::new(client.clone(), READER_TIMEOUT),
+            keys: keys.clone(),
+            node: node.clone(),
+            deliver: deliver.clone(),
+        },
         position: position::Position::default(),
         names: entry::Names::default(),
-        deliver: deliver.clone(),
     };
     let first = match reader.resync(false) {
         Ok(members) => LogEvent::Reset {
@@ -163,13 +174,15 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
     let (jobs, queue) = mpsc::channel();
     let retired = Arc::new(AtomicBool::new(false));
     let mut commands = Commands {
-        link: Redis::new(client, COMMANDS_TIMEOUT),
-        keys,
-        node,
+        session: Session {
+            link: Redis::new(client, COMMANDS_TIMEOUT),
+            keys,
+            node,
+            deliver,
+        },
         ttl: settings.node_ttl,
         max_len: settings.max_len,
         retry: Default::default(),
-        deliver,
         retired: retired.clone(),
     };
     // The first heartbeat before the first join: a node that claims names is alive.

@@ -3,19 +3,17 @@
 //! `XREAD BLOCK` from the last entry read; a gap or a reset (see [`crate::position`]) makes
 //! it take a snapshot of the claimed members, from which the driver rebuilds its view.
 
-use std::sync::Arc;
 use std::thread;
 
 use chathttp_core::UserName;
 use chathttp_core::server::MemberRef;
 use redis::{RedisResult, Value};
 
-use crate::connection::{Redis, describe};
+use crate::connection::describe;
 use crate::entry::{Names, Snapshot, parse_entry, parse_snapshot, stream_entries};
-use crate::keys::Keys;
 use crate::position::Position;
 use crate::scripts::scripts;
-use crate::{Deliver, LogEvent};
+use crate::{LogEvent, Session};
 
 /// How long one `XREAD` blocks; also how soon the reader notices it should check Redis.
 const BLOCK_MS: u64 = 1000;
@@ -23,22 +21,19 @@ const BLOCK_MS: u64 = 1000;
 const BATCH: usize = 1000;
 
 pub(crate) struct Reader {
-    pub(crate) link: Redis,
-    pub(crate) keys: Keys,
-    pub(crate) node: Arc<str>,
+    pub(crate) session: Session,
     pub(crate) position: Position,
     pub(crate) names: Names,
-    pub(crate) deliver: Deliver,
 }
 
 impl Reader {
     pub(crate) fn run(&mut self, mut down: bool) {
         loop {
             if down {
-                thread::sleep(self.link.backoff.delay());
+                thread::sleep(self.session.link.backoff.delay());
                 match self.reconnect() {
                     Ok(event) => {
-                        (self.deliver)(event);
+                        (self.session.deliver)(event);
                         down = false;
                     }
                     Err(_) => continue,
@@ -46,8 +41,8 @@ impl Reader {
             }
             if let Err(error) = self.read() {
                 tracing::warn!(%error, "reading the shared log failed");
-                (self.deliver)(LogEvent::Down(describe(&error)));
-                self.link.failed();
+                (self.session.deliver)(LogEvent::Down(describe(&error)));
+                self.session.link.failed();
                 down = true;
             }
         }
@@ -56,8 +51,8 @@ impl Reader {
     /// After an outage: go on from where we stopped if nothing was lost, or rebuild.
     fn reconnect(&mut self) -> RedisResult<LogEvent> {
         let snapshot = self.snapshot()?;
-        let (log, last_id) = (&self.keys.log, &self.position.id);
-        let next: Value = self.link.run(|c| {
+        let (log, last_id) = (&self.session.keys.log, &self.position.id);
+        let next: Value = self.session.link.run(|c| {
             redis::cmd("XRANGE")
                 .arg(log)
                 .arg(format!("({last_id}"))
@@ -103,10 +98,11 @@ impl Reader {
     }
 
     fn snapshot(&mut self) -> RedisResult<Snapshot> {
-        let prefix = &self.keys.prefix;
-        let candidate = format!("{}@{}", self.node, std::process::id());
+        let prefix = &self.session.keys.prefix;
+        let candidate = format!("{}@{}", self.session.node, std::process::id());
         let script = &scripts().snapshot.script;
         let value: Value = self
+            .session
             .link
             .run(|c| script.arg(prefix).arg(&candidate).invoke(c))?;
         parse_snapshot(value, &mut self.names).ok_or_else(|| {
@@ -116,8 +112,8 @@ impl Reader {
 
     /// One `XREAD BLOCK`: hands each entry over, or resynchronises on a gap.
     fn read(&mut self) -> RedisResult<()> {
-        let (log, last_id) = (&self.keys.log, &self.position.id);
-        let value: Value = self.link.run(|c| {
+        let (log, last_id) = (&self.session.keys.log, &self.position.id);
+        let value: Value = self.session.link.run(|c| {
             redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(BATCH)
@@ -139,12 +135,12 @@ impl Reader {
             if !self.position.is_next(read.n) {
                 // Trimmed before we read it, or a new log: rebuild from a snapshot.
                 let reset = self.reset()?;
-                (self.deliver)(reset);
+                (self.session.deliver)(reset);
                 return Ok(());
             }
             self.position.advance(read.id, read.n);
             if let Some(entry) = read.entry {
-                (self.deliver)(LogEvent::Entry(entry));
+                (self.session.deliver)(LogEvent::Entry(entry));
             }
         }
         Ok(())
@@ -153,11 +149,14 @@ impl Reader {
     /// A quiet second: make sure the log is still the one we read (Redis may have been
     /// restarted empty between two reads without this connection noticing).
     fn check_epoch(&mut self) -> RedisResult<()> {
-        let key = &self.keys.epoch;
-        let epoch: Option<String> = self.link.run(|c| redis::cmd("GET").arg(key).query(c))?;
+        let key = &self.session.keys.epoch;
+        let epoch: Option<String> = self
+            .session
+            .link
+            .run(|c| redis::cmd("GET").arg(key).query(c))?;
         if epoch.as_deref() != Some(self.position.epoch.as_str()) {
             let reset = self.reset()?;
-            (self.deliver)(reset);
+            (self.session.deliver)(reset);
         }
         Ok(())
     }
