@@ -153,7 +153,8 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     }
 
     /// Feeds one input to the room machine and carries out what it asks for. For an
-    /// accepted stream, `open` starts the connection's reader and returns its outbox; if it fails, the connection is dropped as if the peer had gone.
+    /// accepted stream, `open` starts the connection's reader and returns its outbox; if it
+    /// fails, the connection is dropped as if the peer had gone.
     pub fn handle<S>(&mut self, input: Input<S>, open: impl FnOnce(ConnId, S) -> io::Result<O>) {
         self.now = self.clock.now();
         let now = self.now;

@@ -10,8 +10,8 @@ use chathttp_core::ConnId;
 use crate::buffers::{self, Frames, Outgoing};
 use crate::socket::abort_socket;
 
-/// One connection as the [`Driver`](crate::Driver) holds it: the socket, and the queue it shares with the
-/// connection's writer (which also holds the writer's waker).
+/// One connection as the [`Driver`](crate::Driver) holds it: the socket, and the queue it
+/// shares with the connection's writer (which also holds the writer's waker).
 pub trait Outbox: AsFd {
     /// The frames waiting for this connection.
     fn queue(&self) -> &Mutex<Outgoing>;

@@ -4,16 +4,16 @@
 use std::process;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by the signal thread, read by the [`Driver`]. Signals are process-wide, and so is this.
+/// Set by the signal thread, read by the [`Driver`](crate::Driver). Signals are process-wide, and so is this.
 static SHUTDOWN_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// On SIGINT or SIGTERM, requests shutdown and calls `wake` (from a dedicated thread), which
-/// should hand the driver an [`Input::Shutdown`] without waiting.
+/// should hand the driver an [`Input::Shutdown`](crate::Input::Shutdown) without waiting.
 ///
 /// The request is a flag that the driver checks on every input, so it gets through even when
 /// the driver's input channel is full and `wake` cannot deliver anything; `wake` only ends
 /// the driver's wait when it is idle. The handlers are installed before this returns, so call
-/// it before [`listen`]: a signal that arrives once the `listening on` line is out then always
+/// it before [`listen`](crate::listen): a signal that arrives once the `listening on` line is out then always
 /// means a clean shutdown.
 pub fn on_shutdown_signal(wake: impl Fn() + Send + 'static) {
     use signal_hook::consts::{SIGINT, SIGTERM};
