@@ -5,7 +5,7 @@
 //! runtime. Prefer `chat-server-smol` for new deployments.
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
-//! connection) are written once, in [`chathttp_runtime_std::async_host`], generic over a
+//! connection) are written once, in [`chathttp_host::async_loops`], generic over a
 //! [`Runtime`]; this file supplies async-std's five operations and nothing else.
 
 use std::future::Future;
@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use chathttp_runtime_std::async_host::{Runtime, Service};
-use chathttp_runtime_std::host;
+use chathttp_host as host;
+use chathttp_host::async_loops::{Runtime, Service};
 
 #[global_allocator]
 static ALLOCATOR: host::MiMalloc = host::MiMalloc;

@@ -1,9 +1,9 @@
 //! `chat-server-smol`: the room machine on smol, the project's main server.
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
-//! connection) are written once, in [`chathttp_runtime_std::async_host`], generic over a
+//! connection) are written once, in [`chathttp_host::async_loops`], generic over a
 //! [`Runtime`]; this file supplies smol's five operations and the executor.
-//! Everything that is not I/O lives in [`chathttp_runtime_std::host`], shared by all three
+//! Everything that is not I/O lives in [`chathttp_host`], shared by all three
 //! servers.
 
 use std::future::Future;
@@ -12,8 +12,8 @@ use std::net::Shutdown;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chathttp_runtime_std::async_host::{Runtime, Service};
-use chathttp_runtime_std::host;
+use chathttp_host as host;
+use chathttp_host::async_loops::{Runtime, Service};
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
 
@@ -34,13 +34,10 @@ fn main() -> ExitCode {
 
 /// The connections' tasks, run by the main thread between the driver's rounds and, through
 /// [`Runtime::let_readers_run`], during them. One thread, not smol's global executor: with
-/// the driver in `block_on` and the tasks on the global executor's thread, perf showed both
-/// cores idle for 10-25 ms while a member's message waited, twice per slowloris run
-/// (async-io hands the reactor from thread to thread, and its fallback thread backs off up
-/// to 10 ms). A second thread running this executor fixed that, but sat parked while the
-/// driver wrote (nobody polled the reactor), and at 100,000 deliveries a second every wake-up
-/// of it competed for the core the load generator needs; the driver polling the reactor and
-/// running the woken readers itself does better (docs/BENCHMARKS.md).
+/// the tasks on another thread, async-io hands its reactor from thread to thread and a
+/// member's message can wait while both sit idle; and a second thread sits parked while the
+/// driver writes, since nobody polls the reactor then. The driver polling the reactor and
+/// running the woken readers itself avoids both (docs/BENCHMARKS.md).
 static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
 
 /// The most tasks [`Runtime::let_readers_run`] runs per call: more than the senders a

@@ -6,7 +6,7 @@
 //! * **driver**: the main thread owns the [`Driver`] (and through it the room machine). It
 //!   blocks on one channel of [`Input`]s with a timeout set by the machine's next deadline.
 //!   After each round of inputs it writes every connection's new frames with a `send` that
-//!   never waits (see [`chathttp_runtime_std::buffers`]): no write can make it wait. Between
+//!   never waits (see [`chathttp_host::buffers`]): no write can make it wait. Between
 //!   writes it takes the inputs that arrived meanwhile (see [`Driver::flush`]).
 //! * **reader**, one per connection: blocks in `read` and sends what it gets to the driver.
 //! * **writer**, a thread that runs only while a connection has a backlog or is closing:
@@ -39,8 +39,8 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use chathttp_core::{ConnId, Disconnect};
-use chathttp_runtime_std::buffers::{self, Outgoing, ReadBuffer, Step};
-use chathttp_runtime_std::host::{self, Driver, Input, Outbox};
+use chathttp_host::buffers::{self, Outgoing, ReadBuffer, Step};
+use chathttp_host::{self as host, Driver, Input, Outbox};
 
 /// Per-connection threads only read, write and copy; their stacks stay small, which keeps
 /// thousands of them cheap.
@@ -207,9 +207,8 @@ struct Job {
 }
 
 /// Starts the connections' reader and writer threads, so that the driver never waits for
-/// the system to create one: a thousand connections closing at once (a slowloris wave
-/// timing out) used to cost the driver's round about 10 ms of `pthread_create`, which every
-/// member's next message waited for.
+/// the system to create one: a wave of connections opening or closing at once would
+/// otherwise make every member's next message wait for all those `pthread_create`s.
 fn spawner_loop(jobs: &Receiver<Job>) {
     for job in jobs {
         let started = thread::Builder::new()

@@ -2,7 +2,7 @@
 //!
 //! # Who writes a socket
 //!
-//! The [`Driver`](crate::host::Driver) writes each connection's [`Outgoing`] frames straight
+//! The [`Driver`](crate::Driver) writes each connection's [`Outgoing`] frames straight
 //! to its socket, once per round of inputs, with a `send` that never waits
 //! ([`Frames::send_now`]). While the kernel takes everything, that is the whole write path:
 //! one system call per connection per round, however many frames the round queued, and no
@@ -49,7 +49,7 @@ pub enum Step {
     /// without touching it (the next backlog starts a new writer).
     Return,
     /// Everything is written and the connection is closing after flush: shut down the
-    /// sending side, linger (see [`LINGER`](crate::host::LINGER)), close.
+    /// sending side, linger (see [`LINGER`](crate::LINGER)), close.
     Finish,
     /// Close now, dropping what is queued.
     Stop,
@@ -255,7 +255,7 @@ impl Outgoing {
 /// The bytes a reader reads into before copying them out for the driver.
 ///
 /// An idle connection waits in `read` for as long as it lives, holding its buffer all that
-/// time; at ten thousand connections a 4 KiB buffer each would be 40 MB doing nothing. So a
+/// time, and a 4 KiB buffer each adds up over thousands of idle connections. So a
 /// reader starts with a small buffer inside itself and takes a large one from the heap only
 /// while a read fills the small one (a client sending fast), giving it back once reads are
 /// small again.

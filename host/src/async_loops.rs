@@ -40,9 +40,10 @@ use async_channel::{Receiver, Sender};
 use chathttp_core::{ConnId, Disconnect, ServerConfig};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 
+use chathttp_cluster::ClusterSettings;
+
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
-use crate::cluster::ClusterSettings;
-use crate::host::{self, Driver, Input, Outbox};
+use crate::{self as host, Driver, Input, Outbox};
 
 /// What an async runtime must provide to serve the room.
 pub trait Runtime: 'static {
@@ -67,8 +68,9 @@ pub trait Runtime: 'static {
     fn let_readers_run();
 }
 
-/// How many of its writes the driver makes between two [`Runtime::let_readers_run`]: each
-/// costs a system call, and eight writes take about 80 µs on the project's machine.
+/// How many of its writes the driver makes between two [`Runtime::let_readers_run`]: a poll
+/// of the reactor costs a system call of its own, so not one per write, but often enough
+/// that a message arriving during a long fan-out joins it soon.
 const WRITES_PER_IO_POLL: usize = 8;
 
 type ToDriver<R> = Sender<Input<<R as Runtime>::Stream>>;
@@ -99,7 +101,7 @@ impl<R: Runtime> Service<R> {
         }
     }
 
-    /// With `--redis`: share the room through Redis (see [`crate::cluster`]).
+    /// With `--redis`: share the room through Redis (see [`chathttp_cluster`]).
     pub fn share(mut self, cluster: Option<ClusterSettings>) -> Self {
         self.cluster = cluster;
         self

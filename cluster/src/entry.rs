@@ -1,0 +1,191 @@
+//! Reading what Redis answers: log entries from the stream, the `SNAPSHOT` script's reply,
+//! and the names the scripts give each kind of entry.
+//!
+//! Everything here is pure: it turns a [`Value`] into the core's types, and anything it
+//! cannot read into `None`, never a panic, because the stream is written by every node of
+//! the room and may hold entries of another version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chathttp_core::UserName;
+use chathttp_core::server::{LogEntry, LogKind, MemberRef};
+use redis::Value;
+
+/// The `kind` field the scripts write for `kind`: the inverse of [`parse_kind`]. `None` for a
+/// kind this version cannot append.
+pub(crate) fn kind_name(kind: &LogKind) -> Option<&'static str> {
+    match kind {
+        LogKind::Join(_) => Some("join"),
+        LogKind::Rejoin(_) => Some("rejoin"),
+        LogKind::Say(_) => Some("say"),
+        LogKind::Leave => Some("leave"),
+        _ => None,
+    }
+}
+
+/// The entry kind of a `kind` field, with its `name` or `text` field as `get` finds it.
+fn parse_kind<'a>(kind: &str, get: impl Fn(&str) -> Option<&'a str>) -> Option<LogKind> {
+    Some(match kind {
+        "join" => LogKind::Join(UserName::parse(get("name")?).ok()?),
+        "rejoin" => LogKind::Rejoin(UserName::parse(get("name")?).ok()?),
+        "say" => LogKind::Say(get("text")?.to_owned()),
+        "leave" => LogKind::Leave,
+        _ => return None,
+    })
+}
+
+/// Node ids seen, shared, so that entries do not allocate one each.
+#[derive(Debug, Default)]
+pub(crate) struct Names(HashMap<String, Arc<str>>);
+
+impl Names {
+    /// The shared copy of `node`.
+    pub(crate) fn intern(&mut self, node: &str) -> Arc<str> {
+        if let Some(node) = self.0.get(node) {
+            return node.clone();
+        }
+        let shared: Arc<str> = node.into();
+        self.0.insert(node.to_owned(), shared.clone());
+        shared
+    }
+}
+
+/// A string, bulk or simple, or an integer as its decimal text.
+pub(crate) fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One entry of the stream as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamEntry {
+    /// The stream id, where the next read starts.
+    pub(crate) id: String,
+    /// The room-wide counter: one more than the entry before it.
+    pub(crate) n: u64,
+    /// The entry, or `None` if its other fields cannot be read (it still counts).
+    pub(crate) entry: Option<LogEntry>,
+}
+
+/// `[id, [field, value, ...]]` → the entry; `None` without an id or a counter.
+pub(crate) fn parse_entry(raw: &Value, names: &mut Names) -> Option<StreamEntry> {
+    let Value::Array(pair) = raw else {
+        return None;
+    };
+    let id = text(pair.first()?)?;
+    let Value::Array(list) = pair.get(1)? else {
+        return None;
+    };
+    let mut fields: HashMap<&[u8], &[u8]> = HashMap::new();
+    for kv in list.chunks(2) {
+        if let [Value::BulkString(k), Value::BulkString(v)] = kv {
+            fields.insert(k, v);
+        }
+    }
+    let get = |name: &str| {
+        fields
+            .get(name.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let n: u64 = get("n")?.parse().ok()?;
+    let entry = (|| {
+        let node = names.intern(get("node")?);
+        let member = get("member")?.parse().ok()?;
+        let kind = parse_kind(get("kind")?, get)?;
+        Some(LogEntry {
+            author: MemberRef { node, member },
+            kind,
+        })
+    })();
+    Some(StreamEntry { id, n, entry })
+}
+
+/// The entries of an `XREAD` reply, whichever protocol version shaped it (an array of
+/// `[stream, entries]` pairs in RESP2, a map in RESP3); nothing for a timeout's nil.
+pub(crate) fn stream_entries(reply: Value) -> Vec<Value> {
+    let entries = |value| match value {
+        Value::Array(entries) => Some(entries),
+        _ => None,
+    };
+    match reply {
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => pair.pop().and_then(entries),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        Value::Map(streams) => streams
+            .into_iter()
+            .filter_map(|(_, value)| entries(value))
+            .flatten()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The room as the `SNAPSHOT` script saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) epoch: String,
+    /// The counter of the last entry.
+    pub(crate) n: u64,
+    /// The id of the last entry in the stream (`0-0` if none).
+    pub(crate) id: String,
+    /// Every claimed member, in join order.
+    pub(crate) members: Vec<(MemberRef, UserName)>,
+}
+
+/// `[epoch, n, id, [who, claim, ...]]` → the snapshot; `None` if its shape is wrong. A claim
+/// that cannot be read is left out: the member is as good as gone.
+pub(crate) fn parse_snapshot(reply: Value, names: &mut Names) -> Option<Snapshot> {
+    let Value::Array(parts) = reply else {
+        return None;
+    };
+    let [epoch, n, id, presence] = <[Value; 4]>::try_from(parts).ok()?;
+    let (Some(epoch), Value::Int(n), Some(id)) = (text(&epoch), n, text(&id)) else {
+        return None;
+    };
+    let mut members = Vec::new();
+    if let Value::Array(fields) = presence {
+        for pair in fields.chunks(2) {
+            let (Some(who), Some(claim)) = (text(&pair[0]), pair.get(1).and_then(text)) else {
+                continue;
+            };
+            if let Some(member) = parse_claim(&who, &claim, names) {
+                members.push(member);
+            }
+        }
+    }
+    members.sort_by_key(|(order, _, _)| *order);
+    let members = members.into_iter().map(|(_, m, name)| (m, name)).collect();
+    let n = u64::try_from(n).unwrap_or(0);
+    Some(Snapshot {
+        epoch,
+        n,
+        id,
+        members,
+    })
+}
+
+/// A `presence` field (`NODE\nMEMBER` → `N\nKEY\nNAME`) → the join's counter, the member and
+/// its name.
+fn parse_claim(who: &str, claim: &str, names: &mut Names) -> Option<(u64, MemberRef, UserName)> {
+    let (node, member) = who.rsplit_once('\n')?;
+    let mut claim = claim.splitn(3, '\n');
+    let (order, _key, name) = (claim.next()?, claim.next()?, claim.next()?);
+    let order = order.parse().ok()?;
+    let member = member.parse().ok()?;
+    let name = UserName::parse(name).ok()?;
+    let node = names.intern(node);
+    Some((order, MemberRef { node, member }, name))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,355 @@
+//! The [`Driver`]: owns the [`Server`] room machine, turns each [`Input`] into the matching
+//! `handle_*` call, and carries out the outputs through each connection's [`Outbox`],
+//! writing its frames without waiting (see [`crate::buffers`]). It never blocks and never
+//! reads a clock but its [`Clock`]: the runtime's own loop waits for the next input or for
+//! [`Driver::next_wakeup`].
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chathttp_cluster::{self as cluster, ClusterSettings, Deliver, Link, LogEvent};
+use chathttp_core::{CloseMode, ConnId, Disconnect, Output, Server, ServerConfig, Timestamp};
+
+use crate::clock::{Clock, SystemClock};
+use crate::closing::{self, Lingering};
+use crate::log::log_event;
+use crate::outbox::{Outbox, Outboxes, Slot};
+use crate::signals;
+
+/// How long a driver that has been busy must have no input before it calls its tidying
+/// function (see [`Driver::tidy_when_quiet`]). Past mimalloc's delays (100 ms for free
+/// segments), and long enough that a room where someone speaks a few times a second is
+/// never interrupted.
+pub const QUIET_BEFORE_TIDY: Duration = Duration::from_millis(500);
+
+/// How long shutdown (S11) waits for writers to flush before the process exits anyway.
+/// Below the 5 s the protocol allows, with room for a slow machine.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// The most closes the driver carries out per round. A wave of them (a thousand slow
+/// readers cut by one broadcast, a thousand `408`s) costs a few system calls each; the
+/// rest wait for the next round, so the members' messages that arrive meanwhile are not
+/// held behind all of them. The room machine has already forgotten these connections.
+pub const CLOSES_PER_ROUND: usize = 32;
+
+/// The most inputs one [`Driver::flush`] takes between its writes. Under a steady stream
+/// of messages a flush could otherwise go on for ever; after this many it returns, so that
+/// the deadlines and closes it starts and ends with keep their turn, and the runtime's loop
+/// calls it again at once for the connections still to write.
+pub const INPUTS_PER_FLUSH: usize = 64;
+
+/// How many inputs may wait for the driver. When it is full, readers stop reading, which is
+/// the backpressure a flood of requests deserves.
+pub const INPUT_CAPACITY: usize = 1024;
+
+/// Something that happened, for the [`Driver`]. `S` is the runtime's stream type.
+#[derive(Debug)]
+pub enum Input<S> {
+    /// The accept loop accepted a connection.
+    Accepted(S),
+    /// A reader received bytes.
+    Received(ConnId, Bytes),
+    /// A writer wrote this many bytes of its queue.
+    Drained(ConnId, usize),
+    /// A reader saw the end of its stream.
+    Closed(ConnId, Disconnect),
+    /// A writer ended; shutdown waits for all of them.
+    WriterFinished,
+    /// SIGINT or SIGTERM arrived (see [`on_shutdown_signal`](crate::on_shutdown_signal)).
+    Shutdown,
+    /// The shared log (`--redis`) has news: an entry, a refusal, an outage.
+    Log(LogEvent),
+}
+
+/// Owns the room machine and every connection's [`Outbox`]. Call [`handle`](Self::handle)
+/// for each input that has arrived and [`handle_timeout`](Self::handle_timeout) when
+/// [`next_wakeup`](Self::next_wakeup) has passed, then [`flush`](Self::flush) before waiting
+/// again; stop when [`is_finished`](Self::is_finished).
+#[derive(Debug)]
+pub struct Driver<O, C = SystemClock> {
+    server: Server,
+    clock: C,
+    /// The time of the input being handled, for the machine's bookkeeping of writes.
+    now: Timestamp,
+    outboxes: Outboxes<O>,
+    /// Connections with frames queued this round, written by [`flush`](Self::flush).
+    unflushed: Vec<ConnId>,
+    /// A queue this long is written at once instead of at the end of the round, so that a
+    /// burst within one round never looks like a slow reader to the machine (S8).
+    flush_at_bytes: usize,
+    /// Writers started and not yet finished, including those of closed connections. A writer
+    /// runs while its connection has a backlog or closes (see [`crate::buffers`]).
+    writers: usize,
+    /// Connections the machine has closed, with the close it asked for, waiting their turn
+    /// (see [`CLOSES_PER_ROUND`]). Their outboxes are off the table, so nothing more is
+    /// written to them until then.
+    closing: VecDeque<(Slot<O>, CloseMode)>,
+    /// Closed connections waiting for their peers to close (see [`Lingering`]).
+    lingering: Lingering<O>,
+    /// Set by shutdown: when to exit even if some writers have not finished.
+    exit_by: Option<Timestamp>,
+    /// The shared log, with `--redis`.
+    log: Option<Link>,
+    /// Called once the driver has had no input for [`QUIET_BEFORE_TIDY`].
+    tidy: Option<fn()>,
+    /// The time of the last input since `tidy` was last called; `None` once it has been.
+    untidy_since: Option<Timestamp>,
+}
+
+impl<O: Outbox> Driver<O> {
+    /// A driver for a room configured by `config`, on the system's clocks.
+    pub fn new(config: ServerConfig) -> Self {
+        Self::with_clock(config, SystemClock::default())
+    }
+}
+
+impl<O: Outbox, C: Clock> Driver<O, C> {
+    /// A driver for a room configured by `config` that reads the time from `clock`.
+    pub fn with_clock(config: ServerConfig, clock: C) -> Self {
+        let now = clock.now();
+        let flush_at_bytes = (config.max_output_bytes / 4).clamp(1, 64 * 1024);
+        Self {
+            server: Server::new(config, now),
+            clock,
+            now,
+            outboxes: Outboxes::default(),
+            unflushed: Vec::new(),
+            flush_at_bytes,
+            writers: 0,
+            closing: VecDeque::new(),
+            lingering: Lingering::default(),
+            exit_by: None,
+            log: None,
+            tidy: None,
+            untidy_since: None,
+        }
+    }
+
+    /// Calls `tidy` whenever the driver falls quiet: [`QUIET_BEFORE_TIDY`] after an input,
+    /// if no other has come since. The async servers pass `return_freed_memory`.
+    pub fn tidy_when_quiet(&mut self, tidy: fn()) {
+        self.tidy = Some(tidy);
+    }
+
+    /// When the tidying function is next due. Worked out here rather than on every input,
+    /// which only records its time.
+    fn tidy_due(&self) -> Option<Timestamp> {
+        self.untidy_since
+            .map(|since| since.saturating_add(QUIET_BEFORE_TIDY))
+    }
+
+    /// Shares the room through Redis (see [`chathttp_cluster`]): call it once, before the first
+    /// input. `deliver` hands the log threads' news to this driver as [`Input::Log`].
+    pub fn share(&mut self, settings: &ClusterSettings, deliver: Deliver) {
+        let now = self.clock.now();
+        let config = self.server.config().clone();
+        self.server = Server::new_shared(config, now, &settings.node_id);
+        let (link, first) = cluster::start(settings, deliver);
+        tracing::info!(node = settings.node_id, "sharing the room through Redis");
+        link.feed(&mut self.server, now, first);
+        self.log = Some(link);
+    }
+
+    /// Feeds one input to the room machine and carries out what it asks for. For an
+    /// accepted stream, `open` starts the connection's reader and returns its outbox; if it
+    /// fails, the connection is dropped as if the peer had gone.
+    pub fn handle<S>(&mut self, input: Input<S>, open: impl FnOnce(ConnId, S) -> io::Result<O>) {
+        self.now = self.clock.now();
+        let now = self.now;
+        if self.tidy.is_some() {
+            self.untidy_since = Some(now);
+        }
+        match input {
+            Input::Accepted(stream) => {
+                let conn = self.server.handle_open(now);
+                match open(conn, stream) {
+                    Ok(outbox) => {
+                        self.outboxes.insert(conn, outbox);
+                    }
+                    Err(error) => {
+                        tracing::error!(%conn, %error, "cannot start a connection");
+                        self.server.handle_closed(now, conn, Disconnect::Error);
+                    }
+                }
+            }
+            Input::Received(conn, bytes) => self.server.handle_received(now, conn, &bytes),
+            Input::Drained(conn, count) => self.server.handle_drained(now, conn, count),
+            Input::Closed(conn, how) => {
+                tracing::debug!(%conn, ?how, "peer closed");
+                self.server.handle_closed(now, conn, how);
+                // The machine has forgotten `conn` without asking for a close; deliver what
+                // it had already queued (a half-closed peer may still read), then close.
+                if let Some(slot) = self.outboxes.remove(conn) {
+                    self.writers +=
+                        closing::close(slot, CloseMode::AfterFlush, now, &mut self.lingering);
+                }
+                // Or the connection was lingering, and the peer has closed as it should.
+                self.lingering.release(conn);
+            }
+            Input::WriterFinished => self.writers -= 1,
+            Input::Log(event) => {
+                if let Some(log) = &self.log {
+                    log.feed(&mut self.server, now, event);
+                }
+            }
+            // The request itself is the flag, checked below for every input.
+            Input::Shutdown => {}
+        }
+        self.shut_down_if_requested();
+        self.carry_out();
+    }
+
+    /// The clock passed [`next_wakeup`](Self::next_wakeup): let the machine cut what timed out.
+    pub fn handle_timeout(&mut self) {
+        self.now = self.clock.now();
+        self.lingering.expire(self.now);
+        self.server.handle_timeout(self.now);
+        self.shut_down_if_requested();
+        self.carry_out();
+        if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due()) {
+            if self.now >= due {
+                self.untidy_since = None;
+                tidy();
+            }
+        }
+    }
+
+    /// Writes what this round queued, one system call per connection, without waiting (see
+    /// [`crate::buffers`]), then up to [`CLOSES_PER_ROUND`] closes; first carries out
+    /// deadlines that have passed. Call it after the inputs that have arrived, before waiting
+    /// for more: the fewer rounds, the more frames each call carries.
+    ///
+    /// Between writes it takes the inputs that have `arrived` meanwhile (`open` starts an
+    /// accepted connection, as in [`handle`](Self::handle)). A message that arrives while
+    /// the one before it is still being written to a hundred members then goes out with it
+    /// to every member not yet written to, in the same system call, instead of waiting for
+    /// the whole fan-out to end: when messages come faster than a fan-out takes, rounds
+    /// merge instead of queueing. After [`INPUTS_PER_FLUSH`] inputs the flush returns, and
+    /// the connections it has not written yet wait for the next one (see
+    /// [`next_wakeup`](Self::next_wakeup)).
+    pub fn flush<S>(
+        &mut self,
+        mut arrived: impl FnMut() -> Option<Input<S>>,
+        mut open: impl FnMut(ConnId, S) -> io::Result<O>,
+    ) {
+        // Inputs that never stop coming must not hold deadlines off (S9, lingering closes):
+        // the runtimes' loops only wait for the clock when no input is waiting.
+        if self.next_wakeup().is_some_and(|delay| delay.is_zero()) {
+            self.handle_timeout();
+        }
+        let mut taken = 0;
+        let mut next = 0;
+        // The inputs taken list more connections at the end, some already written this
+        // round.
+        while let Some(&conn) = self.unflushed.get(next) {
+            next += 1;
+            if let Some(slot) = self.outboxes.get_mut(conn) {
+                slot.listed = false;
+                let (written, started) = slot.write();
+                self.writers += started;
+                self.server.handle_drained(self.now, conn, written);
+            }
+            while taken < INPUTS_PER_FLUSH {
+                let Some(input) = arrived() else { break };
+                taken += 1;
+                self.handle(input, &mut open);
+            }
+            if taken == INPUTS_PER_FLUSH {
+                break;
+            }
+        }
+        self.unflushed.drain(..next);
+        for _ in 0..CLOSES_PER_ROUND {
+            let Some((slot, mode)) = self.closing.pop_front() else {
+                break;
+            };
+            self.writers += closing::close(slot, mode, self.now, &mut self.lingering);
+        }
+    }
+
+    fn shut_down_if_requested(&mut self) {
+        if self.exit_by.is_none() && signals::shutdown_requested() {
+            self.server.handle_shutdown(self.now);
+            self.exit_by = Some(self.now.saturating_add(SHUTDOWN_GRACE));
+            if let Some(log) = &self.log {
+                log.retire();
+            }
+        }
+    }
+
+    /// How long the runtime may wait for the next input before calling
+    /// [`handle_timeout`](Self::handle_timeout); `None` means no deadline is set. Zero while
+    /// writes, closes or expiries wait for their turn.
+    pub fn next_wakeup(&self) -> Option<Duration> {
+        if !self.unflushed.is_empty() || !self.closing.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let deadline = [
+            self.server.poll_timeout(),
+            self.exit_by,
+            self.lingering.next_deadline(),
+            self.tidy_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        deadline.map(|deadline| self.clock.now().duration_until(deadline))
+    }
+
+    /// After shutdown: every writer has finished and every peer has closed, or the grace
+    /// period is over.
+    pub fn is_finished(&self) -> bool {
+        let retired = self.log.as_ref().is_none_or(Link::is_retired);
+        let done = self.writers == 0
+            && self.unflushed.is_empty()
+            && self.closing.is_empty()
+            && self.lingering.is_empty()
+            && retired;
+        self.exit_by
+            .is_some_and(|exit_by| done || self.clock.now() >= exit_by)
+    }
+
+    fn carry_out(&mut self) {
+        while let Some(output) = self.server.poll_output() {
+            match output {
+                Output::Send { conn, frame } => self.queue(conn, frame.into_bytes()),
+                Output::Broadcast { to, frame } => {
+                    let bytes = frame.into_bytes();
+                    for &conn in to.iter() {
+                        self.queue(conn, bytes.clone());
+                    }
+                }
+                Output::Close { conn, mode } => {
+                    if let Some(slot) = self.outboxes.remove(conn) {
+                        self.closing.push_back((slot, mode));
+                    }
+                }
+                Output::Event(event) => log_event(&event),
+            }
+        }
+        if let Some(log) = &self.log {
+            log.take_appends(&mut self.server);
+        }
+    }
+
+    /// Queues `bytes` for `conn`, to be written by [`flush`](Self::flush), or at once if the
+    /// connection's batch has grown long.
+    fn queue(&mut self, conn: ConnId, bytes: Bytes) {
+        let Some(slot) = self.outboxes.get_mut(conn) else {
+            return;
+        };
+        slot.batch.push(bytes);
+        if slot.batch.len() >= self.flush_at_bytes {
+            let (written, started) = slot.write();
+            self.writers += started;
+            self.server.handle_drained(self.now, conn, written);
+        } else if !std::mem::replace(&mut slot.listed, true) {
+            self.unflushed.push(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! The command line of PROTOCOL.md section X: flags, `--help`, and the [`Settings`] they give.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::process;
+use std::time::Duration;
+
+use chathttp_cluster::ClusterSettings;
+use chathttp_core::{FrameLimits, ServerConfig};
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// What a server binary is asked to do.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The address to listen on.
+    pub bind: SocketAddr,
+    /// The room machine's configuration.
+    pub config: ServerConfig,
+    /// `--redis`: the room is shared with other servers through Redis (docs/CLUSTER.md).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
+/// them (default: info).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Flags {
+    /// Address and port to listen on: an IPv4 address, an IPv6 address in brackets, or
+    /// `localhost`, with a port; port 0 picks a free port
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9994", value_parser = parse_bind)]
+    bind: SocketAddr,
+    /// Connections served at once; one more gets 503 Service Unavailable (S10)
+    #[arg(long, value_name = "N", default_value = "10000")]
+    max_connections: NonZeroUsize,
+    /// Largest request head in bytes: start line, headers and the empty line (W5)
+    #[arg(long, value_name = "N", default_value = "8192")]
+    max_header_bytes: NonZeroUsize,
+    /// Largest request body in bytes (W5)
+    #[arg(long, value_name = "N", default_value = "65536")]
+    max_body_bytes: NonZeroUsize,
+    /// Unsent output per connection before it is cut as a slow reader (S8)
+    #[arg(long, value_name = "N", default_value = "1048576")]
+    max_output_bytes: NonZeroUsize,
+    /// Seconds a connection that has not joined may stay silent (S9); fractions allowed
+    #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+    /// Seconds a started request may take to complete before 408 (S9); fractions allowed
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    request_timeout: Duration,
+    /// Share the room with every server started with the same Redis and --room: a Redis
+    /// URL such as redis://127.0.0.1:6379 (docs/CLUSTER.md). Without it the room is this
+    /// process's alone
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: the room's name; its Redis keys start with chathttp:{ROOM}:
+    #[arg(long, value_name = "ROOM", default_value = "main", value_parser = parse_node_id)]
+    room: String,
+    /// With --redis: this server's id among the room's servers [default: HOST-PID-TIME]
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    node_id: Option<String>,
+    /// With --redis: seconds after which a server that stopped refreshing its liveness key
+    /// is taken for dead: its members leave and their names are free; fractions allowed
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    node_ttl: Duration,
+    /// With --redis: about how many entries the shared log keeps (XADD MAXLEN ~)
+    #[arg(long, value_name = "N", default_value = "100000")]
+    log_max_len: NonZeroUsize,
+}
+
+/// A node id or room name: 1 to 64 printable ASCII characters, no spaces and no braces
+/// (the room's keys use `{ROOM}` as their Redis hash tag).
+fn parse_node_id(text: &str) -> Result<String, String> {
+    let fits = |c: char| c.is_ascii_graphic() && c != '{' && c != '}';
+    if text.is_empty() || text.len() > 64 || !text.chars().all(fits) {
+        return Err("expected 1 to 64 printable ASCII characters, no spaces or braces".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// `localhost:PORT` or an IP socket address (`1.2.3.4:5`, `[::1]:5`). No name lookup:
+/// `localhost` is the IPv4 loopback, so the `listening on` line is predictable.
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    text.parse()
+        .map_err(|_| "expected IP:PORT, [IPv6]:PORT or localhost:PORT".to_owned())
+}
+
+/// Positive, finite seconds, fractions allowed.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| "expected seconds, such as 30 or 0.5")?;
+    // NaN fails this test too.
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be more than zero".to_owned());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| "too large".to_owned())
+}
+
+impl Flags {
+    fn into_settings(self) -> Settings {
+        let config = ServerConfig {
+            frame: FrameLimits {
+                max_head_bytes: self.max_header_bytes.get(),
+                max_body_bytes: self.max_body_bytes.get(),
+                ..FrameLimits::default()
+            },
+            max_connections: self.max_connections.get(),
+            max_output_bytes: self.max_output_bytes.get(),
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
+            ..ServerConfig::default()
+        };
+        let cluster = self.redis.map(|redis| ClusterSettings {
+            redis,
+            node_id: self
+                .node_id
+                .unwrap_or_else(chathttp_cluster::default_node_id),
+            node_ttl: self.node_ttl,
+            max_len: self.log_max_len.get(),
+            room: self.room,
+        });
+        Settings {
+            bind: self.bind,
+            config,
+            cluster,
+        }
+    }
+}
+
+/// Parses the command line of `program`. `--help` and `--version` print and exit 0; a bad
+/// flag prints one line to standard error and exits 2.
+pub(crate) fn from_command_line(program: &'static str) -> Settings {
+    let matches = Flags::command().name(program).try_get_matches();
+    let flags = matches.and_then(|m| Flags::from_arg_matches(&m));
+    match flags {
+        Ok(flags) => flags.into_settings(),
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            let text = error.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            process::exit(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        let argv = std::iter::once("chat-server").chain(args.iter().copied());
+        Flags::try_parse_from(argv).map(Flags::into_settings)
+    }
+
+    #[test]
+    fn x_defaults_match_the_protocol() {
+        let settings = parse(&[]).expect("no flags is valid");
+        assert_eq!(settings.bind, "127.0.0.1:9994".parse().expect("addr"));
+        let defaults = ServerConfig::default();
+        assert_eq!(settings.config, defaults);
+    }
+
+    #[test]
+    fn x_accepts_fractions_localhost_and_v6() {
+        let settings = parse(&["--idle-timeout", "0.5", "--bind", "localhost:0"]).expect("ok");
+        assert_eq!(settings.config.idle_timeout, Duration::from_millis(500));
+        assert_eq!(settings.bind, "127.0.0.1:0".parse().expect("addr"));
+        let settings = parse(&["--bind", "[::1]:7"]).expect("ok");
+        assert_eq!(settings.bind, "[::1]:7".parse().expect("addr"));
+    }
+
+    #[test]
+    fn x_rejects_zero_and_nonsense() {
+        for args in [
+            &["--max-connections", "0"][..],
+            &["--request-timeout", "0"],
+            &["--idle-timeout", "-1"],
+            &["--idle-timeout", "NaN"],
+            &["--max-body-bytes", "lots"],
+            &["--bind", "example.com:80"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn cluster_flags_only_with_redis() {
+        assert_eq!(parse(&[]).expect("ok").cluster, None);
+        let settings = parse(&["--redis", "redis://127.0.0.1:6380", "--node-ttl", "0.5"]);
+        let cluster = settings
+            .expect("ok")
+            .cluster
+            .expect("--redis shares the room");
+        assert_eq!(cluster.node_ttl, Duration::from_millis(500));
+        assert_eq!((cluster.room.as_str(), cluster.max_len), ("main", 100_000));
+        assert!(!cluster.node_id.is_empty());
+        assert!(parse(&["--redis", "redis://x", "--node-id", "a b"]).is_err());
+        assert!(parse(&["--redis", "redis://x", "--node-ttl", "0"]).is_err());
+        assert!(parse(&["--redis", "redis://x", "--room", "a}b"]).is_err());
+    }
+}
