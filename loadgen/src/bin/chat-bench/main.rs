@@ -15,15 +15,13 @@
 mod engine;
 mod report;
 mod stats;
-mod sys;
-mod wire;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use chathttp_loadgen::sys::{self, CpuSample};
 use clap::Parser;
 
 use crate::engine::Bench;
-use crate::sys::CpuSample;
 
 /// A fan-out load generator for ChatHTTP/1.1 servers.
 #[derive(Parser, Debug)]

@@ -8,7 +8,7 @@ use std::fmt::{Display, Write as _};
 
 use crate::engine::Bench;
 use crate::stats::Histogram;
-use crate::sys::{self, CpuSample};
+use chathttp_loadgen::sys::{self, CpuSample};
 
 /// What the join phase measured.
 #[derive(Debug)]

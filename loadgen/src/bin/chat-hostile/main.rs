@@ -21,7 +21,6 @@
 //! Loops are bounded in count and time. The exit code is 0 when every scenario passed.
 
 mod chat;
-mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,10 +30,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chathttp_core::Method;
+use chathttp_loadgen::peer::{Ended, Peer};
+use chathttp_loadgen::server::ServerProcess;
+use chathttp_loadgen::sys;
 use clap::{Parser, ValueEnum};
 
-use chat::{Chat, ChatConfig, TalkResult};
-use common::{Ended, Peer, ServerProcess, ms};
+use chat::{Chat, ChatConfig, TalkResult, ms};
 
 /// Resource-exhaustion scenarios against a ChatHTTP server binary.
 #[derive(Debug, Parser)]
@@ -113,7 +114,7 @@ impl Outcome {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let nofile = common::raise_nofile_limit();
+    let nofile = sys::raise_nofile().unwrap_or(u64::MAX);
     println!(
         "chat-hostile: {} ({} members, {} posts/s each, {} B bodies; load side nofile {nofile})",
         args.server.display(),
@@ -237,11 +238,10 @@ fn judge_members(
 }
 
 fn cpu_percent(server: &ServerProcess, window: Duration) -> Option<f64> {
-    let hz = rustix::param::clock_ticks_per_second() as f64;
-    let before = server.cpu_ticks()?;
+    let before = server.cpu_s()?;
     thread::sleep(window);
-    let after = server.cpu_ticks()?;
-    Some((after - before) as f64 / hz / window.as_secs_f64() * 100.0)
+    let after = server.cpu_s()?;
+    Some((after - before) / window.as_secs_f64() * 100.0)
 }
 
 fn count_in_log(path: &PathBuf, needle: &str) -> usize {
