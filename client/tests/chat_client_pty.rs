@@ -290,14 +290,16 @@ fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
 /// Set in the environment of the child that [`a_panic_restores_the_terminal`] runs.
 const PANIC_CHILD: &str = "CHAT_CLIENT_TEST_PANIC_CHILD";
 
-/// Not a test on its own: when re-run by [`a_panic_restores_the_terminal`] inside a pty, it
+/// Not a test on its own: [`a_panic_restores_the_terminal`] runs it inside a pty, where it
 /// enters the TUI's terminal modes and panics, leaving the restoring to the panic hook alone
 /// (the guard is forgotten, so its drop cannot do it).
 #[test]
+#[ignore = "run as a child by a_panic_restores_the_terminal"]
 fn panic_child() {
-    if std::env::var_os(PANIC_CHILD).is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os(PANIC_CHILD).is_some(),
+        "only a_panic_restores_the_terminal runs this, inside a pty"
+    );
     chathttp_client::tui::install_panic_hook();
     let guard = chathttp_client::tui::TerminalGuard::enter().expect("entering the TUI's modes");
     std::mem::forget(guard);
@@ -315,7 +317,13 @@ fn a_panic_restores_the_terminal() {
         })
         .expect("a pseudo-terminal");
     let mut command = CommandBuilder::new(std::env::current_exe().expect("the test binary's path"));
-    command.args(["--exact", "panic_child", "--nocapture", "--test-threads=1"]);
+    command.args([
+        "--exact",
+        "panic_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     command.env(PANIC_CHILD, "1");
     command.env("RUST_BACKTRACE", "0");
     let mut child = pair
