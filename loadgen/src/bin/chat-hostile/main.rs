@@ -188,19 +188,19 @@ impl Args {
     fn under_attack(
         &self,
         flags: &[String],
-        outcome: &mut Outcome,
         attack: impl FnOnce(&mut ServerProcess, &mut Chat, &mut Outcome) -> Result<TalkResult, String>,
-    ) -> Result<(), String> {
+    ) -> Result<Outcome, String> {
+        let mut outcome = Outcome::default();
         let base = self.baseline(flags)?;
         let mut server = self.start(flags, None)?;
         let mut chat = Chat::join(server.addr, self.chat())?;
-        let run = attack(&mut server, &mut chat, outcome)?;
+        let run = attack(&mut server, &mut chat, &mut outcome)?;
         let errors = chat.errors();
         chat.close();
         let _ = server.stop();
         let after = self.baseline(flags)?;
-        judge_members(outcome, [&base, &after], &run, &errors);
-        Ok(())
+        judge_members(&mut outcome, [&base, &after], &run, &errors);
+        Ok(outcome)
     }
 }
 
@@ -386,12 +386,11 @@ fn connect_quick(addr: SocketAddr) -> std::io::Result<Peer> {
 
 /// 1,000 members that never read while the members chat (S8).
 fn stalled(args: &Args) -> Result<Outcome, String> {
-    let mut outcome = Outcome::default();
     let flags = vec![
         "--max-output-bytes".to_owned(),
         args.max_output_bytes.to_string(),
     ];
-    args.under_attack(&flags, &mut outcome, |server, chat, outcome| {
+    args.under_attack(&flags, |server, chat, outcome| {
         let rss_before = server.rss_kib().unwrap_or(0);
         // Per connection: its share of --max-output-bytes, plus 64 KiB for the reader's buffer,
         // the decoder, task or thread stacks touched, socket bookkeeping.
@@ -468,18 +467,16 @@ fn stalled(args: &Args) -> Result<Outcome, String> {
         outcome.check(server.exited().is_none(), "the server did not exit".into());
         drop(stalled);
         Ok(run)
-    })?;
-    Ok(outcome)
+    })
 }
 
 /// 1,000 connections that send a request head one byte a second and never finish it (S9).
 fn slowloris(args: &Args) -> Result<Outcome, String> {
-    let mut outcome = Outcome::default();
     let flags = vec![
         "--request-timeout".to_owned(),
         args.request_timeout.to_string(),
     ];
-    args.under_attack(&flags, &mut outcome, |server, chat, outcome| {
+    args.under_attack(&flags, |server, chat, outcome| {
     let addr = server.addr;
     let clients = args.clients;
     let attack = thread::spawn(move || slowloris_attack(addr, clients));
@@ -510,8 +507,7 @@ fn slowloris(args: &Args) -> Result<Outcome, String> {
         format!("cut near the request timeout ({} s)", args.request_timeout),
     );
         Ok(run)
-    })?;
-    Ok(outcome)
+    })
 }
 
 #[derive(Debug, Default)]
@@ -643,9 +639,7 @@ fn bad_requests() -> Vec<Vec<u8>> {
 /// A round a second of 100 connections sending one bad request each at the same moment (W8).
 fn badflood(args: &Args) -> Result<Outcome, String> {
     const CONNECTIONS: usize = 100;
-    let mut outcome = Outcome::default();
-    let flags: Vec<String> = Vec::new();
-    args.under_attack(&flags, &mut outcome, |server, chat, outcome| {
+    args.under_attack(&[], |server, chat, outcome| {
         let addr = server.addr;
         let seconds = args.seconds;
         let flood = thread::spawn(move || {
@@ -716,6 +710,5 @@ fn badflood(args: &Args) -> Result<Outcome, String> {
             "every bad request answered 400 and closed without a reset".into(),
         );
         Ok(run)
-    })?;
-    Ok(outcome)
+    })
 }
