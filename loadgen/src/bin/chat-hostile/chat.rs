@@ -50,6 +50,17 @@ impl TalkResult {
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.received)
     }
+
+    /// `N posts, N deliveries, p50 X ms, p99 Y ms`, for reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} posts, {} deliveries, p50 {} ms, p99 {} ms",
+            self.sent,
+            self.received,
+            ms(self.p50()),
+            ms(self.p99())
+        )
+    }
 }
 
 /// The `q`-quantile (0..=1) of sorted samples.

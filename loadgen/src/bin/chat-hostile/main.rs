@@ -216,22 +216,10 @@ fn judge_members(
     errors: &[String],
 ) {
     for (when, base) in ["before", "after"].iter().zip(bases) {
-        outcome.figure(format!(
-            "members baseline ({when}): {} posts, {} deliveries, p50 {} ms, p99 {} ms",
-            base.sent,
-            base.received,
-            ms(base.p50()),
-            ms(base.p99())
-        ));
+        outcome.figure(format!("members baseline ({when}): {}", base.summary()));
     }
     let base_p99 = (bases[0].p99() + bases[1].p99()) / 2;
-    outcome.figure(format!(
-        "members under attack: {} posts, {} deliveries, p50 {} ms, p99 {} ms",
-        run.sent,
-        run.received,
-        ms(run.p50()),
-        ms(run.p99())
-    ));
+    outcome.figure(format!("members under attack: {}", run.summary()));
     let ratio = run.p99().as_secs_f64() / base_p99.as_secs_f64().max(1e-6);
     outcome.figure(format!(
         "p99 ratio (attack / mean of the baselines, {} ms): {ratio:.2}",
