@@ -321,6 +321,16 @@ mod tests {
     }
 
     #[test]
+    fn the_datetime_header_is_a_calendar_time() {
+        let now = datetime_now();
+        let text = std::str::from_utf8(&now).expect("ASCII");
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn requests() {
         let mut out = Vec::new();
         write_request(&mut out, Method::Post, "b0", b"hi", Headers::Min);
