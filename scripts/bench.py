@@ -4,8 +4,8 @@
 Every run gets a freshly started server (started here, stopped by its own PID), so runs
 share no state; peers are interleaved within each repetition and the order rotates from
 one repetition to the next (A B C D, B C D A, ...). The ChatHTTP servers are driven by
-our chat-bench, ngIRCd by the shared fanout-bench (the IRC yardstick); --chat-gen
-fanout-bench drives every peer with the shared generator instead.
+our chat-bench (package chathttp-loadgen), ngIRCd by the shared fanout-bench (the IRC
+yardstick); --chat-gen fanout-bench drives every peer with the shared generator instead.
 
 Usually run through scripts/bench.sh, which builds and installs what this needs:
 
@@ -43,12 +43,11 @@ FANOUT_BENCH = os.path.join(SHARED, "target", "release", "fanout-bench")
 
 
 # How far a member may fall behind before S8 cuts it. The open-loop burst sends about 5 MB to
-# each member while the generator, one thread reading 100 sockets, runs flat out and can fall
-# megabytes behind on some of them: at our default of 1 MiB (2 MiB in all with the kernel's
-# unsent bytes, TCP_NOTSENT_LOWAT) 4 of 20 burst runs on smol cut a member, and at 2 MiB 1 of
-# 11. That measures S8 against the generator's own lag, not delivery, so our servers get a
-# limit above a member's whole burst, as the IRC peers run with their flood limits lifted
-# (InspIRCd's sendq is 1 GiB; ngIRCd lets the kernel buffer up to 4 MiB per client).
+# each member while the generator, one thread reading every member's socket, can fall
+# megabytes behind on some of them; under the default limit S8 would then measure the
+# generator's own lag rather than delivery. So our servers get a limit above a member's whole
+# burst, as the IRC peers run with their flood limits lifted (InspIRCd's sendq is 1 GiB;
+# ngIRCd lets the kernel buffer up to 4 MiB per client).
 MAX_OUTPUT_BYTES = str(8 * 1024 * 1024)
 
 

@@ -15,7 +15,7 @@ SHARED_SRC=${SHARED_BENCH:-$ROOT/../shared/bench}
 SHARED_COPY=$ROOT/target/shared-bench
 
 echo "bench.sh: building release binaries" >&2
-cargo build --release -p chathttp-client --bin chat-bench
+cargo build --release -p chathttp-loadgen --bin chat-bench
 for bin in smol:chat-server-smol asyncstd:chat-server-asyncstd std:chat-server-std; do
     pkg=chathttp-runtime-${bin%%:*}
     cargo build --release -p "$pkg" --bin "${bin#*:}" ||

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-2}
 cargo build --release -q -p chathttp-runtime-smol
-cargo build --release -q -p chathttp-client --bin chat-bench
+cargo build --release -q -p chathttp-loadgen --bin chat-bench
 bin=target/release
 out=target/cluster-bench
 mkdir -p "$out"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resource-exhaustion scenarios (issue #6): EMFILE on accept, 1,000 clients that stop
 # reading, 1,000 slowloris connections, a flood of bad requests, each against a fresh server
-# with 10 members chatting. See client/src/bin/chat-hostile/main.rs and docs/RELIABILITY.md.
+# with 10 members chatting. See loadgen/src/bin/chat-hostile/main.rs and docs/RELIABILITY.md.
 #
 #   scripts/hostile.sh [RUNTIME…]     # RUNTIME: smol, std, asyncstd (default: all three)
 #
@@ -20,7 +20,7 @@ for runtime in "${runtimes[@]}"; do
     esac
 done
 
-cargo build --release -q -p chathttp-client --bin chat-hostile
+cargo build --release -q -p chathttp-loadgen --bin chat-hostile
 for runtime in "${runtimes[@]}"; do
     cargo build --release -q -p "chathttp-runtime-$runtime" --bin "chat-server-$runtime"
 done

@@ -19,7 +19,7 @@ shift
 runtimes=("${@:-smol}")
 [[ $# -eq 0 ]] && runtimes=(smol std asyncstd)
 
-cargo build --release -q -p chathttp-client --bin chat-soak
+cargo build --release -q -p chathttp-loadgen --bin chat-soak
 for runtime in "${runtimes[@]}"; do
     case $runtime in
     smol | std | asyncstd) ;;

@@ -2,16 +2,17 @@
 
 mod chat_client_support;
 
-use chat_client_support::{LineClient, Server};
+use chat_client_support::{LineClient, SERVER};
+use chathttp_tests::Server;
 
 #[test]
 fn two_clients_join_talk_list_users_and_leave() {
-    let server = Server::start();
-    let mut alice = LineClient::start(&server.addr, "alice");
-    alice.expect_line(&format!("* connected to {}", server.addr));
+    let server = Server::start(SERVER, &[]);
+    let mut alice = LineClient::start(server.addr(), "alice");
+    alice.expect_line(&format!("* connected to {}", server.addr()));
     alice.expect_line("* joined as alice");
 
-    let mut bob = LineClient::start(&server.addr, "bob");
+    let mut bob = LineClient::start(server.addr(), "bob");
     bob.expect_line("* joined as bob");
     alice.expect_line("* bob joined");
 
@@ -50,8 +51,8 @@ fn two_clients_join_talk_list_users_and_leave() {
 
 #[test]
 fn lines_typed_before_the_join_is_confirmed_are_sent_after_it() {
-    let server = Server::start();
-    let mut carol = LineClient::start(&server.addr, "carol");
+    let server = Server::start(SERVER, &[]);
+    let mut carol = LineClient::start(server.addr(), "carol");
     carol.send("early bird");
     carol.send("/users");
     carol.close_stdin();
@@ -65,10 +66,10 @@ fn lines_typed_before_the_join_is_confirmed_are_sent_after_it() {
 
 #[test]
 fn a_taken_name_is_an_error_and_exit_code_1() {
-    let server = Server::start();
-    let mut first = LineClient::start(&server.addr, "dave");
+    let server = Server::start(SERVER, &[]);
+    let mut first = LineClient::start(server.addr(), "dave");
     first.expect_line("* joined as dave");
-    let mut second = LineClient::start(&server.addr, "DAVE");
+    let mut second = LineClient::start(server.addr(), "DAVE");
     second.expect_line("! the name \"DAVE\" is taken");
     let (status, _) = second.wait_exit();
     assert_eq!(status.code(), Some(1));
@@ -76,8 +77,8 @@ fn a_taken_name_is_an_error_and_exit_code_1() {
 
 #[test]
 fn unknown_commands_and_help_are_answered_locally() {
-    let server = Server::start();
-    let mut erin = LineClient::start(&server.addr, "erin");
+    let server = Server::start(SERVER, &[]);
+    let mut erin = LineClient::start(server.addr(), "erin");
     erin.expect_line("* joined as erin");
     erin.send("/nick bob");
     erin.expect_line("! unknown command /nick (try /help)");
@@ -89,8 +90,8 @@ fn unknown_commands_and_help_are_answered_locally() {
 
 #[test]
 fn the_server_going_away_is_reported_with_exit_code_1() {
-    let server = Server::start();
-    let mut frank = LineClient::start(&server.addr, "frank");
+    let server = Server::start(SERVER, &[]);
+    let mut frank = LineClient::start(server.addr(), "frank");
     frank.expect_line("* joined as frank");
     drop(server);
     frank.expect_that("a disconnect notice", |l| l.starts_with("! disconnected: "));
@@ -105,7 +106,7 @@ fn an_unreachable_server_is_an_error_and_exit_code_1() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut ghost = LineClient::start(&format!("127.0.0.1:{port}"), "ghost");
+    let mut ghost = LineClient::start(format!("127.0.0.1:{port}"), "ghost");
     ghost.expect_that("a connect error", |l| {
         l.starts_with(&format!("! cannot connect to 127.0.0.1:{port}: "))
     });

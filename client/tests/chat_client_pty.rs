@@ -11,7 +11,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::Instant;
 
-use chat_client_support::{LineClient, Server, TIMEOUT, client_binary};
+use chat_client_support::{LineClient, SERVER, TIMEOUT, client_binary};
+use chathttp_tests::Server;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 
 const ROWS: u16 = 24;
@@ -123,7 +124,7 @@ struct Tui {
 }
 
 impl Tui {
-    fn start(server: &str, name: &str) -> Self {
+    fn start(server: impl std::fmt::Display, name: &str) -> Self {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS,
@@ -134,7 +135,7 @@ impl Tui {
             .expect("a pseudo-terminal");
         assert!(is_cooked(&*pair.master), "a fresh pty starts cooked");
         let mut command = CommandBuilder::new(client_binary());
-        command.args(["--server", server, "--name", name]);
+        command.args(["--server", &server.to_string(), "--name", name]);
         command.env("TERM", "xterm-256color");
         let child = pair
             .slave
@@ -196,11 +197,11 @@ impl Tui {
 
 #[test]
 fn log_in_talk_paste_and_quit_through_a_terminal() {
-    let server = Server::start();
-    let mut watcher = LineClient::start(&server.addr, "watcher");
+    let server = Server::start(SERVER, &[]);
+    let mut watcher = LineClient::start(server.addr(), "watcher");
     watcher.expect_line("* joined as watcher");
 
-    let mut tui = Tui::start(&server.addr, "alice");
+    let mut tui = Tui::start(server.addr(), "alice");
     tui.log_in("watcher");
     watcher.expect_line("* alice joined");
 
@@ -222,11 +223,11 @@ fn log_in_talk_paste_and_quit_through_a_terminal() {
 
 #[test]
 fn resize_redraws_and_ctrl_c_leaves_cleanly() {
-    let server = Server::start();
-    let mut watcher = LineClient::start(&server.addr, "watcher");
+    let server = Server::start(SERVER, &[]);
+    let mut watcher = LineClient::start(server.addr(), "watcher");
     watcher.expect_line("* joined as watcher");
 
-    let mut tui = Tui::start(&server.addr, "bob");
+    let mut tui = Tui::start(server.addr(), "bob");
     tui.log_in("watcher");
     // The state badge sits at the right edge: " online " ends one column before it.
     let badge_end =
@@ -259,8 +260,8 @@ fn resize_redraws_and_ctrl_c_leaves_cleanly() {
 
 #[test]
 fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
-    let server = Server::start();
-    let addr = server.addr.clone();
+    let server = Server::start(SERVER, &[]);
+    let addr = server.addr().to_string();
     let mut tui = Tui::start(&addr, "carol");
     tui.log_in("carol (you)");
 
@@ -270,9 +271,9 @@ fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
         .wait_for_text("Press Enter to reconnect as carol");
     tui.screen.wait_for_text(" offline ");
 
-    // The same port again (std binds with SO_REUSEADDR, so no wait for TIME_WAIT).
-    let server = Server::start_on(&addr);
-    let mut watcher = LineClient::start(&server.addr, "watcher");
+    // The same port again (the servers bind with SO_REUSEADDR, so no wait for TIME_WAIT).
+    let server = Server::start_on(SERVER, &addr, &[]);
+    let mut watcher = LineClient::start(server.addr(), "watcher");
     watcher.expect_line("* joined as watcher");
     tui.type_keys(b"\r");
     tui.screen.wait_for_text("Rejoined as carol.");
@@ -289,14 +290,16 @@ fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
 /// Set in the environment of the child that [`a_panic_restores_the_terminal`] runs.
 const PANIC_CHILD: &str = "CHAT_CLIENT_TEST_PANIC_CHILD";
 
-/// Not a test on its own: when re-run by [`a_panic_restores_the_terminal`] inside a pty, it
+/// Not a test on its own: [`a_panic_restores_the_terminal`] runs it inside a pty, where it
 /// enters the TUI's terminal modes and panics, leaving the restoring to the panic hook alone
 /// (the guard is forgotten, so its drop cannot do it).
 #[test]
+#[ignore = "run as a child by a_panic_restores_the_terminal"]
 fn panic_child() {
-    if std::env::var_os(PANIC_CHILD).is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os(PANIC_CHILD).is_some(),
+        "only a_panic_restores_the_terminal runs this, inside a pty"
+    );
     chathttp_client::tui::install_panic_hook();
     let guard = chathttp_client::tui::TerminalGuard::enter().expect("entering the TUI's modes");
     std::mem::forget(guard);
@@ -314,7 +317,13 @@ fn a_panic_restores_the_terminal() {
         })
         .expect("a pseudo-terminal");
     let mut command = CommandBuilder::new(std::env::current_exe().expect("the test binary's path"));
-    command.args(["--exact", "panic_child", "--nocapture", "--test-threads=1"]);
+    command.args([
+        "--exact",
+        "panic_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     command.env(PANIC_CHILD, "1");
     command.env("RUST_BACKTRACE", "0");
     let mut child = pair

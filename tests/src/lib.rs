@@ -1,4 +1,6 @@
-//! The conformance suite's helpers: start a real server binary, talk to it as a client.
+//! The conformance suite's helpers, and the one place where any test of the workspace gets a
+//! server binary: [`workspace_binary`] builds it in the test's own profile, [`Server`] starts
+//! it on a free loopback port and stops it through its handle, [`Client`] talks to it.
 //!
 //! The suite is black-box on purpose: it frames responses with its own small reader and
 //! builds requests by hand, so a fault in the core's codec cannot hide itself. Every case is
@@ -51,32 +53,40 @@ impl Runtime {
         }
     }
 
-    /// The binary, built if it is missing. `cargo test --workspace` builds every binary of
-    /// the workspace first; `cargo test -p chathttp-tests` does not, so the first case that
-    /// needs one builds it (one build at a time).
+    /// The binary, in the test's own profile (see [`workspace_binary`]).
     pub fn binary(self) -> PathBuf {
-        static BUILDING: Mutex<()> = Mutex::new(());
-        let exe = std::env::current_exe().expect("the test executable has a path");
-        // target/<profile>/deps/<test> -> target/<profile>/<binary>
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("the test executable lives in target/<profile>/deps");
-        let path = profile_dir.join(self.binary_name());
-        let _one_build = BUILDING
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !path.exists() {
-            let mut build = Command::new(env!("CARGO"));
-            build.args(["build", "-p", self.package(), "--bin", self.binary_name()]);
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo can be run");
-            assert!(status.success(), "building {} failed", self.binary_name());
-        }
-        path
+        workspace_binary(self.package(), self.binary_name())
     }
+}
+
+/// The binary `name` of the workspace package `package`, built with `cargo build` in the
+/// profile this test was built in, once per test process: `cargo test -p X` builds only X's
+/// own binaries, and a binary left over from an earlier build may be older than its sources.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/<profile>/deps/<test> -> target/<profile>/<binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lives in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    // One build at a time: concurrent cargo runs would only wait for each other's lock.
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "-p", package, "--bin", name]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo can be run");
+        assert!(status.success(), "building {name} failed");
+        built.push(name.to_owned());
+    }
+    assert!(path.exists(), "no {name} at {}", path.display());
+    path
 }
 
 /// Writes every case once per runtime: `fn case(rt: Runtime) { .. }` becomes the tests
@@ -99,10 +109,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `rt` on `127.0.0.1:0` with `flags` and waits for its `listening on` line.
+    /// Starts `rt` on a free port of `127.0.0.1` with `flags` and waits for its
+    /// `listening on` line.
     pub fn start(rt: Runtime, flags: &[&str]) -> Server {
+        Self::start_on(rt, "127.0.0.1:0", flags)
+    }
+
+    /// Starts `rt` on `bind` (for example an address a stopped server had) with `flags`.
+    pub fn start_on(rt: Runtime, bind: &str, flags: &[&str]) -> Server {
         let mut command = Command::new(rt.binary());
-        command.args(["--bind", "127.0.0.1:0"]).args(flags);
+        command.args(["--bind", bind]).args(flags);
         Self::spawn(command)
     }
 
@@ -398,25 +414,6 @@ impl Client {
             .set_linger(Some(Duration::ZERO))
             .expect("linger can be set");
         drop(self);
-    }
-}
-
-/// A small deterministic generator for chunk sizes (xorshift64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed` (not zero).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    /// A number in `1..=max`.
-    pub fn between_one_and(&mut self, max: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % max as u64) as usize + 1
     }
 }
 

@@ -1,7 +1,7 @@
 //! W (framing), R (requests) and H (responses), and the seed's example messages.
 
 use chathttp_tests::{
-    Client, GUARD, Rng, Runtime, SERVER_HEADER, Server, assert_still_serving, conformance, request,
+    Client, GUARD, Runtime, SERVER_HEADER, Server, assert_still_serving, conformance, request,
 };
 
 /// The seed's example requests, byte for byte (the seed shows them with LF line ends).
@@ -251,11 +251,11 @@ conformance! {
         assert_eq!(bytewise, whole, "byte by byte");
         for seed in [1, 2, 3] {
             let chunked = session_bodies(rt, &|script| {
-                let mut rng = Rng::new(seed);
+                let mut rng = fastrand::Rng::with_seed(seed);
                 let mut chunks = Vec::new();
                 let mut rest = script;
                 while !rest.is_empty() {
-                    let (chunk, tail) = rest.split_at(rng.between_one_and(40).min(rest.len()));
+                    let (chunk, tail) = rest.split_at(rng.usize(1..=40).min(rest.len()));
                     chunks.push(chunk.to_vec());
                     rest = tail;
                 }

@@ -1,16 +1,18 @@
-//! Shared by the chat-client end-to-end tests: a real server process, and the client binary
-//! in line mode with its output read line by line. Every wait has a timeout, as a failure
-//! guard only: the tests wait for output, never for time to pass.
+//! Shared by the chat-client end-to-end tests: the client binary in line mode with its output
+//! read line by line, against a real server from `chathttp_tests`. Every wait has a timeout,
+//! as a failure guard only: the tests wait for output, never for time to pass.
 
 #![allow(dead_code)] // each test file uses its own part of this module
 
+use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use chathttp_tests::Runtime;
 
 /// How long any one expected thing may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -20,31 +22,8 @@ pub fn client_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chat-client"))
 }
 
-/// `chat-server-smol`, next to the client binary; built once if it is not there yet.
-pub fn server_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let path = client_binary().with_file_name("chat-server-smol");
-            if !path.exists() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .args([
-                        "build",
-                        "-p",
-                        "chathttp-runtime-smol",
-                        "--bin",
-                        "chat-server-smol",
-                    ])
-                    .status()
-                    .expect("running cargo build for chat-server-smol");
-                assert!(status.success(), "building chat-server-smol failed");
-            }
-            assert!(path.exists(), "no chat-server-smol at {}", path.display());
-            path
-        })
-        .clone()
-}
+/// The server the end-to-end tests run against.
+pub const SERVER: Runtime = Runtime::Smol;
 
 /// Reads `reader` line by line in a thread; the channel closes at end of stream.
 fn line_reader(reader: impl Read + Send + 'static) -> Receiver<String> {
@@ -60,46 +39,6 @@ fn line_reader(reader: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-/// A real `chat-server-smol` on a free port, killed on drop.
-pub struct Server {
-    child: Child,
-    /// `127.0.0.1:PORT`, as the server announced it.
-    pub addr: String,
-}
-
-impl Server {
-    /// Starts the server on a free port and waits for its `listening on ADDR` line.
-    pub fn start() -> Self {
-        Self::start_on("127.0.0.1:0")
-    }
-
-    /// Starts the server on `bind` and waits for its `listening on ADDR` line.
-    pub fn start_on(bind: &str) -> Self {
-        let mut child = Command::new(server_binary())
-            .args(["--bind", bind])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chat-server-smol");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let line = line_reader(stdout)
-            .recv_timeout(TIMEOUT)
-            .expect("the server says where it listens");
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_owned();
-        Self { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `chat-client --plain`, with its standard input and output in the test's hands.
 pub struct LineClient {
     pub name: String,
@@ -112,9 +51,9 @@ pub struct LineClient {
 
 impl LineClient {
     /// Starts `chat-client --plain --server ADDR --name NAME`.
-    pub fn start(addr: &str, name: &str) -> Self {
+    pub fn start(addr: impl Display, name: &str) -> Self {
         let mut child = Command::new(client_binary())
-            .args(["--plain", "--server", addr, "--name", name])
+            .args(["--plain", "--server", &addr.to_string(), "--name", name])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -21,7 +21,6 @@
 //! Loops are bounded in count and time. The exit code is 0 when every scenario passed.
 
 mod chat;
-mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,10 +30,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chathttp_core::Method;
+use chathttp_loadgen::peer::{Ended, Peer};
+use chathttp_loadgen::server::ServerProcess;
+use chathttp_loadgen::sys;
 use clap::{Parser, ValueEnum};
 
-use chat::{Chat, ChatConfig, TalkResult};
-use common::{Ended, Peer, ServerProcess, ms};
+use chat::{Chat, ChatConfig, TalkResult, ms};
 
 /// Resource-exhaustion scenarios against a ChatHTTP server binary.
 #[derive(Debug, Parser)]
@@ -113,7 +114,7 @@ impl Outcome {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let nofile = common::raise_nofile_limit();
+    let nofile = sys::raise_nofile().unwrap_or(u64::MAX);
     println!(
         "chat-hostile: {} ({} members, {} posts/s each, {} B bodies; load side nofile {nofile})",
         args.server.display(),
@@ -180,6 +181,27 @@ impl Args {
             Err(format!("baseline run had errors: {errors:?}"))
         }
     }
+
+    /// The frame of the `stalled`, `slowloris` and `badflood` scenarios: a baseline run, then
+    /// `attack` against a fresh server with `flags` and the members joined (it returns the
+    /// members' talk under attack), then a second baseline, and the members judged.
+    fn under_attack(
+        &self,
+        flags: &[String],
+        attack: impl FnOnce(&mut ServerProcess, &mut Chat, &mut Outcome) -> Result<TalkResult, String>,
+    ) -> Result<Outcome, String> {
+        let mut outcome = Outcome::default();
+        let base = self.baseline(flags)?;
+        let mut server = self.start(flags, None)?;
+        let mut chat = Chat::join(server.addr, self.chat())?;
+        let run = attack(&mut server, &mut chat, &mut outcome)?;
+        let errors = chat.errors();
+        chat.close();
+        let _ = server.stop();
+        let after = self.baseline(flags)?;
+        judge_members(&mut outcome, [&base, &after], &run, &errors);
+        Ok(outcome)
+    }
 }
 
 /// The checks every scenario makes on its members: nothing lost, doubled or reordered, the
@@ -194,22 +216,10 @@ fn judge_members(
     errors: &[String],
 ) {
     for (when, base) in ["before", "after"].iter().zip(bases) {
-        outcome.figure(format!(
-            "members baseline ({when}): {} posts, {} deliveries, p50 {} ms, p99 {} ms",
-            base.sent,
-            base.received,
-            ms(base.p50()),
-            ms(base.p99())
-        ));
+        outcome.figure(format!("members baseline ({when}): {}", base.summary()));
     }
     let base_p99 = (bases[0].p99() + bases[1].p99()) / 2;
-    outcome.figure(format!(
-        "members under attack: {} posts, {} deliveries, p50 {} ms, p99 {} ms",
-        run.sent,
-        run.received,
-        ms(run.p50()),
-        ms(run.p99())
-    ));
+    outcome.figure(format!("members under attack: {}", run.summary()));
     let ratio = run.p99().as_secs_f64() / base_p99.as_secs_f64().max(1e-6);
     outcome.figure(format!(
         "p99 ratio (attack / mean of the baselines, {} ms): {ratio:.2}",
@@ -237,11 +247,10 @@ fn judge_members(
 }
 
 fn cpu_percent(server: &ServerProcess, window: Duration) -> Option<f64> {
-    let hz = rustix::param::clock_ticks_per_second() as f64;
-    let before = server.cpu_ticks()?;
+    let before = server.cpu_s()?;
     thread::sleep(window);
-    let after = server.cpu_ticks()?;
-    Some((after - before) as f64 / hz / window.as_secs_f64() * 100.0)
+    let after = server.cpu_s()?;
+    Some((after - before) / window.as_secs_f64() * 100.0)
 }
 
 fn count_in_log(path: &PathBuf, needle: &str) -> usize {
@@ -365,108 +374,97 @@ fn connect_quick(addr: SocketAddr) -> std::io::Result<Peer> {
 
 /// 1,000 members that never read while the members chat (S8).
 fn stalled(args: &Args) -> Result<Outcome, String> {
-    let mut outcome = Outcome::default();
     let flags = vec![
         "--max-output-bytes".to_owned(),
         args.max_output_bytes.to_string(),
     ];
-    let base = args.baseline(&flags)?;
-
-    let mut server = args.start(&flags, None)?;
-    let mut chat = Chat::join(server.addr, args.chat())?;
-    let rss_before = server.rss_kib().unwrap_or(0);
-    // Per connection: its share of --max-output-bytes, plus 64 KiB for the reader's buffer,
-    // the decoder, task or thread stacks touched, socket bookkeeping.
-    let bound_kib = rss_before + args.clients as u64 * (args.max_output_bytes / 1024 + 64);
-    outcome.figure(format!(
-        "server RSS with {} members in: {rss_before} KiB; stated bound: that + {} clients x \
+    args.under_attack(&flags, |server, chat, outcome| {
+        let rss_before = server.rss_kib().unwrap_or(0);
+        // Per connection: its share of --max-output-bytes, plus 64 KiB for the reader's buffer,
+        // the decoder, task or thread stacks touched, socket bookkeeping.
+        let bound_kib = rss_before + args.clients as u64 * (args.max_output_bytes / 1024 + 64);
+        outcome.figure(format!(
+            "server RSS with {} members in: {rss_before} KiB; stated bound: that + {} clients x \
          ({} KiB max output + 64 KiB overhead) = {bound_kib} KiB",
-        args.members,
-        args.clients,
-        args.max_output_bytes / 1024
-    ));
+            args.members,
+            args.clients,
+            args.max_output_bytes / 1024
+        ));
 
-    // The stalled clients join in the background while the members talk, 200 a second:
-    // all at once, the burst of join notices alone (about 190 KB to each member) would
-    // test the members' own allowance rather than the stalled clients'.
-    let addr = server.addr;
-    let clients = args.clients;
-    let stallers = thread::spawn(move || {
-        let mut stalled = Vec::new();
-        let mut errors = 0;
-        for k in 0..clients {
-            thread::sleep(Duration::from_millis(5));
-            match Peer::connect(addr, Some(4096)) {
-                Ok(mut peer) => {
-                    // ADD without reading the greeting or anything after it.
-                    if peer.send(Method::Add, &format!("h{k}"), b"").is_ok() {
-                        stalled.push(peer);
-                    } else {
-                        errors += 1;
+        // The stalled clients join in the background while the members talk, 200 a second:
+        // all at once, the burst of join notices alone (about 190 KB to each member) would
+        // test the members' own allowance rather than the stalled clients'.
+        let addr = server.addr;
+        let clients = args.clients;
+        let stallers = thread::spawn(move || {
+            let mut stalled = Vec::new();
+            let mut errors = 0;
+            for k in 0..clients {
+                thread::sleep(Duration::from_millis(5));
+                match Peer::connect(addr, Some(4096)) {
+                    Ok(mut peer) => {
+                        // ADD without reading the greeting or anything after it.
+                        if peer.send(Method::Add, &format!("h{k}"), b"").is_ok() {
+                            stalled.push(peer);
+                        } else {
+                            errors += 1;
+                        }
                     }
+                    Err(_) => errors += 1,
                 }
-                Err(_) => errors += 1,
             }
+            (stalled, errors)
+        });
+        let run = chat.talk(Duration::from_secs(args.seconds));
+        let (stalled, connect_errors) = stallers
+            .join()
+            .map_err(|_| "the stalling thread panicked".to_owned())?;
+        // The members keep posting, lightly, until every stalled client has been cut (30 s at most).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while chat.hostile_leaves() < stalled.len() as u64 && Instant::now() < deadline {
+            chat.talk(Duration::from_millis(500));
         }
-        (stalled, errors)
-    });
-    let run = chat.talk(Duration::from_secs(args.seconds));
-    let (stalled, connect_errors) = stallers
-        .join()
-        .map_err(|_| "the stalling thread panicked".to_owned())?;
-    // The members keep posting, lightly, until every stalled client has been cut (30 s at most).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while chat.hostile_leaves() < stalled.len() as u64 && Instant::now() < deadline {
-        chat.talk(Duration::from_millis(500));
-    }
-    let peak = server.peak_rss_kib().unwrap_or(0);
-    outcome.figure(format!(
-        "{} stalled clients joined ({} join notices, {connect_errors} could not connect); \
+        let peak = server.peak_rss_kib().unwrap_or(0);
+        outcome.figure(format!(
+            "{} stalled clients joined ({} join notices, {connect_errors} could not connect); \
          cut per S8 (leave notices): {}",
-        stalled.len(),
-        chat.hostile_joins(),
-        chat.hostile_leaves()
-    ));
-    outcome.figure(format!(
-        "server peak RSS {peak} KiB (bound {bound_kib} KiB); RSS after the cuts {} KiB",
-        server.rss_kib().unwrap_or(0)
-    ));
-    outcome.check(
-        stalled.len() == args.clients && chat.hostile_leaves() == args.clients as u64,
-        "every stalled client was cut".into(),
-    );
-    outcome.check(peak <= bound_kib, "peak RSS within the bound".into());
-    match Chat::users(server.addr) {
-        Ok(users) => outcome.check(
-            users.iter().all(|u| u.starts_with('m')) && users.len() == args.members,
-            format!(
-                "GET lists only the {} members ({} names)",
-                args.members,
-                users.len()
+            stalled.len(),
+            chat.hostile_joins(),
+            chat.hostile_leaves()
+        ));
+        outcome.figure(format!(
+            "server peak RSS {peak} KiB (bound {bound_kib} KiB); RSS after the cuts {} KiB",
+            server.rss_kib().unwrap_or(0)
+        ));
+        outcome.check(
+            stalled.len() == args.clients && chat.hostile_leaves() == args.clients as u64,
+            "every stalled client was cut".into(),
+        );
+        outcome.check(peak <= bound_kib, "peak RSS within the bound".into());
+        match Chat::users(server.addr) {
+            Ok(users) => outcome.check(
+                users.iter().all(|u| u.starts_with('m')) && users.len() == args.members,
+                format!(
+                    "GET lists only the {} members ({} names)",
+                    args.members,
+                    users.len()
+                ),
             ),
-        ),
-        Err(e) => outcome.check(false, format!("GET after the cuts: {e}")),
-    }
-    outcome.check(server.exited().is_none(), "the server did not exit".into());
-    drop(stalled);
-    let errors = chat.errors();
-    chat.close();
-    let _ = server.stop();
-    let after = args.baseline(&flags)?;
-    judge_members(&mut outcome, [&base, &after], &run, &errors);
-    Ok(outcome)
+            Err(e) => outcome.check(false, format!("GET after the cuts: {e}")),
+        }
+        outcome.check(server.exited().is_none(), "the server did not exit".into());
+        drop(stalled);
+        Ok(run)
+    })
 }
 
 /// 1,000 connections that send a request head one byte a second and never finish it (S9).
 fn slowloris(args: &Args) -> Result<Outcome, String> {
-    let mut outcome = Outcome::default();
     let flags = vec![
         "--request-timeout".to_owned(),
         args.request_timeout.to_string(),
     ];
-    let base = args.baseline(&flags)?;
-    let server = args.start(&flags, None)?;
-    let mut chat = Chat::join(server.addr, args.chat())?;
+    args.under_attack(&flags, |server, chat, outcome| {
     let addr = server.addr;
     let clients = args.clients;
     let attack = thread::spawn(move || slowloris_attack(addr, clients));
@@ -496,12 +494,8 @@ fn slowloris(args: &Args) -> Result<Outcome, String> {
             && report.max_cut <= timeout + Duration::from_secs(3),
         format!("cut near the request timeout ({} s)", args.request_timeout),
     );
-    let errors = chat.errors();
-    chat.close();
-    let _ = server.stop();
-    let after = args.baseline(&flags)?;
-    judge_members(&mut outcome, [&base, &after], &run, &errors);
-    Ok(outcome)
+        Ok(run)
+    })
 }
 
 #[derive(Debug, Default)]
@@ -633,84 +627,76 @@ fn bad_requests() -> Vec<Vec<u8>> {
 /// A round a second of 100 connections sending one bad request each at the same moment (W8).
 fn badflood(args: &Args) -> Result<Outcome, String> {
     const CONNECTIONS: usize = 100;
-    let mut outcome = Outcome::default();
-    let flags: Vec<String> = Vec::new();
-    let base = args.baseline(&flags)?;
-    let server = args.start(&flags, None)?;
-    let mut chat = Chat::join(server.addr, args.chat())?;
-    let addr = server.addr;
-    let seconds = args.seconds;
-    let flood = thread::spawn(move || {
-        let requests = bad_requests();
-        let end = Instant::now() + Duration::from_secs(seconds);
-        let mut totals = [0usize; 5]; // sent, 400 with one line, clean close, reset, other
-        let mut rounds = 0;
-        // One round a second: 100 connections at once, each with one bad request.
-        let mut next_round = Instant::now();
-        while Instant::now() < end && rounds < 60 {
-            if let Some(wait) = next_round.checked_duration_since(Instant::now()) {
-                thread::sleep(wait);
-            }
-            next_round += Duration::from_secs(1);
-            rounds += 1;
-            let mut peers: Vec<Peer> = (0..CONNECTIONS)
-                .filter_map(|_| Peer::connect(addr, None).ok())
-                .collect();
-            for (i, peer) in peers.iter_mut().enumerate() {
-                if peer.stream.write_all(&requests[i % requests.len()]).is_ok() {
-                    totals[0] += 1;
+    args.under_attack(&[], |server, chat, outcome| {
+        let addr = server.addr;
+        let seconds = args.seconds;
+        let flood = thread::spawn(move || {
+            let requests = bad_requests();
+            let end = Instant::now() + Duration::from_secs(seconds);
+            let mut totals = [0usize; 5]; // sent, 400 with one line, clean close, reset, other
+            let mut rounds = 0;
+            // One round a second: 100 connections at once, each with one bad request.
+            let mut next_round = Instant::now();
+            while Instant::now() < end && rounds < 60 {
+                if let Some(wait) = next_round.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
                 }
-            }
-            for peer in &mut peers {
-                let deadline = Instant::now() + Duration::from_secs(5);
-                let mut answered = false;
-                let ended = loop {
-                    match peer.next_reply(deadline) {
-                        Ok(Some(reply)) if reply.code == 202 => {}
-                        Ok(Some(reply))
-                            if reply.code == 400
-                                && reply.body.ends_with('\n')
-                                && reply.body.matches('\n').count() == 1 =>
-                        {
-                            answered = true;
+                next_round += Duration::from_secs(1);
+                rounds += 1;
+                let mut peers: Vec<Peer> = (0..CONNECTIONS)
+                    .filter_map(|_| Peer::connect(addr, None).ok())
+                    .collect();
+                for (i, peer) in peers.iter_mut().enumerate() {
+                    if peer.stream.write_all(&requests[i % requests.len()]).is_ok() {
+                        totals[0] += 1;
+                    }
+                }
+                for peer in &mut peers {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    let mut answered = false;
+                    let ended = loop {
+                        match peer.next_reply(deadline) {
+                            Ok(Some(reply)) if reply.code == 202 => {}
+                            Ok(Some(reply))
+                                if reply.code == 400
+                                    && reply.body.ends_with('\n')
+                                    && reply.body.matches('\n').count() == 1 =>
+                            {
+                                answered = true;
+                            }
+                            Ok(Some(_)) | Ok(None) => break None,
+                            Err(ended) => break Some(ended),
                         }
-                        Ok(Some(_)) | Ok(None) => break None,
-                        Err(ended) => break Some(ended),
+                    };
+                    match (answered, ended) {
+                        (true, Some(Ended::Eof)) => {
+                            totals[1] += 1;
+                            totals[2] += 1;
+                        }
+                        (true, Some(_)) => {
+                            totals[1] += 1;
+                            totals[3] += 1;
+                        }
+                        (false, Some(Ended::Reset)) => totals[3] += 1,
+                        _ => totals[4] += 1,
                     }
-                };
-                match (answered, ended) {
-                    (true, Some(Ended::Eof)) => {
-                        totals[1] += 1;
-                        totals[2] += 1;
-                    }
-                    (true, Some(_)) => {
-                        totals[1] += 1;
-                        totals[3] += 1;
-                    }
-                    (false, Some(Ended::Reset)) => totals[3] += 1,
-                    _ => totals[4] += 1,
                 }
             }
-        }
-        (rounds, totals)
-    });
-    let run = chat.talk(Duration::from_secs(args.seconds));
-    let (rounds, [sent, answered, clean, reset, other]) = flood
-        .join()
-        .map_err(|_| "the flood thread panicked".to_owned())?;
-    outcome.figure(format!(
-        "{rounds} rounds of {CONNECTIONS} connections: {sent} bad requests sent, {answered} \
+            (rounds, totals)
+        });
+        let run = chat.talk(Duration::from_secs(args.seconds));
+        let (rounds, [sent, answered, clean, reset, other]) = flood
+            .join()
+            .map_err(|_| "the flood thread panicked".to_owned())?;
+        outcome.figure(format!(
+            "{rounds} rounds of {CONNECTIONS} connections: {sent} bad requests sent, {answered} \
          answered 400 with a one-line reason, {clean} closed cleanly (FIN), {reset} reset, \
          {other} other"
-    ));
-    outcome.check(
-        sent > 0 && answered == sent && clean == sent,
-        "every bad request answered 400 and closed without a reset".into(),
-    );
-    let errors = chat.errors();
-    chat.close();
-    let _ = server.stop();
-    let after = args.baseline(&flags)?;
-    judge_members(&mut outcome, [&base, &after], &run, &errors);
-    Ok(outcome)
+        ));
+        outcome.check(
+            sent > 0 && answered == sent && clean == sent,
+            "every bad request answered 400 and closed without a reset".into(),
+        );
+        Ok(run)
+    })
 }

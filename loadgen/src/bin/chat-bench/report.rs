@@ -8,7 +8,7 @@ use std::fmt::{Display, Write as _};
 
 use crate::engine::Bench;
 use crate::stats::Histogram;
-use crate::sys::{self, CpuSample};
+use chathttp_loadgen::sys::{self, CpuSample};
 
 /// What the join phase measured.
 #[derive(Debug)]
@@ -83,6 +83,21 @@ impl Json {
         let body: Vec<String> = m.iter().map(|(k, v)| format!("{}:{v}", quote(k))).collect();
         let _ = write!(self.key(k), "{{{}}}", body.join(","));
         self
+    }
+
+    /// `KIND_violations` (the sum over members), `receivers_with_KIND_violations` and
+    /// `max_KIND_violations_per_receiver`, from each member's count.
+    fn violations(
+        &mut self,
+        kind: &str,
+        per_member: impl Iterator<Item = u64> + Clone,
+    ) -> &mut Self {
+        let total: u64 = per_member.clone().sum();
+        let receivers = per_member.clone().filter(|&n| n > 0).count();
+        let max = per_member.max().unwrap_or(0);
+        self.num(&format!("{kind}_violations"), total)
+            .num(&format!("receivers_with_{kind}_violations"), receivers)
+            .num(&format!("max_{kind}_violations_per_receiver"), max)
     }
 
     fn raw(&mut self, k: &str, v: &str) -> &mut Self {
@@ -293,24 +308,8 @@ pub fn fanout(b: &Bench, join: &Join, w: &Window) {
                 us(c.send_lag.max())
             ),
         )
-        .num("fifo_violations", fifo_total)
-        .num(
-            "receivers_with_fifo_violations",
-            orders.iter().filter(|m| m.fifo > 0).count(),
-        )
-        .num(
-            "max_fifo_violations_per_receiver",
-            orders.iter().map(|m| m.fifo).max().unwrap_or(0),
-        )
-        .num("total_order_violations", total_order)
-        .num(
-            "receivers_with_total_order_violations",
-            orders.iter().filter(|m| m.total_order > 0).count(),
-        )
-        .num(
-            "max_total_order_violations_per_receiver",
-            orders.iter().map(|m| m.total_order).max().unwrap_or(0),
-        )
+        .violations("fifo", orders.iter().map(|m| m.fifo))
+        .violations("total_order", orders.iter().map(|m| m.total_order))
         .raw(
             "order_violations_by_member",
             &format!("[{}]", listed.join(",")),

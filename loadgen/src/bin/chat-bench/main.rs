@@ -15,15 +15,13 @@
 mod engine;
 mod report;
 mod stats;
-mod sys;
-mod wire;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use chathttp_loadgen::sys::{self, CpuSample};
 use clap::Parser;
 
 use crate::engine::Bench;
-use crate::sys::CpuSample;
 
 /// A fan-out load generator for ChatHTTP/1.1 servers.
 #[derive(Parser, Debug)]
@@ -115,10 +113,10 @@ pub struct Options {
     pub idle_hold_ms: u64,
     pub max_s: f64,
     pub tick_us: u64,
-    /// On loopback the server's `send` pays for waking the generator's thread when it
-    /// sleeps; in a VM that is an inter-processor interrupt and a halt exit per delivery.
-    /// Polling on for a while after each event keeps the generator awake through a
-    /// round of deliveries, as a client on another machine would cost the server nothing.
+    /// On loopback, waking a sleeping generator thread is part of what the server's `send`
+    /// costs (in a virtual machine, an inter-processor interrupt per delivery). Polling on
+    /// for a while after each event keeps the generator awake through a round of
+    /// deliveries, so the server pays no more than a client on another machine costs it.
     pub spin_us: u64,
     pub label: String,
     pub no_progress: bool,

@@ -11,8 +11,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use chathttp_core::Method;
-
-use crate::common::{Peer, request_bytes};
+use chathttp_loadgen::peer::Peer;
+use chathttp_loadgen::wire::{Body, body, request_bytes};
 
 /// How the members talk.
 #[derive(Debug, Clone, Copy)]
@@ -40,16 +40,41 @@ pub struct TalkResult {
 
 impl TalkResult {
     pub fn p50(&self) -> Duration {
-        crate::common::quantile(&self.latencies, 0.50)
+        quantile(&self.latencies, 0.50)
     }
 
     pub fn p99(&self) -> Duration {
-        crate::common::quantile(&self.latencies, 0.99)
+        quantile(&self.latencies, 0.99)
     }
 
     pub fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.received)
     }
+
+    /// `N posts, N deliveries, p50 X ms, p99 Y ms`, for reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} posts, {} deliveries, p50 {} ms, p99 {} ms",
+            self.sent,
+            self.received,
+            ms(self.p50()),
+            ms(self.p99())
+        )
+    }
+}
+
+/// The `q`-quantile (0..=1) of sorted samples.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Milliseconds with two decimals, for reports.
+pub fn ms(duration: Duration) -> String {
+    format!("{:.2}", duration.as_secs_f64() * 1000.0)
 }
 
 /// State shared between the members' reader threads and the scenario.
@@ -260,37 +285,65 @@ fn read_member(mut peer: Peer, me: usize, epoch: Instant, shared: &Shared) {
             }
         };
         let now = epoch.elapsed();
-        let body = reply.body.as_str();
-        if let Some(line) = body.strip_prefix("[ m") {
-            let parsed = line.split_once(" ] : p").and_then(|(_, text)| {
-                let mut parts = text.splitn(4, ':');
-                let sender: u64 = parts.next()?.parse().ok()?;
-                let seq: u64 = parts.next()?.parse().ok()?;
-                let stamp: u64 = parts.next()?.parse().ok()?;
-                Some((sender, seq, stamp))
-            });
-            let Some((sender, seq, stamp)) = parsed else {
-                record(format!("m{me}: unparsable chat line {body:?}"));
-                continue;
-            };
-            let expected = next_seq.entry(sender).or_insert(0);
-            if seq != *expected {
-                record(format!(
-                    "m{me}: from m{sender} got #{seq}, expected #{expected}"
-                ));
+        match body::parse(reply.body.as_bytes()) {
+            Body::Chat { name, text } if name.starts_with(b"m") => {
+                let Some((sender, seq, stamp)) = parse_post(text) else {
+                    record(format!("m{me}: unparsable chat line {:?}", reply.body));
+                    continue;
+                };
+                let expected = next_seq.entry(sender).or_insert(0);
+                if seq != *expected {
+                    record(format!(
+                        "m{me}: from m{sender} got #{seq}, expected #{expected}"
+                    ));
+                }
+                *expected = seq + 1;
+                let latency = now.saturating_sub(Duration::from_nanos(stamp));
+                if let Ok(mut latencies) = shared.latencies.lock() {
+                    latencies.push(latency);
+                }
+                shared.received.fetch_add(1, Ordering::SeqCst);
             }
-            *expected = seq + 1;
-            let latency = now.saturating_sub(Duration::from_nanos(stamp));
-            if let Ok(mut latencies) = shared.latencies.lock() {
-                latencies.push(latency);
-            }
-            shared.received.fetch_add(1, Ordering::SeqCst);
-        } else if me == 0 && body.starts_with('h') {
-            if body.ends_with(" has just entered the chat room...\n") {
+            Body::Joined { name } if me == 0 && name.starts_with(b"h") => {
                 shared.hostile_joins.fetch_add(1, Ordering::SeqCst);
-            } else if body.ends_with(" has just left the chat room...\n") {
+            }
+            Body::Left { name } if me == 0 && name.starts_with(b"h") => {
                 shared.hostile_leaves.fetch_add(1, Ordering::SeqCst);
             }
+            _ => {}
         }
+    }
+}
+
+/// A member's post text `p{sender}:{seq}:{stamp}:xxx…`: (sender, seq, stamp in ns).
+fn parse_post(text: &[u8]) -> Option<(u64, u64, u64)> {
+    let text = std::str::from_utf8(text).ok()?.strip_prefix('p')?;
+    let mut parts = text.splitn(4, ':');
+    let sender = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let stamp = parts.next()?.parse().ok()?;
+    Some((sender, seq, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_text_reads_back() {
+        assert_eq!(
+            parse_post(b"p3:41:987654321:xxxx"),
+            Some((3, 41, 987_654_321))
+        );
+        assert_eq!(parse_post(b"p3:41"), None);
+        assert_eq!(parse_post(b"hello"), None);
+    }
+
+    #[test]
+    fn quantiles_of_sorted_samples() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&samples, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&samples, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
     }
 }

@@ -1,7 +1,7 @@
-//! What the generator reads from the operating system: clocks, CPU time, memory, limits.
+//! What the tools read from the operating system: clocks, CPU time, memory, limits.
 //!
 //! All of it through safe wrappers (`rustix`, `/proc`), so the crate keeps `unsafe_code`
-//! forbidden. Times are nanoseconds on `CLOCK_MONOTONIC`, the clock the pacing timer
+//! denied. Times are nanoseconds on `CLOCK_MONOTONIC`, the clock the pacing timer
 //! (a timerfd) runs on, so deadlines and timestamps compare directly.
 
 use std::io;
@@ -25,7 +25,7 @@ fn ts_ns(t: Timespec) -> u64 {
     u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
-/// Raises the soft limit on open files to the hard limit: a run with thousands of members
+/// Raises the soft limit on open files to the hard limit: a run with thousands of clients
 /// needs one descriptor each. Returns the soft limit now in force.
 pub fn raise_nofile() -> Option<u64> {
     use rustix::process::{Resource, getrlimit, setrlimit};
@@ -165,46 +165,9 @@ impl Timer {
     }
 }
 
-/// The wall-clock time as `%Y-%m-%d %H:%M:%S` in UTC, for the `Datetime` request header
-/// (which servers ignore; it is sent so that requests look like the original client's).
-pub fn datetime_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(16_768), (2015, 11, 29));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn reads_own_process() {

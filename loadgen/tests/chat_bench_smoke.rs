@@ -1,85 +1,12 @@
 //! Runs the real chat-bench binary against a real chat-server-smol and checks its JSON
 //! line: every member receives every message exactly once, in one order.
-//!
-//! The server binary is looked up next to chat-bench (target/<profile>/chat-server-smol)
-//! and built once with cargo if it is not there yet.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
+
+use chathttp_tests::{Runtime, Server};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_chat-bench");
-
-fn smol_server_binary() -> PathBuf {
-    let exe = Path::new(BENCH).with_file_name("chat-server-smol");
-    if !exe.exists() {
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::file_name)
-            .and_then(|p| p.to_str())
-            .unwrap_or("debug");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "-p",
-            "chathttp-runtime-smol",
-            "--bin",
-            "chat-server-smol",
-        ]);
-        if profile_dir == "release" {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for chat-server-smol");
-        assert!(status.success(), "building chat-server-smol failed");
-    }
-    assert!(exe.exists(), "no chat-server-smol at {}", exe.display());
-    exe
-}
-
-/// A server started for one test and killed (by its own PID) when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start() -> Self {
-        let mut child = Command::new(smol_server_binary())
-            .args(["--bind", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chat-server-smol");
-        let stdout = child.stdout.take().expect("server stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("chat-server-smol did not print `listening on ADDR` within 20 s");
-            }
-        };
-        Self { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs chat-bench and returns its JSON line.
 fn bench(args: &[&str]) -> String {
@@ -143,11 +70,12 @@ fn check_fanout(json: &str, members: f64, senders: f64, messages: f64) {
 
 #[test]
 fn open_loop_and_paced_runs_deliver_everything_once_in_order() {
-    let server = Server::start();
-    let pid = server.child.id().to_string();
+    let server = Server::start(Runtime::Smol, &[]);
+    let pid = server.pid().to_string();
+    let addr = server.addr().to_string();
     let common = [
         "--addr",
-        &server.addr,
+        &addr,
         "--server-pid",
         &pid,
         "--members",
@@ -182,11 +110,12 @@ fn open_loop_and_paced_runs_deliver_everything_once_in_order() {
 
 #[test]
 fn idle_run_reports_server_memory() {
-    let server = Server::start();
-    let pid = server.child.id().to_string();
+    let server = Server::start(Runtime::Smol, &[]);
+    let pid = server.pid().to_string();
+    let addr = server.addr().to_string();
     let json = bench(&[
         "--addr",
-        &server.addr,
+        &addr,
         "--server-pid",
         &pid,
         "--idle",

@@ -10,14 +10,15 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
+use chathttp_core::Method;
+use chathttp_loadgen::sys::{CpuSample, Timer, now_ns};
+use chathttp_loadgen::wire::{self, Body, Frame, Headers, body};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::Options;
 use crate::stats::Histogram;
-use crate::sys::{self, CpuSample, Timer, now_ns};
-use crate::wire::{self, Body, Frame};
 
 const TIMER: Token = Token(usize::MAX - 1);
 /// "No message from this sender yet" in a member's last-seen sequence table.
@@ -116,7 +117,8 @@ pub struct Bench {
     scratch: Vec<u8>,
     timer: Timer,
     sending: bool,
-    datetime: String,
+    /// The `Datetime` header of every request (`--min-headers` sends none).
+    datetime: [u8; 19],
     pub t_start: u64,
     deadline: u64,
     progress: Progress,
@@ -124,6 +126,15 @@ pub struct Bench {
     ready: Vec<(usize, bool, bool, bool)>,
     /// When the last poll returned events (for `--spin-us`).
     last_event_ns: u64,
+}
+
+/// The headers every request of the run carries (`--min-headers`).
+fn headers<'a>(o: &Options, datetime: &'a [u8; 19]) -> Headers<'a> {
+    if o.min_headers {
+        Headers::Min
+    } else {
+        Headers::Full { datetime }
+    }
 }
 
 fn trunc(s: &str, n: usize) -> String {
@@ -167,7 +178,7 @@ impl Bench {
             scratch: vec![0; 256 * 1024],
             timer,
             sending: false,
-            datetime: sys::datetime_utc(),
+            datetime: wire::datetime_now(),
             t_start,
             deadline,
             progress,
@@ -207,14 +218,8 @@ impl Bench {
             next_due: 0,
         };
         let name = self.name(i);
-        wire::write_request(
-            &mut m.out,
-            "ADD",
-            &name,
-            b"",
-            !self.o.min_headers,
-            &self.datetime,
-        );
+        let headers = headers(&self.o, &self.datetime);
+        wire::write_request(&mut m.out, Method::Add, &name, b"", headers);
         self.c.in_flight += 1;
         let addr = self.o.addrs[i % self.o.addrs.len()];
         let registered = TcpStream::connect(addr).and_then(|mut s| {
@@ -558,17 +563,11 @@ impl Bench {
 
     fn encode_message(&mut self, i: usize, now: u64) {
         let name = self.name(i);
+        let headers = headers(&self.o, &self.datetime);
         let m = &mut self.members[i];
         let mut text = Vec::with_capacity(self.o.payload + 32);
         wire::write_payload(&mut text, i, m.sent, now, self.o.payload);
-        wire::write_request(
-            &mut m.out,
-            "POST",
-            &name,
-            &text,
-            !self.o.min_headers,
-            &self.datetime,
-        );
+        wire::write_request(&mut m.out, Method::Post, &name, &text, headers);
         m.sent += 1;
     }
 
@@ -768,17 +767,17 @@ fn on_response(
                 m.failure = Some(format!("join refused: {status} {}", trunc(&text, 60)));
             }
         }
-        State::Joined => match wire::classify(body) {
-            Body::Chat(text) => deliver(m, i, c, o, text, now),
-            Body::Joined => c.join_notices += 1,
-            Body::Left => c.leave_notices += 1,
-            Body::Other if status != 200 => {
+        State::Joined => match body::parse(body) {
+            Body::Chat { text, .. } => deliver(m, i, c, o, text, now),
+            Body::Joined { .. } => c.join_notices += 1,
+            Body::Left { .. } => c.leave_notices += 1,
+            Body::Members(_) | Body::Other(_) if status != 200 => {
                 let text = String::from_utf8_lossy(body);
                 *c.error_statuses
                     .entry(format!("{status} {}", trunc(&text, 40)))
                     .or_default() += 1;
             }
-            Body::Other => c.other_responses += 1,
+            Body::Members(_) | Body::Other(_) => c.other_responses += 1,
         },
         State::Connecting | State::Closed => {}
     }

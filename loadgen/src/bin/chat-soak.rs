@@ -38,12 +38,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chathttp_core::Method;
+use chathttp_loadgen::peer::{Ended, Peer, Reply};
+use chathttp_loadgen::server::ServerProcess;
+use chathttp_loadgen::sys;
+use chathttp_loadgen::wire::body;
 use clap::Parser;
-
-#[path = "chat-hostile/common.rs"]
-mod common;
-
-use common::{Ended, Peer, Reply, ServerProcess};
 
 /// Runs a churning room against a ChatHTTP server and checks delivery at the end.
 #[derive(Debug, Parser)]
@@ -97,36 +96,36 @@ enum Body {
     Other,
 }
 
-fn parse_id(name: &str) -> Option<u32> {
-    name.strip_prefix('u')?.parse().ok()
+fn parse_id(name: &[u8]) -> Option<u32> {
+    std::str::from_utf8(name.strip_prefix(b"u")?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn classify(reply: &Reply) -> Body {
-    let body = reply.body.as_str();
     if reply.code != 200 {
         return Body::Other;
     }
-    if let Some(list) = body.strip_prefix("Online users:\n") {
-        let ids: Option<Vec<u32>> = list.lines().map(parse_id).collect();
-        return ids.map_or(Body::Other, Body::Users);
-    }
-    if let Some(name) = body.strip_suffix(" has just entered the chat room...\n") {
-        return parse_id(name).map_or(Body::Other, |id| Body::Event(Event::Join(id)));
-    }
-    if let Some(name) = body.strip_suffix(" has just left the chat room...\n") {
-        return parse_id(name).map_or(Body::Other, |id| Body::Event(Event::Leave(id)));
-    }
-    let chat = body
-        .strip_prefix("[ ")
-        .and_then(|rest| rest.strip_suffix('\n'))
-        .and_then(|rest| rest.split_once(" ] : "))
-        .and_then(|(name, text)| {
-            let id = parse_id(name)?;
-            let (text_name, k) = text.split_once('#')?;
-            (parse_id(text_name)? == id).then_some(())?;
-            Some(Event::Chat(id, k.parse().ok()?))
-        });
-    chat.map_or(Body::Other, Body::Event)
+    let event = match body::parse(reply.body.as_bytes()) {
+        body::Body::Members(list) => {
+            let ids: Option<Vec<u32>> = list.names().map(parse_id).collect();
+            return ids.map_or(Body::Other, Body::Users);
+        }
+        body::Body::Joined { name } => parse_id(name).map(Event::Join),
+        body::Body::Left { name } => parse_id(name).map(Event::Leave),
+        body::Body::Chat { name, text } => parse_chat(name, text),
+        body::Body::Other(_) => None,
+    };
+    event.map_or(Body::Other, Body::Event)
+}
+
+/// A churner's chat line: the text is `u{id}#{k}`, posted by the speaker `u{id}` itself.
+fn parse_chat(name: &[u8], text: &[u8]) -> Option<Event> {
+    let id = parse_id(name)?;
+    let (text_name, k) = std::str::from_utf8(text).ok()?.split_once('#')?;
+    (parse_id(text_name.as_bytes())? == id).then_some(())?;
+    Some(Event::Chat(id, k.parse().ok()?))
 }
 
 /// How a churner's stream ended.
@@ -153,25 +152,6 @@ struct Record {
     errors: Vec<String>,
 }
 
-/// A small deterministic generator (SplitMix64), so a seed replays the same churn.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// One churner's plan.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -182,7 +162,8 @@ struct Plan {
     /// For slow readers: the pause after each read.
     slow_pause: Duration,
     post_every_ms: u64,
-    rng: Rng,
+    /// Its own seeded generator, so a seed replays every churner's pauses too.
+    rng: fastrand::Rng,
 }
 
 fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
@@ -285,7 +266,7 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
 }
 
 fn pause_for(plan: &mut Plan) -> Duration {
-    Duration::from_millis(plan.post_every_ms / 2 + plan.rng.below(plan.post_every_ms + 1))
+    Duration::from_millis(plan.post_every_ms / 2 + plan.rng.u64(..=plan.post_every_ms))
 }
 
 fn take(record: &mut Record, reply: &Reply) {
@@ -453,7 +434,7 @@ fn check(observed: &Observed, records: &[Record]) -> Vec<String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let nofile = common::raise_nofile_limit();
+    let nofile = sys::raise_nofile().unwrap_or(u64::MAX);
     let server = match ServerProcess::start(&args.server, &args.server_args, None, &args.server_log)
     {
         Ok(server) => server,
@@ -495,7 +476,7 @@ fn main() -> ExitCode {
 
     // Keep `members` churners alive; each ends on its own schedule and a new one replaces it.
     let (done_tx, done_rx) = mpsc::channel::<Record>();
-    let mut rng = Rng(args.seed);
+    let mut rng = fastrand::Rng::with_seed(args.seed);
     let mut records = Vec::new();
     let mut running = 0usize;
     let started = Instant::now();
@@ -506,13 +487,13 @@ fn main() -> ExitCode {
         while running < args.members {
             let plan = Plan {
                 id: next_id,
-                life: Duration::from_millis(1000 + rng.below(args.max_life.max(1) * 1000)),
-                vanish: rng.below(3) == 0,
-                slow: rng.below(5) == 0,
+                life: Duration::from_millis(1000 + rng.u64(..args.max_life.max(1) * 1000)),
+                vanish: rng.u8(..3) == 0,
+                slow: rng.u8(..5) == 0,
                 // Half the slow readers keep up (barely), half fall behind and may be cut (S8).
-                slow_pause: Duration::from_millis(if rng.below(2) == 0 { 20 } else { 150 }),
+                slow_pause: Duration::from_millis(if rng.bool() { 20 } else { 150 }),
                 post_every_ms: args.post_every_ms,
-                rng: Rng(rng.next()),
+                rng: rng.fork(),
             };
             next_id += 1;
             running += 1;
@@ -522,7 +503,7 @@ fn main() -> ExitCode {
                 let _ = done.send(churner(addr, plan));
             });
             // Stagger joins a little.
-            thread::sleep(Duration::from_millis(rng.below(50)));
+            thread::sleep(Duration::from_millis(rng.u64(..50)));
         }
         if let Ok(record) = done_rx.recv_timeout(Duration::from_millis(200)) {
             running -= 1;

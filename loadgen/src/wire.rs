@@ -1,50 +1,86 @@
-//! The ChatHTTP wire as the generator needs it: requests written straight into a
-//! connection's output buffer, responses framed in place without copying, and the
-//! benchmark's message text `B<sender> <seq> <send-time-ns>`.
+//! The ChatHTTP wire as the load tools need it: requests written straight into an output
+//! buffer, responses framed in place without copying, `chat-bench`'s message text
+//! `B<sender> <seq> <send-time-ns>`, and response bodies read with the core's one body
+//! parser ([`body::parse`]).
 //!
-//! This is deliberately not `chathttp_core::wire`: a load generator must stay cheaper per
-//! delivery than the server it measures, so it only finds frame boundaries and the body,
-//! and reads no header but `Content_Length`.
+//! Framing is deliberately not `chathttp_core::wire::decode`: a load generator must stay
+//! cheaper per delivery than the server it measures, so [`parse_frame`] only finds frame
+//! boundaries and the body, and reads no header but `Content_Length`.
 
 use std::io::Write as _;
 
+use chathttp_core::Method;
+pub use chathttp_core::wire::body::{self, Body};
+use chathttp_core::wire::encode::{self, RequestFields};
 use memchr::{memchr, memchr_iter};
 
-/// Writes one request. `full_headers` sends the ten headers of the original client
-/// (PROTOCOL.md R2); otherwise only `User_Agent` and `Content_Length`.
+/// The request URI and `Host`, as the original client sends them.
+const HOST: &str = "127.0.0.1";
+
+/// Which headers a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers<'a> {
+    /// The ten headers of the original client (PROTOCOL.md R2), with this `Datetime`.
+    Full { datetime: &'a [u8; 19] },
+    /// Only `User_Agent` and `Content_Length`.
+    Min,
+}
+
+/// Appends one request signed with `name` (the server only uses it on `ADD`).
 pub fn write_request(
     out: &mut Vec<u8>,
-    method: &str,
+    method: Method,
     name: &str,
     body: &[u8],
-    full_headers: bool,
-    datetime: &str,
+    headers: Headers<'_>,
 ) {
-    // Writing into a Vec cannot fail.
-    let _ = if full_headers {
-        write!(
-            out,
-            "{method} 127.0.0.1 HTTP/1.1\n\
-             Datetime: {datetime}\n\
-             User_Agent: {name}\n\
-             Host: 127.0.0.1\n\
-             Accept_Language: en\n\
-             Accept: text\n\
-             Accept_Encoding: utf-8\n\
-             Content_Length: {}\n\
-             Content_Language: en\n\
-             Content_Encoding: utf-8\n\
-             Content_Type: text\n\n",
-            body.len()
-        )
-    } else {
-        write!(
-            out,
-            "{method} 127.0.0.1 HTTP/1.1\nUser_Agent: {name}\nContent_Length: {}\n\n",
-            body.len()
-        )
-    };
-    out.extend_from_slice(body);
+    match headers {
+        Headers::Full { datetime } => {
+            let fields = RequestFields {
+                host: HOST,
+                datetime,
+                user_agent: name,
+            };
+            encode::write_request(out, method, &fields, body);
+        }
+        Headers::Min => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(
+                out,
+                "{} {HOST} HTTP/1.1\nUser_Agent: {name}\nContent_Length: {}\n\n",
+                method.as_str(),
+                body.len()
+            );
+            out.extend_from_slice(body);
+        }
+    }
+}
+
+/// One request with the ten headers, dated now.
+pub fn request_bytes(method: Method, name: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let datetime = datetime_now();
+    write_request(
+        &mut out,
+        method,
+        name,
+        body,
+        Headers::Full {
+            datetime: &datetime,
+        },
+    );
+    out
+}
+
+/// The local time as `%Y-%m-%d %H:%M:%S`, for the `Datetime` request header (which servers
+/// ignore; it is sent so that requests look like the original client's).
+pub fn datetime_now() -> [u8; 19] {
+    let mut datetime = [b'0'; 19];
+    let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    if now.len() == datetime.len() {
+        datetime.copy_from_slice(now.as_bytes());
+    }
+    datetime
 }
 
 /// Appends the message text `B<sender> <seq> <send_ns> `, padded with `x` to `payload`
@@ -189,32 +225,6 @@ fn is_content_length(name: &[u8]) -> bool {
         })
 }
 
-/// What a response body is, read from the body alone (PROTOCOL.md H3).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Body<'a> {
-    /// `[ NAME ] : TEXT\n`: the text, without the final newline.
-    Chat(&'a [u8]),
-    Joined,
-    Left,
-    Other,
-}
-
-pub fn classify(body: &[u8]) -> Body<'_> {
-    // A name holds no `]` (S2.1), so the first `]` ends it.
-    if let Some(rest) = body.strip_prefix(b"[ ") {
-        if let Some(text) = memchr(b']', rest).and_then(|p| rest[p..].strip_prefix(b"] : ")) {
-            return Body::Chat(text.strip_suffix(b"\n").unwrap_or(text));
-        }
-    }
-    if body.ends_with(b" has just entered the chat room...\n") {
-        Body::Joined
-    } else if body.ends_with(b" has just left the chat room...\n") {
-        Body::Left
-    } else {
-        Body::Other
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +253,13 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(body_end, r.len());
         let body = &r[body_start..body_end];
-        assert_eq!(classify(body), Body::Chat(b"B1 7 123 xx"));
+        assert_eq!(
+            body::parse(body),
+            Body::Chat {
+                name: b"b1",
+                text: b"B1 7 123 xx"
+            }
+        );
         assert_eq!(parse_payload(b"B1 7 123 xx"), Some((1, 7, 123)));
     }
 
@@ -305,25 +321,26 @@ mod tests {
     }
 
     #[test]
-    fn classifies_notices() {
-        assert_eq!(
-            classify(b"b1 has just entered the chat room...\n"),
-            Body::Joined
+    fn the_datetime_header_is_a_calendar_time() {
+        let now = datetime_now();
+        let text = std::str::from_utf8(&now).expect("ASCII");
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{text}"
         );
-        assert_eq!(classify(b"b1 has just left the chat room...\n"), Body::Left);
-        assert_eq!(classify(b"Online users:\nb1\n"), Body::Other);
     }
 
     #[test]
     fn requests() {
         let mut out = Vec::new();
-        write_request(&mut out, "POST", "b0", b"hi", false, "");
+        write_request(&mut out, Method::Post, "b0", b"hi", Headers::Min);
         assert_eq!(
             out,
             b"POST 127.0.0.1 HTTP/1.1\nUser_Agent: b0\nContent_Length: 2\n\nhi"
         );
         out.clear();
-        write_request(&mut out, "ADD", "b0", b"", true, "2015-11-29 10:17:34");
+        let datetime = b"2015-11-29 10:17:34";
+        write_request(&mut out, Method::Add, "b0", b"", Headers::Full { datetime });
         let text = String::from_utf8_lossy(&out);
         assert_eq!(text.lines().count(), 12);
         assert!(text.ends_with("Content_Type: text\n\n"));
