@@ -66,14 +66,15 @@ impl<'a> MemberList<'a> {
 pub fn parse(body: &[u8]) -> Body<'_> {
     if let Some(rest) = body.strip_prefix(CHAT_OPEN) {
         // A name holds no `]`, so the first one ends it.
-        if let Some(end) = rest.iter().position(|&b| b == b']') {
-            if end >= 1 && rest[end - 1..].starts_with(CHAT_SEPARATOR) {
-                let text = &rest[end - 1 + CHAT_SEPARATOR.len()..];
-                return Body::Chat {
-                    name: &rest[..end - 1],
-                    text: text.strip_suffix(b"\n").unwrap_or(text),
-                };
-            }
+        if let Some(end) = rest.iter().position(|&b| b == b']')
+            && end >= 1
+            && rest[end - 1..].starts_with(CHAT_SEPARATOR)
+        {
+            let text = &rest[end - 1 + CHAT_SEPARATOR.len()..];
+            return Body::Chat {
+                name: &rest[..end - 1],
+                text: text.strip_suffix(b"\n").unwrap_or(text),
+            };
         }
     }
     if let Some(list) = body.strip_prefix(MEMBERS_HEADING) {
