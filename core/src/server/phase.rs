@@ -12,6 +12,28 @@
 //! flight and its next request is not another message, its later requests are *held*, in
 //! order, and carried out once its own entries are applied or refused. Messages of a member
 //! stream without waiting: the log keeps one connection's entries in order.
+//!
+//! # Transitions
+//!
+//! Requests are decided by `Server::command` (here); log events by the `apply_*` and
+//! `handle_*` methods of [`log`](super::log).
+//!
+//! | phase | on | do | then |
+//! |---|---|---|---|
+//! | any | a request while entries are in flight or held | hold it (a member's `POST` streams) | same |
+//! | any | `GET` | list the roster (S4) | same |
+//! | guest | `ADD` with a valid, free name | append `Join` | joining |
+//! | guest | `ADD` otherwise, `POST`, `DELETE` | refuse with a `4xx` (or `503`: log down) | guest |
+//! | joining | its join applied | welcome; notice to the others | member |
+//! | joining | its join refused (the name was taken first, the log said no) | `401` or `503`; release held | guest |
+//! | member | `ADD` | `403` | member |
+//! | member | `POST` | append `Say` | member, one more in flight |
+//! | member | its message applied or refused | the chat line, or `503`; release held | member |
+//! | member | `DELETE` | goodbye; close after flush | closed, leaving |
+//! | member | closed for any other cause | append `Leave` | closed, leaving |
+//! | member | a reset log lacks it | append `Rejoin` | member, rejoining |
+//! | member | reaped by other nodes, or its rejoin refused | `503`; close | closed |
+//! | guest, joining | closed | log it | closed (a join applied later is left at once) |
 
 use std::collections::VecDeque;
 
