@@ -64,7 +64,7 @@ use super::{CloseMode, Event, LeaveCause, Output, Server, refusal};
 use crate::ids::{ConnId, UserName};
 use crate::limits::ServerConfig;
 use crate::time::Timestamp;
-use crate::wire::{Status, body};
+use crate::wire::{Frame, Status, body};
 
 /// The body sent to local members after a gap or reset of the shared log.
 pub const RESYNC_NOTICE: &str = "Notice: this server missed part of the chat (the shared log was trimmed or reset); \
@@ -605,11 +605,16 @@ impl Server {
     }
 
     fn announce_join(&mut self, name: &UserName) {
-        let mut notice = Vec::new();
-        body::write_joined(&mut notice, name.as_str());
-        let notice = self.response(Status::OK, &notice);
+        let notice = self.notice(body::write_joined, name);
         let everyone = self.room.recipients();
         self.broadcast(everyone, notice);
+    }
+
+    /// A join or leave notice (S2.3, S5) about `name`, encoded once for every recipient.
+    fn notice(&mut self, write: fn(&mut Vec<u8>, &str), name: &UserName) -> Frame {
+        let mut body = Vec::new();
+        write(&mut body, name.as_str());
+        self.response(Status::OK, &body)
     }
 
     /// A joiner of this node becomes a member: welcomed, and announced to the others unless
@@ -627,9 +632,7 @@ impl Server {
         let welcome = self.response(Status::OK, format!("Welcome, {name}!\n").as_bytes());
         self.send(conn, welcome);
         if announce {
-            let mut notice = Vec::new();
-            body::write_joined(&mut notice, name.as_str());
-            let notice = self.response(Status::OK, &notice);
+            let notice = self.notice(body::write_joined, &name);
             self.broadcast(others, notice);
         }
         self.outputs
@@ -662,9 +665,7 @@ impl Server {
                         dead and announced your leave. Reconnect to join again.\n";
             self.drop_local_member(conn, text);
         }
-        let mut notice = Vec::new();
-        body::write_left(&mut notice, name.as_str());
-        let notice = self.response(Status::OK, &notice);
+        let notice = self.notice(body::write_left, &name);
         let others = self.room.recipients();
         self.broadcast(others, notice);
         let event = match (local, leaving) {

@@ -550,7 +550,7 @@ impl Server {
         for &conn in to.iter() {
             any_cut |= !self.account(conn, frame.len());
         }
-        // Those cut (and any closed before, whose leave is pending) are closed now.
+        // Those this frame cut are closed now: leave them out.
         let to = match any_cut {
             false => to,
             true => to
