@@ -154,6 +154,7 @@ impl Server {
     ) -> Command<'r> {
         use Command::Refuse;
         let Some(c) = self.connection(conn) else {
+            // Closed: holding finds no connection, so the request is dropped.
             return Command::Hold;
         };
         let command = if request.version != VERSION {
