@@ -10,9 +10,9 @@
 //!
 //! * [`wire`]: message types, the incremental [`wire::RequestDecoder`] and
 //!   [`wire::ResponseDecoder`], and the encoders.
-//! * [`server`]: the room machine, [`Server`], and its [`server::room`] log; in
-//!   [`server::cluster`], the shared-log mode in which several servers apply one log (a
-//!   Redis Stream, in the adapters) and so serve one room.
+//! * [`server`]: the room machine, [`Server`]; in [`server::log`], the log that sequences
+//!   every change to the room, either inside one machine or shared by several machines that
+//!   so serve one room; in [`server::room`], this machine's members.
 //! * [`client`]: the client session machine, [`client::ClientSession`].
 //! * [`time`], [`ids`], [`limits`], [`error`]: the vocabulary.
 //!
@@ -29,7 +29,10 @@
 //!    each in order: queue a [`Frame`] for one connection ([`Output::Send`]) or the same frame
 //!    for many ([`Output::Broadcast`]); close a connection ([`Output::Close`], after flushing
 //!    or at once); log an [`Event`].
-//! 3. **Arm the timer** for [`Server::poll_timeout`], and wait for the next input.
+//! 3. **Arm the timer** for [`Server::poll_timeout`], and wait for the next input. A
+//!    deadline at or before the current time means more work is due now (a slice of
+//!    timeouts, or of the room's log): call [`Server::handle_timeout`] as soon as the
+//!    inputs already waiting are handled.
 //!
 //! ```
 //! use chathttp_core::{Output, Server, ServerConfig, Timestamp};

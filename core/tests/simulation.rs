@@ -303,8 +303,19 @@ impl World {
         }
     }
 
-    /// Carries out the machine's outputs as a host would, checking each against the model.
+    /// Carries out the machine's outputs as a host would, checking each against the model,
+    /// and calls back while something is due now (a slice of timeouts or of log entries).
     fn pump(&mut self) {
+        loop {
+            self.pump_outputs();
+            match self.server.poll_timeout() {
+                Some(due) if due <= self.now() => self.server.handle_timeout(self.now()),
+                _ => return,
+            }
+        }
+    }
+
+    fn pump_outputs(&mut self) {
         while let Some(output) = self.server.poll_output() {
             match output {
                 Output::Send { conn, frame } => self.deliver_one(conn, frame),

@@ -398,6 +398,7 @@ fn w8_requests_that_frame_but_make_no_sense_keep_the_connection() {
 /// still open, and the cascade must end with an empty room, one leave per member.
 #[test]
 fn s6_s8_a_mass_cut_cascades_cleanly() {
+    use chathttp_core::server::CHANGES_PER_CALL;
     use chathttp_core::{Disconnect, Output, Server, Timestamp};
     let limit = 80_000;
     let config = ServerConfig {
@@ -436,24 +437,36 @@ fn s6_s8_a_mass_cut_cascades_cleanly() {
     assert_eq!(open.len(), 300, "nobody cut yet");
     server.handle_closed(now, members[299], Disconnect::Eof);
     open.remove(&members[299]);
-    let (mut leaves, mut deliveries) = (0, 0);
-    while let Some(output) = server.poll_output() {
-        match output {
-            Output::Broadcast { to, .. } => {
-                deliveries += to.len();
-                assert!(
-                    to.iter().all(|c| open.contains(c)),
-                    "a notice went to a closed connection"
-                );
+    let (mut leaves, mut deliveries, mut slices) = (0, 0, 0);
+    loop {
+        let mut slice = 0;
+        while let Some(output) = server.poll_output() {
+            match output {
+                Output::Broadcast { to, .. } => {
+                    deliveries += to.len();
+                    assert!(
+                        to.iter().all(|c| open.contains(c)),
+                        "a notice went to a closed connection"
+                    );
+                }
+                Output::Close { conn, .. } => {
+                    open.remove(&conn);
+                }
+                Output::Event(chathttp_core::Event::Left { .. }) => slice += 1,
+                _ => {}
             }
-            Output::Close { conn, .. } => {
-                open.remove(&conn);
-            }
-            Output::Event(chathttp_core::Event::Left { .. }) => leaves += 1,
-            _ => {}
+            server.check_invariants().expect("consistent mid-cascade");
         }
-        server.check_invariants().expect("consistent mid-cascade");
+        assert!(slice <= CHANGES_PER_CALL, "one call applied {slice} leaves");
+        leaves += slice;
+        slices += 1;
+        // Leaves still waiting make a deadline due now: the host calls back, as for timeouts.
+        if server.poll_timeout().is_none_or(|due| due > now) {
+            break;
+        }
+        server.handle_timeout(now);
     }
+    assert!(slices > 300 / CHANGES_PER_CALL, "{slices} slices");
     server
         .check_invariants()
         .expect("consistent after the cascade");
@@ -517,4 +530,86 @@ fn s9_a_wave_of_timeouts_is_cut_in_slices_and_in_full() {
     assert!(slices.iter().all(|&n| n <= EXPIRIES_PER_CALL));
     assert_eq!(slices.len(), 4, "{slices:?}");
     assert_eq!(server.poll_timeout(), None);
+}
+
+/// A broadcast that cuts a crowd of slow readers leaves more leaves to apply than one call
+/// applies (S8). The requests that arrive meanwhile wait their turn in the room's order: a
+/// member's message comes after every leave sequenced before it, and its `GET`, held behind
+/// that message, lists the room as it is then (S7).
+#[test]
+fn s7_s8_requests_during_a_wave_of_leaves_wait_their_turn() {
+    use chathttp_core::server::CHANGES_PER_CALL;
+    use chathttp_core::{Output, Server, Timestamp};
+    let config = ServerConfig {
+        max_output_bytes: 40_000,
+        ..ServerConfig::default()
+    };
+    let now = Timestamp::from_millis(0);
+    let mut server = Server::new(config, now);
+    let crowd = 3 * CHANGES_PER_CALL;
+    let members: Vec<_> = (0..crowd + 2)
+        .map(|i| {
+            let conn = server.handle_open(now);
+            server.handle_received(now, conn, &add(&format!("m{i}")));
+            conn
+        })
+        .collect();
+    while server.poll_output().is_some() {}
+    for &conn in &members {
+        let queued = server.queued_bytes(conn).expect("everyone joined");
+        server.handle_drained(now, conn, queued);
+    }
+    let (speaker, reader) = (members[0], members[1]);
+    let (mut cut, mut left_at_once) = (0, 0);
+    while cut == 0 {
+        // The speaker and the reader keep up; the crowd never reads.
+        for conn in [speaker, reader] {
+            let queued = server.queued_bytes(conn).expect("open");
+            server.handle_drained(now, conn, queued);
+        }
+        server.handle_received(now, speaker, &post("filling"));
+        while let Some(output) = server.poll_output() {
+            match output {
+                Output::Close { .. } => cut += 1,
+                Output::Event(chathttp_core::Event::Left { .. }) => left_at_once += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(left_at_once <= CHANGES_PER_CALL);
+    assert_eq!(cut, crowd, "one broadcast cut the whole crowd");
+    assert!(
+        server.poll_timeout().is_some_and(|due| due <= now),
+        "leaves wait: the host is asked to call back now"
+    );
+    let mut pipeline = post("last");
+    pipeline.extend(request("GET", None, ""));
+    server.handle_received(now, reader, &pipeline);
+    let mut seen = Vec::new();
+    loop {
+        while let Some(output) = server.poll_output() {
+            let frame = match output {
+                Output::Send { conn, frame } if conn == reader => frame,
+                Output::Broadcast { to, frame } if to.contains(&reader) => frame,
+                _ => continue,
+            };
+            seen.push(render_frame(&frame));
+        }
+        if server.poll_timeout().is_none_or(|due| due > now) {
+            break;
+        }
+        server.handle_timeout(now);
+    }
+    let leaves = seen.iter().filter(|t| t.contains("has just left")).count();
+    assert_eq!(left_at_once + leaves, crowd, "{seen:#?}");
+    let tail: Vec<&str> = seen[seen.len() - 2..].iter().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "200 OK \"[ m1 ] : last\\n\"",
+            "200 OK \"Online users:\\nm0\\nm1\\n\""
+        ],
+        "the message after every leave, the list after the message"
+    );
+    server.check_invariants().expect("consistent");
 }

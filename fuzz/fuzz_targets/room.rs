@@ -82,20 +82,29 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        while let Some(output) = server.poll_output() {
-            match output {
-                Output::Send { conn, frame } => {
-                    *unwritten.entry(conn).or_default() += frame.len();
-                }
-                Output::Broadcast { to, frame } => {
-                    for conn in to.iter() {
-                        *unwritten.entry(*conn).or_default() += frame.len();
+        // As a host does: carry out the outputs, and call back while something is due now
+        // (a slice of timeouts or of the room's log).
+        loop {
+            while let Some(output) = server.poll_output() {
+                match output {
+                    Output::Send { conn, frame } => {
+                        *unwritten.entry(conn).or_default() += frame.len();
                     }
+                    Output::Broadcast { to, frame } => {
+                        for conn in to.iter() {
+                            *unwritten.entry(*conn).or_default() += frame.len();
+                        }
+                    }
+                    Output::Close { conn, .. } => {
+                        unwritten.remove(&conn);
+                    }
+                    Output::Event(_) => {}
                 }
-                Output::Close { conn, .. } => {
-                    unwritten.remove(&conn);
-                }
-                Output::Event(_) => {}
+            }
+            let now = Timestamp::from_millis(now_ms);
+            match server.poll_timeout() {
+                Some(due) if due <= now => server.handle_timeout(now),
+                _ => break,
             }
         }
         if let Err(broken) = server.check_invariants() {

@@ -2,43 +2,63 @@
 //!
 //! # Theory of operation
 //!
-//! A [`Server`] owns every connection's framing state and the [`Room`]. The host reports
-//! what happens on its sockets and clock through the `handle_*` methods, then drains
+//! A [`Server`] owns every connection's framing state and phase, the room's
+//! applied [`Roster`], this node's [`Room`] and the [`log`] that changes them. The host
+//! reports what happens on its sockets and clock through the `handle_*` methods, then drains
 //! [`poll_output`](Server::poll_output) until it returns `None`, then asks
 //! [`poll_timeout`](Server::poll_timeout) when to call
 //! [`handle_timeout`](Server::handle_timeout) next. The machine never blocks, never reads a
-//! clock and never touches a socket.
+//! clock and never touches a socket. Every decision is taken in a `handle_*` call; the
+//! `poll_*` methods only hand out what was decided.
 //!
-//! For each complete request, [`Server::command`] decides, in one table, what it means in
-//! the connection's phase (guest or member). Changes to the room are validated against the
-//! applied state, sequenced as [`Entry`] values and applied (see [`room`]); replies and
-//! broadcasts are emitted as they are applied, so every member sees one order (S7).
+//! For each complete request, `Server::command` decides, in one table, what it means in
+//! the connection's phase (see [Phases](self#phases)). Changes to the room are validated
+//! against the applied state, appended to the log as [`LogEntry`] values and applied in log
+//! order by one `apply`, whether the log loops back inside this machine or is shared with
+//! other nodes (see [`log`]); replies and broadcasts are emitted as entries are applied, so
+//! every member sees one order (S7).
 //!
 //! Backpressure is arithmetic (S8): each connection's *queued* count grows by every frame
 //! the machine emits for it and shrinks by what the host reports written with
 //! [`handle_drained`](Server::handle_drained). A frame that would take a non-empty queue past
 //! `max_output_bytes` closes the connection instead.
 //!
+//! Work per call is bounded: [`handle_timeout`](Server::handle_timeout) cuts at most
+//! [`EXPIRIES_PER_CALL`] connections, and a call applies at most [`CHANGES_PER_CALL`]
+//! joins and leaves from the in-process log. When more is due, `poll_timeout` returns a
+//! deadline at or before the current time, and the host calls `handle_timeout` again.
+//!
 //! A peer's mistakes never surface as `Err`: they become `4xx` frames, closes and
 //! [`Event`]s.
+//!
+//! # Phases
+//!
+//! A connection is a guest, then joining (its `ADD` is in the log), then a member; closing
+//! it ends its phase, and a member's leave is appended. While a connection's entries are in
+//! flight its later requests are held, so replies keep request order (S7).
 
-pub mod cluster;
+pub mod log;
+mod phase;
 pub mod room;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::error::{FrameError, NameError};
+use crate::error::FrameError;
 use crate::ids::{ConnId, UserName};
 use crate::limits::ServerConfig;
 use crate::time::{Timestamp, datetime_text};
 use crate::wire::encode::{ResponseFields, write_response};
-use crate::wire::{
-    Frame, Method, Progress, Request, RequestDecoder, Status, UserAgent, VERSION, body,
-};
+use crate::wire::{Frame, Progress, RequestDecoder, Status};
 
-pub use cluster::{AppendRefusal, LogEntry, LogKind, MemberRef, Roster};
-pub use room::{Entry, LeaveCause, Room};
+use log::Log;
+use phase::{Held, Phase};
+
+pub use log::{
+    AppendRefusal, CHANGES_PER_CALL, LogEntry, LogKind, MemberRef, RESYNC_NOTICE, Roster,
+};
+pub use room::{LeaveCause, Room};
 
 /// The body of the greeting (S1). Any short body is allowed; this one tells a person at a
 /// `nc` prompt what to do next.
@@ -154,20 +174,12 @@ pub enum Disconnect {
     Error,
 }
 
-/// What a request asks for, once checked against the connection's phase.
-#[derive(Debug)]
-enum Command<'a> {
-    Join(UserName),
-    Say(&'a str),
-    List,
-    Leave,
-    Refuse(Status, String),
-}
-
 #[derive(Debug)]
 struct Connection {
     decoder: RequestDecoder,
-    is_member: bool,
+    phase: Phase,
+    /// Requests waiting behind this connection's entries in flight.
+    held: Held,
     /// Bytes emitted for this connection and not yet reported drained.
     queued: usize,
     last_activity: Timestamp,
@@ -181,14 +193,11 @@ struct Slot {
     connection: Option<Connection>,
 }
 
-/// The most connections one [`Server::handle_timeout`] call cuts. A thousand slowloris
-/// connections time out within one tick of the clock; in slices of this size, each call's
-/// work (a `408` encoded, a close, an event per connection) stays bounded, and the host
-/// handles the members' requests that arrive meanwhile between slices instead of after all
-/// of them, whether or not it paces its own system calls (the project's runtimes also
-/// queue closes, for the waves that one input causes: S8 cuts, a flood of `400`s). Each
-/// cut is still at or after its deadline; the last of a thousand is a few milliseconds
-/// later than it would otherwise be.
+/// The most connections one [`Server::handle_timeout`] call cuts. Many slowloris
+/// connections can time out within one tick of the clock; in slices of this size each
+/// call's work (a `408` encoded, a close, an event per connection) stays bounded, and the
+/// host handles the requests that arrive meanwhile between slices instead of after all of
+/// them. Each cut is still at or after its deadline.
 pub const EXPIRIES_PER_CALL: usize = 32;
 
 /// The server room machine. See the module docs for how to drive it.
@@ -198,17 +207,21 @@ pub struct Server {
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     live: usize,
+    /// This node's id: the `node` of its members' [`MemberRef`]s.
+    node: Arc<str>,
+    /// Every member of the room, as applied from the log.
+    roster: Roster,
+    /// This node's members, the connections broadcasts go to.
     room: Room,
+    /// Where entries are sequenced (see [`log`]).
+    log: Log,
+    /// Joins and leaves the current `handle_*` call may still apply from the in-process log.
+    changes_left: usize,
     deadlines: BTreeSet<(Timestamp, ConnId)>,
     outputs: VecDeque<Output>,
-    /// Members whose connections closed; their leaves are applied by `poll_output`, in order,
-    /// once the outputs queued before them are taken.
-    pending_leaves: VecDeque<(ConnId, LeaveCause)>,
     now: Timestamp,
     datetime: (i64, [u8; 19]),
     shutting_down: bool,
-    /// Shared-log mode (see [`cluster`]); `None` for the single-process room.
-    shared: Option<Box<cluster::Shared>>,
 }
 
 impl Server {
@@ -219,14 +232,16 @@ impl Server {
             slots: Vec::new(),
             free_slots: Vec::new(),
             live: 0,
+            node: "local".into(),
+            roster: Roster::default(),
             room: Room::default(),
+            log: Log::local(),
+            changes_left: CHANGES_PER_CALL,
             deadlines: BTreeSet::new(),
             outputs: VecDeque::new(),
-            pending_leaves: VecDeque::new(),
             now,
             datetime: (i64::MIN, [0; 19]),
             shutting_down: false,
-            shared: None,
         }
     }
 
@@ -237,7 +252,8 @@ impl Server {
         &self.config
     }
 
-    /// The room's applied state.
+    /// This node's members, in join order: in a single-process room, the whole room. A
+    /// member leaves it as soon as its connection closes, before its leave is applied.
     pub fn room(&self) -> &Room {
         &self.room
     }
@@ -266,10 +282,11 @@ impl Server {
     /// every connection, so call it from tests and fuzzers, not from a production loop.
     ///
     /// At any time, even between two calls of `poll_output`: the connection count matches
-    /// the table; every member's connection is open and marked a member, unless its leave
-    /// is pending, and the reverse; names are unique by their S2.2 key; every deadline in
-    /// the timer index belongs to an open connection and every connection's deadline is
-    /// indexed; no decoder holds more than the head and body limits.
+    /// the table; a connection is in the room exactly when its phase is member, and names
+    /// there are unique by their S2.2 key; requests are held only behind entries in flight;
+    /// every deadline in the timer index belongs to an open connection and every
+    /// connection's deadline is indexed; no decoder holds more than the head and body
+    /// limits; the roster agrees with the room (see [`log`]).
     pub fn check_invariants(&self) -> Result<(), String> {
         let open: Vec<(ConnId, &Connection)> = self
             .slots
@@ -291,8 +308,7 @@ impl Server {
         }
         let mut keys = std::collections::HashSet::new();
         for (conn, name) in self.room.members() {
-            let leaving = self.pending_leaves.iter().any(|&(c, _)| c == conn);
-            if !leaving && !self.connection(conn).is_some_and(|c| c.is_member) {
+            if !matches!(self.phase(conn), Some(Phase::Member { .. })) {
                 return Err(format!(
                     "member {name} ({conn:?}) has no open member connection"
                 ));
@@ -304,10 +320,14 @@ impl Server {
         let limit = self.config.frame.max_head_bytes + self.config.frame.max_body_bytes;
         let mut indexed = 0;
         for (conn, c) in &open {
-            if c.is_member && self.room.name_of(*conn).is_none() {
+            let member = matches!(c.phase, Phase::Member { .. });
+            if member && self.room.name_of(*conn).is_none() {
                 return Err(format!(
                     "{conn:?} is marked a member but is not in the room"
                 ));
+            }
+            if !c.held.is_empty() && !c.phase.in_flight() {
+                return Err(format!("{conn:?} holds requests with nothing in flight"));
             }
             if let Some(deadline) = c.deadline {
                 indexed += 1;
@@ -325,7 +345,7 @@ impl Server {
                 self.deadlines.len()
             ));
         }
-        self.check_shared()
+        self.check_log()
     }
 
     // ----- inputs --------------------------------------------------------------------------
@@ -333,7 +353,7 @@ impl Server {
     /// A connection was accepted. Returns its id; the greeting (or, past the connection
     /// limit or during shutdown, a `503` and a close) is in the outputs.
     pub fn handle_open(&mut self, now: Timestamp) -> ConnId {
-        self.now = now;
+        self.begin(now);
         let conn = self.allocate();
         if self.shutting_down || self.live > self.config.max_connections {
             let body = if self.shutting_down {
@@ -356,7 +376,7 @@ impl Server {
 
     /// `bytes` arrived on `conn`. Bytes for a closed connection are ignored.
     pub fn handle_received(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
-        self.now = now;
+        self.begin(now);
         let Some(connection) = self.connection_mut(conn) else {
             return;
         };
@@ -378,7 +398,10 @@ impl Server {
                     if let Some(c) = self.connection_mut(conn) {
                         c.request_started = None;
                     }
-                    self.dispatch(conn, &request);
+                    self.dispatch(conn, &request, false);
+                    // Applied before the next request is read, so that it sees this one's
+                    // effect (a pipelined `GET` after `ADD` lists the new member).
+                    self.run_log();
                 }
                 Progress::Error(error) => {
                     self.refuse_and_close(conn, &error);
@@ -400,19 +423,21 @@ impl Server {
             }
             self.refresh_deadline(conn);
         }
+        self.run_log();
     }
 
     /// The host wrote `count` bytes of what was queued for `conn` to its socket.
     pub fn handle_drained(&mut self, now: Timestamp, conn: ConnId, count: usize) {
-        self.now = now;
+        self.begin(now);
         if let Some(c) = self.connection_mut(conn) {
             c.queued = c.queued.saturating_sub(count);
         }
+        self.run_log();
     }
 
     /// `conn` ended without the machine asking (S6). A member leaves; its name is free.
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, how: Disconnect) {
-        self.now = now;
+        self.begin(now);
         let cause = match how {
             Disconnect::Eof => LeaveCause::PeerClosed,
             Disconnect::Error => LeaveCause::ConnectionError,
@@ -420,14 +445,16 @@ impl Server {
         if self.is_open(conn) {
             self.close(conn, None, cause);
         }
+        self.run_log();
     }
 
     /// The clock reached `now`: cut connections whose deadline passed (S9), at most
-    /// [`EXPIRIES_PER_CALL`] of them. If more are due, [`poll_timeout`](Self::poll_timeout)
-    /// still returns a deadline at or before `now`, and the host calls again after handling
-    /// whatever input is waiting.
+    /// [`EXPIRIES_PER_CALL`] of them, and apply the next slice of the in-process log (see
+    /// [`log`]). If more is due, [`poll_timeout`](Self::poll_timeout) still returns a
+    /// deadline at or before `now`, and the host calls again after handling whatever input
+    /// is waiting.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.now = now;
+        self.begin(now);
         for _ in 0..EXPIRIES_PER_CALL {
             let Some(&(deadline, conn)) = self.deadlines.first() else {
                 break;
@@ -453,12 +480,13 @@ impl Server {
                 self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::IdleTimeout);
             }
         }
+        self.run_log();
     }
 
     /// Start shutting down (S11): every connection gets `503` with the shutdown notice and
     /// is closed after it; no leave notices; new connections are refused.
     pub fn handle_shutdown(&mut self, now: Timestamp) {
-        self.now = now;
+        self.begin(now);
         self.shutting_down = true;
         let frame = self.response(Status::SERVICE_UNAVAILABLE, SHUTDOWN_NOTICE.as_bytes());
         for index in 0..self.slots.len() {
@@ -473,168 +501,35 @@ impl Server {
             }
         }
         self.room.clear();
-        self.pending_leaves.clear();
-        if let Some(shared) = &mut self.shared {
-            // The host releases this node's claims in the log as one step (see `cluster`).
-            shared.pending.clear();
-            shared.roster.clear();
+        // No leave notices (S11). A shared log's host releases this node's claims in one
+        // step; entries this node already gave it stay with it.
+        self.roster.clear();
+        if let Log::Local { queue } = &mut self.log {
+            queue.clear();
         }
     }
 
     // ----- outputs -------------------------------------------------------------------------
 
     /// The next thing to do, in order; `None` when there is nothing left.
-    ///
-    /// The leaves of members whose connections closed are applied here, one at a time, once
-    /// the outputs before them are taken: when thousands of members vanish together, each
-    /// leave notice goes out (and its recipient list is freed by the host) before the next
-    /// is built, so memory stays bounded by one notice's worth rather than thousands.
     pub fn poll_output(&mut self) -> Option<Output> {
-        loop {
-            if let Some(output) = self.outputs.pop_front() {
-                return Some(output);
-            }
-            let (conn, cause) = self.pending_leaves.pop_front()?;
-            let seq = self.room.sequence();
-            self.apply(seq, Entry::Leave { conn, cause });
-        }
+        self.outputs.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) next, if any deadline is set.
+    /// When to call [`handle_timeout`](Self::handle_timeout) next, if anything is due: the
+    /// earliest deadline, or the current time while the in-process log has entries waiting.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|&(deadline, _)| deadline)
-    }
-
-    // ----- transitions ---------------------------------------------------------------------
-
-    /// Every rule for "a request arrived in phase X", in one place.
-    fn command<'r>(&self, conn: ConnId, request: &Request<'r>) -> Command<'r> {
-        use Command::Refuse;
-        if request.version != VERSION {
-            let version = String::from_utf8_lossy(request.version);
-            return Refuse(
-                Status::BAD_REQUEST,
-                format!("unsupported version {version:?}; expected HTTP/1.1"),
-            );
-        }
-        let Some(method) = request.method() else {
-            let token = String::from_utf8_lossy(request.method_token);
-            return Refuse(
-                Status::METHOD_NOT_ALLOWED,
-                format!("unknown method {token:?}; use ADD, POST, GET or DELETE"),
-            );
-        };
-        if request.user_agent == UserAgent::Conflicting {
-            return Refuse(
-                Status::BAD_REQUEST,
-                "two User_Agent headers that disagree".into(),
-            );
-        }
-        let member = self.room.name_of(conn);
-        match (method, member) {
-            (Method::Get, _) => Command::List,
-            (Method::Add, Some(name)) => {
-                Refuse(Status::FORBIDDEN, format!("already joined as {name}"))
-            }
-            (Method::Add, None) => match join_name(request.user_agent) {
-                Err(error) => Refuse(Status::BAD_REQUEST, error.to_string()),
-                Ok(name) if self.room.is_taken(&name) => Refuse(
-                    Status::USER_NAME_EXIST,
-                    format!("the user name {name} is taken"),
-                ),
-                Ok(name) => Command::Join(name),
-            },
-            (Method::Post | Method::Delete, None) => Refuse(
-                Status::FORBIDDEN,
-                format!("{} needs a member: join with ADD first", method.as_str()),
-            ),
-            (Method::Post, Some(_)) => match say_text(request.body) {
-                Ok(text) => Command::Say(text),
-                Err(reason) => Refuse(Status::BAD_REQUEST, reason.into()),
-            },
-            (Method::Delete, Some(_)) => Command::Leave,
+        let deadline = self.deadlines.first().map(|&(deadline, _)| deadline);
+        match self.log.is_waiting() {
+            true => Some(deadline.map_or(self.now, |deadline| deadline.min(self.now))),
+            false => deadline,
         }
     }
 
-    fn carry_out(&mut self, conn: ConnId, request: &Request<'_>) {
-        let command = self.command(conn, request);
-        if self.shared.is_some() {
-            return self.carry_out_shared(conn, command);
-        }
-        match command {
-            Command::Join(name) => self.sequence(Entry::Join { conn, name }),
-            Command::Say(text) => self.sequence(Entry::Say { conn, text }),
-            Command::Leave => self.sequence(Entry::Leave {
-                conn,
-                cause: LeaveCause::Delete,
-            }),
-            Command::List => {
-                let body = member_list(self.room.members().map(|(_, name)| name));
-                let frame = self.response(Status::OK, &body);
-                self.send(conn, frame);
-            }
-            Command::Refuse(status, reason) => self.refuse(conn, status, reason),
-        }
-    }
-
-    /// Sequences `entry` and, in this single-process room, applies it at once. This is the
-    /// seam where a shared log goes (see [`room`]).
-    fn sequence(&mut self, entry: Entry<'_>) {
-        let seq = self.room.sequence();
-        self.apply(seq, entry);
-    }
-
-    /// Applies one sequenced entry: the only place membership changes and chat is delivered.
-    fn apply(&mut self, seq: u64, entry: Entry<'_>) {
-        match entry {
-            Entry::Join { conn, name } => {
-                if !self.is_open(conn) || self.room.is_taken(&name) {
-                    return;
-                }
-                let others = self.room.recipients();
-                self.room.insert(seq, conn, name.clone());
-                if let Some(c) = self.connection_mut(conn) {
-                    c.is_member = true;
-                }
-                self.refresh_deadline(conn);
-                let welcome = self.response(Status::OK, format!("Welcome, {name}!\n").as_bytes());
-                self.send(conn, welcome);
-                let mut notice = Vec::new();
-                body::write_joined(&mut notice, name.as_str());
-                let notice = self.response(Status::OK, &notice);
-                self.broadcast(others, notice);
-                self.outputs
-                    .push_back(Output::Event(Event::Joined { conn, name }));
-            }
-            Entry::Say { conn, text } => {
-                let Some(name) = self.room.name_of(conn) else {
-                    return;
-                };
-                let mut body = Vec::new();
-                body::write_chat(&mut body, name.as_str(), text);
-                let frame = self.response(Status::OK, &body);
-                let everyone = self.room.recipients();
-                self.broadcast(everyone, frame);
-            }
-            Entry::Leave { conn, cause } => {
-                let Some(name) = self.room.remove(conn) else {
-                    return;
-                };
-                if cause == LeaveCause::Delete {
-                    let goodbye =
-                        self.response(Status::OK, format!("Goodbye, {name}!\n").as_bytes());
-                    self.send(conn, goodbye);
-                    self.close(conn, Some(CloseMode::AfterFlush), cause);
-                }
-                let mut notice = Vec::new();
-                body::write_left(&mut notice, name.as_str());
-                let notice = self.response(Status::OK, &notice);
-                let others = self.room.recipients();
-                self.broadcast(others, notice);
-                self.outputs
-                    .push_back(Output::Event(Event::Left { conn, name, cause }));
-            }
-        }
+    /// Every `handle_*` call starts here: the clock, and a fresh budget of changes to apply.
+    fn begin(&mut self, now: Timestamp) {
+        self.now = now;
+        self.changes_left = CHANGES_PER_CALL;
     }
 
     // ----- effects -------------------------------------------------------------------------
@@ -655,7 +550,7 @@ impl Server {
         for &conn in to.iter() {
             any_cut |= !self.account(conn, frame.len());
         }
-        // Those cut (and any closed before, whose leave is pending) are closed now.
+        // Those this frame cut are closed now: leave them out.
         let to = match any_cut {
             false => to,
             true => to
@@ -699,24 +594,17 @@ impl Server {
     }
 
     /// Forgets `conn` (emitting a close if `mode` is given; `None` when the peer is already
-    /// gone). A member's leave is applied next.
+    /// gone). Its phase ends with it: a member leaves (see [`log`]).
     fn close(&mut self, conn: ConnId, mode: Option<CloseMode>, cause: LeaveCause) {
-        let Some(c) = self.connection(conn) else {
+        let Some(c) = self.connection_mut(conn) else {
             return;
         };
-        let is_member = c.is_member;
-        if let Some(shared) = &mut self.shared {
-            shared.pending.remove(&conn);
-        }
-        if is_member && self.shared.is_some() {
-            self.leave_shared(conn, cause);
-        } else if is_member {
-            if cause != LeaveCause::Delete {
-                self.pending_leaves.push_back((conn, cause));
+        match std::mem::replace(&mut c.phase, Phase::Guest) {
+            Phase::Member { .. } => self.leave(conn, cause),
+            Phase::Guest | Phase::Joining { .. } => {
+                self.outputs
+                    .push_back(Output::Event(Event::GuestClosed { conn, cause }));
             }
-        } else {
-            self.outputs
-                .push_back(Output::Event(Event::GuestClosed { conn, cause }));
         }
         match mode {
             Some(mode) => self.forget(conn, mode),
@@ -753,7 +641,9 @@ impl Server {
         };
         let next = match c.request_started {
             Some(started) => Some(started.saturating_add(request)),
-            None if !c.is_member => Some(c.last_activity.saturating_add(idle)),
+            None if !matches!(c.phase, Phase::Member { .. }) => {
+                Some(c.last_activity.saturating_add(idle))
+            }
             None => None,
         };
         let previous = std::mem::replace(&mut c.deadline, next);
@@ -787,7 +677,8 @@ impl Server {
     fn allocate(&mut self) -> ConnId {
         let connection = Connection {
             decoder: RequestDecoder::new(self.config.frame),
-            is_member: false,
+            phase: Phase::Guest,
+            held: Held::default(),
             queued: 0,
             last_activity: self.now,
             request_started: None,
@@ -813,6 +704,24 @@ impl Server {
             .flatten()
     }
 
+    fn phase(&self, conn: ConnId) -> Option<&Phase> {
+        self.connection(conn).map(|c| &c.phase)
+    }
+
+    fn phase_mut(&mut self, conn: ConnId) -> Option<&mut Phase> {
+        self.connection_mut(conn).map(|c| &mut c.phase)
+    }
+
+    /// Every open connection, in table order.
+    fn open_conns(&self) -> Vec<ConnId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.connection.is_some())
+            .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
+            .collect()
+    }
+
     fn connection_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
         let slot = self.slots.get_mut(conn.index())?;
         (slot.generation == conn.generation())
@@ -821,32 +730,21 @@ impl Server {
     }
 }
 
-/// S2: the name is the trimmed `User_Agent` value, valid per S2.1.
-fn join_name(user_agent: UserAgent<'_>) -> Result<UserName, NameError> {
-    match user_agent {
-        UserAgent::Value(raw) => {
-            UserName::parse(std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8)?)
-        }
-        UserAgent::Missing | UserAgent::Conflicting => Err(NameError::Missing),
-    }
-}
+/// The refusals the room gives because of its own state, each worded in one place.
+mod refusal {
+    use crate::ids::UserName;
+    use crate::wire::Status;
 
-/// S3: UTF-8, one trailing `\n` or `\r\n` dropped, not empty after that.
-fn say_text(body: &[u8]) -> Result<&str, &'static str> {
-    let text = std::str::from_utf8(body).map_err(|_| "message is not valid UTF-8")?;
-    let text = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(text);
-    if text.is_empty() {
-        return Err("empty message");
+    /// S2.2: `name` collides with a member's.
+    pub(crate) fn name_taken(name: &UserName) -> (Status, String) {
+        (
+            Status::USER_NAME_EXIST,
+            format!("the user name {name} is taken"),
+        )
     }
-    Ok(text)
-}
 
-/// The body of `GET`'s answer (S4): the members' names, one a line, in join order.
-fn member_list<'n>(names: impl Iterator<Item = &'n UserName>) -> Vec<u8> {
-    let mut out = Vec::new();
-    body::write_members(&mut out, names.map(UserName::as_str));
-    out
+    /// The log cannot take an entry now: `what` did not happen, `why`.
+    pub(crate) fn unavailable(what: &str, why: &str) -> (Status, String) {
+        (Status::SERVICE_UNAVAILABLE, format!("{what}: {why}"))
+    }
 }

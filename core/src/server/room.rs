@@ -1,13 +1,10 @@
-//! The room: who is in, in join order, and the log that changes it.
+//! This node's members: the connections broadcasts go to, in join order.
 //!
-//! # The log is the room
-//!
-//! A change to the room is first *validated* (by the [`Server`](super::Server), against the
-//! applied state), then *sequenced* as an [`Entry`] with the next sequence number, then
-//! *applied*: only applying an entry changes membership or delivers anything. In one process
-//! an entry is applied as soon as it is sequenced. The split is the seam for several servers
-//! sharing one room: put a shared, ordered log (a Redis Stream) between sequencing and
-//! applying, and every node applies the same entries in the same order.
+//! The room's whole membership, every node's members included, is the
+//! [`Roster`](super::Roster); it changes only when a log entry is applied (see [`log`](super::log)).
+//! The [`Room`] is the part of it that lives on this machine's connections: a member enters it
+//! when its join is applied, and leaves it as soon as its connection closes, so nothing is
+//! ever sent to a closed connection while its leave waits to be applied.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,45 +33,19 @@ pub enum LeaveCause {
     Shutdown,
 }
 
-/// One change to the room, in the order the room applies it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry<'a> {
-    /// `conn` joins as `name`.
-    Join {
-        /// The joining connection.
-        conn: ConnId,
-        /// Its validated name, free at validation time.
-        name: UserName,
-    },
-    /// `conn` says `text` (one trailing newline already dropped, never empty).
-    Say {
-        /// The speaking member.
-        conn: ConnId,
-        /// What it said.
-        text: &'a str,
-    },
-    /// `conn` leaves.
-    Leave {
-        /// The leaving member.
-        conn: ConnId,
-        /// Why.
-        cause: LeaveCause,
-    },
-}
-
-/// The applied membership, in join order.
+/// This node's members, in join order.
 #[derive(Debug, Default)]
 pub struct Room {
-    /// Members by the sequence number of their join entry: iteration is join order.
+    /// Members by the order they entered: iteration is join order.
     by_seq: BTreeMap<u64, (ConnId, UserName)>,
-    /// Join sequence numbers by connection.
+    /// Entry numbers by connection.
     seq_of: HashMap<ConnId, u64>,
     /// Names in use, by their S2.2 key.
     names: HashMap<Box<str>, ConnId>,
     /// Every member's connection, rebuilt after a membership change: a broadcast hands the
     /// same list to the host each time instead of building one per message.
     recipients: Option<Arc<[ConnId]>>,
-    /// The next entry's sequence number.
+    /// The last member's entry number.
     next_seq: u64,
 }
 
@@ -115,13 +86,10 @@ impl Room {
             .clone()
     }
 
-    /// Gives the next sequence number to an entry about to be applied.
-    pub(crate) fn sequence(&mut self) -> u64 {
+    /// Adds `conn` last.
+    pub(crate) fn insert(&mut self, conn: ConnId, name: UserName) {
         self.next_seq += 1;
-        self.next_seq
-    }
-
-    pub(crate) fn insert(&mut self, seq: u64, conn: ConnId, name: UserName) {
+        let seq = self.next_seq;
         self.names.insert(name.key().into(), conn);
         self.seq_of.insert(conn, seq);
         self.by_seq.insert(seq, (conn, name));

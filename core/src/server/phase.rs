@@ -1,0 +1,333 @@
+//! A connection's phase, and every rule for "a request arrived in phase X".
+//!
+//! # Theory of operation
+//!
+//! A connection is a [`Phase::Guest`] until its `ADD` is validated and appended to the log;
+//! then [`Phase::Joining`] until the join is applied (it becomes a [`Phase::Member`]) or
+//! refused (a guest again). A member's messages in flight are counted in its phase. When the
+//! connection closes, its phase goes with it: a member's leave is appended, and until it is
+//! applied the member's [`Roster`](super::Roster) entry says it is leaving.
+//!
+//! Replies keep request order (S7): while a connection has a join in flight, or messages in
+//! flight and its next request is not another message, its later requests are *held*, in
+//! order, and carried out once its own entries are applied or refused. Messages of a member
+//! stream without waiting: the log keeps one connection's entries in order.
+//!
+//! # Transitions
+//!
+//! Requests are decided by `Server::command` (here); log events by the `apply_*` and
+//! `handle_*` methods of [`log`](super::log).
+//!
+//! | phase | on | do | then |
+//! |---|---|---|---|
+//! | any | a request while entries are in flight or held | hold it (a member's `POST` streams) | same |
+//! | any | `GET` | list the roster (S4) | same |
+//! | guest | `ADD` with a valid, free name | append `Join` | joining |
+//! | guest | `ADD` otherwise, `POST`, `DELETE` | refuse with a `4xx` (or `503`: log down) | guest |
+//! | joining | its join applied | welcome; notice to the others | member |
+//! | joining | its join refused (the name was taken first, the log said no) | `401` or `503`; release held | guest |
+//! | member | `ADD` | `403` | member |
+//! | member | `POST` | append `Say` | member, one more in flight |
+//! | member | its message applied or refused | the chat line, or `503`; release held | member |
+//! | member | `DELETE` | goodbye; close after flush | closed, leaving |
+//! | member | closed for any other cause | append `Leave` | closed, leaving |
+//! | member | a reset log lacks it | append `Rejoin` | member, rejoining |
+//! | member | reaped by other nodes, or its rejoin refused | `503`; close | closed |
+//! | guest, joining | closed | log it | closed (a join applied later is left at once) |
+
+use std::collections::VecDeque;
+
+use super::log::LogKind;
+use super::{CloseMode, LeaveCause, Server, refusal};
+use crate::error::NameError;
+use crate::ids::{ConnId, UserName};
+use crate::wire::{Method, Request, Status, UserAgent, VERSION, body};
+
+/// Where a connection stands with the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Connected, not a member.
+    Guest,
+    /// Its join, as `name`, is appended and not yet applied or refused.
+    Joining {
+        /// The name asked for, validated and free when it was asked.
+        name: UserName,
+    },
+    /// A member: in the [`Room`](super::Room), and in the roster unless `rejoining`.
+    Member {
+        /// Messages appended and not yet applied or refused.
+        says: usize,
+        /// Claimed again after a log reset, and not yet applied.
+        rejoining: bool,
+    },
+}
+
+impl Phase {
+    /// Whether an entry of this connection is in flight.
+    pub(crate) fn in_flight(&self) -> bool {
+        match self {
+            Phase::Guest => false,
+            Phase::Joining { .. } => true,
+            Phase::Member { says, .. } => *says > 0,
+        }
+    }
+}
+
+/// Requests held while the connection's entries are in flight, in order, with their size.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    requests: VecDeque<HeldRequest>,
+    bytes: usize,
+}
+
+impl Held {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+}
+
+/// A held request, owned.
+#[derive(Debug)]
+struct HeldRequest {
+    method_token: Box<[u8]>,
+    target: Box<[u8]>,
+    version: Box<[u8]>,
+    user_agent: Option<Option<Box<[u8]>>>,
+    body: Box<[u8]>,
+}
+
+impl HeldRequest {
+    fn new(request: &Request<'_>) -> Self {
+        Self {
+            method_token: request.method_token.into(),
+            target: request.target.into(),
+            version: request.version.into(),
+            user_agent: match request.user_agent {
+                UserAgent::Missing => None,
+                UserAgent::Value(value) => Some(Some(value.into())),
+                UserAgent::Conflicting => Some(None),
+            },
+            body: request.body.into(),
+        }
+    }
+
+    /// What holding it costs, counted against `max_output_bytes` (S8).
+    fn len(&self) -> usize {
+        self.method_token.len() + self.target.len() + self.version.len() + self.body.len() + 64
+    }
+
+    fn as_request(&self) -> Request<'_> {
+        Request {
+            method_token: &self.method_token,
+            target: &self.target,
+            version: &self.version,
+            user_agent: match &self.user_agent {
+                None => UserAgent::Missing,
+                Some(Some(value)) => UserAgent::Value(value),
+                Some(None) => UserAgent::Conflicting,
+            },
+            body: &self.body,
+        }
+    }
+}
+
+/// What a request asks for, once checked against the connection's phase.
+#[derive(Debug)]
+pub(crate) enum Command<'a> {
+    Join(UserName),
+    Say(&'a str),
+    List,
+    Leave,
+    Refuse(Status, String),
+    /// Wait behind this connection's entries in flight.
+    Hold,
+}
+
+impl Server {
+    /// Every rule for "a request arrived in phase X", in one place. `released` says the
+    /// request was held and is now first in line.
+    pub(crate) fn command<'r>(
+        &self,
+        conn: ConnId,
+        request: &Request<'r>,
+        released: bool,
+    ) -> Command<'r> {
+        use Command::Refuse;
+        let Some(c) = self.connection(conn) else {
+            // Closed: holding finds no connection, so the request is dropped.
+            return Command::Hold;
+        };
+        let command = if request.version != VERSION {
+            let version = String::from_utf8_lossy(request.version);
+            Refuse(
+                Status::BAD_REQUEST,
+                format!("unsupported version {version:?}; expected HTTP/1.1"),
+            )
+        } else if let Some(method) = request.method() {
+            if request.user_agent == UserAgent::Conflicting {
+                Refuse(
+                    Status::BAD_REQUEST,
+                    "two User_Agent headers that disagree".into(),
+                )
+            } else {
+                self.method_command(conn, &c.phase, method, request)
+            }
+        } else {
+            let token = String::from_utf8_lossy(request.method_token);
+            Refuse(
+                Status::METHOD_NOT_ALLOWED,
+                format!("unknown method {token:?}; use ADD, POST, GET or DELETE"),
+            )
+        };
+        // Behind entries in flight, or requests already held, only a member's messages go
+        // on at once.
+        let queued = !released && !c.held.is_empty();
+        let busy = c.phase.in_flight() || queued;
+        let streams = matches!(c.phase, Phase::Member { .. })
+            && !queued
+            && matches!(command, Command::Say(_));
+        match busy && !streams {
+            true => Command::Hold,
+            false => command,
+        }
+    }
+
+    fn method_command<'r>(
+        &self,
+        conn: ConnId,
+        phase: &Phase,
+        method: Method,
+        request: &Request<'r>,
+    ) -> Command<'r> {
+        use Command::Refuse;
+        match (method, phase) {
+            (Method::Get, _) => Command::List,
+            (Method::Add, Phase::Member { .. }) => {
+                let name = self.room.name_of(conn).map(UserName::as_str).unwrap_or("");
+                Refuse(Status::FORBIDDEN, format!("already joined as {name}"))
+            }
+            (Method::Add, Phase::Guest | Phase::Joining { .. }) => {
+                match join_name(request.user_agent) {
+                    Err(error) => Refuse(Status::BAD_REQUEST, error.to_string()),
+                    Ok(name) if self.is_taken(&name) => {
+                        let (status, reason) = refusal::name_taken(&name);
+                        Refuse(status, reason)
+                    }
+                    Ok(name) => Command::Join(name),
+                }
+            }
+            (Method::Post | Method::Delete, Phase::Guest | Phase::Joining { .. }) => Refuse(
+                Status::FORBIDDEN,
+                format!("{} needs a member: join with ADD first", method.as_str()),
+            ),
+            (Method::Post, Phase::Member { .. }) => match say_text(request.body) {
+                Ok(text) => Command::Say(text),
+                Err(reason) => Refuse(Status::BAD_REQUEST, reason.into()),
+            },
+            (Method::Delete, Phase::Member { .. }) => Command::Leave,
+        }
+    }
+
+    /// Carries out one complete request: appends its entry, answers it, or holds it.
+    pub(crate) fn dispatch(&mut self, conn: ConnId, request: &Request<'_>, released: bool) {
+        match self.command(conn, request, released) {
+            Command::Hold => self.hold(conn, request),
+            Command::List => {
+                let body = member_list(self.roster.members().map(|(_, name)| name));
+                let frame = self.response(Status::OK, &body);
+                self.send(conn, frame);
+            }
+            Command::Refuse(status, reason) => self.refuse(conn, status, reason),
+            Command::Join(name) => {
+                if let Some(down) = self.log.down() {
+                    let (status, reason) = refusal::unavailable("cannot join now", down);
+                    return self.refuse(conn, status, reason);
+                }
+                if let Some(c) = self.connection_mut(conn) {
+                    c.phase = Phase::Joining { name: name.clone() };
+                }
+                self.append(conn, LogKind::Join(name));
+            }
+            Command::Say(text) => {
+                if let Some(down) = self.log.down() {
+                    let (status, reason) = refusal::unavailable("message not delivered", down);
+                    return self.refuse(conn, status, reason);
+                }
+                if let Some(Phase::Member { says, .. }) = self.phase_mut(conn) {
+                    *says += 1;
+                }
+                self.append(conn, LogKind::Say(text.to_owned()));
+            }
+            Command::Leave => {
+                if let Some(name) = self.room.name_of(conn) {
+                    let goodbye = format!("Goodbye, {name}!\n");
+                    let goodbye = self.response(Status::OK, goodbye.as_bytes());
+                    self.send(conn, goodbye);
+                }
+                self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::Delete);
+            }
+        }
+    }
+
+    fn hold(&mut self, conn: ConnId, request: &Request<'_>) {
+        let limit = self.config.max_output_bytes;
+        let Some(c) = self.connection_mut(conn) else {
+            return;
+        };
+        let held = HeldRequest::new(request);
+        c.held.bytes += held.len();
+        c.held.requests.push_back(held);
+        if c.held.bytes > limit {
+            // A client that pipelines without end while its entries are in flight is cut
+            // like a slow reader (S8): memory stays bounded.
+            self.close(conn, Some(CloseMode::Now), LeaveCause::SlowReader);
+        }
+    }
+
+    /// Carries out held requests while nothing of `conn` is in flight.
+    pub(crate) fn release_held(&mut self, conn: ConnId) {
+        loop {
+            let Some(c) = self.connection_mut(conn) else {
+                return;
+            };
+            if c.phase.in_flight() {
+                return;
+            }
+            let Some(held) = c.held.requests.pop_front() else {
+                return;
+            };
+            c.held.bytes -= held.len();
+            self.dispatch(conn, &held.as_request(), true);
+        }
+    }
+}
+
+/// S2: the name is the trimmed `User_Agent` value, valid per S2.1.
+fn join_name(user_agent: UserAgent<'_>) -> Result<UserName, NameError> {
+    match user_agent {
+        UserAgent::Value(raw) => {
+            UserName::parse(std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8)?)
+        }
+        UserAgent::Missing | UserAgent::Conflicting => Err(NameError::Missing),
+    }
+}
+
+/// S3: UTF-8, one trailing `\n` or `\r\n` dropped, not empty after that.
+fn say_text(body: &[u8]) -> Result<&str, &'static str> {
+    let text = std::str::from_utf8(body).map_err(|_| "message is not valid UTF-8")?;
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    if text.is_empty() {
+        return Err("empty message");
+    }
+    Ok(text)
+}
+
+/// The body of `GET`'s answer (S4): the members' names, one a line, in join order.
+fn member_list<'n>(names: impl Iterator<Item = &'n UserName>) -> Vec<u8> {
+    let mut out = Vec::new();
+    body::write_members(&mut out, names.map(UserName::as_str));
+    out
+}
