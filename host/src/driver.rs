@@ -208,11 +208,11 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.server.handle_timeout(self.now);
         self.shut_down_if_requested();
         self.carry_out();
-        if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due()) {
-            if self.now >= due {
-                self.untidy_since = None;
-                tidy();
-            }
+        if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due())
+            && self.now >= due
+        {
+            self.untidy_since = None;
+            tidy();
         }
     }
 

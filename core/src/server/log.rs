@@ -436,10 +436,10 @@ impl Server {
             if self.roster.contains(&self.me(conn)) {
                 continue;
             }
-            if let Some(Phase::Member { rejoining, .. }) = self.phase_mut(conn) {
-                if !std::mem::replace(rejoining, true) {
-                    self.append(conn, LogKind::Rejoin(name));
-                }
+            if let Some(Phase::Member { rejoining, .. }) = self.phase_mut(conn)
+                && !std::mem::replace(rejoining, true)
+            {
+                self.append(conn, LogKind::Rejoin(name));
             }
         }
         for conn in self.open_conns() {
@@ -481,10 +481,8 @@ impl Server {
             self.broadcast(everyone, frame);
         }
         for conn in self.open_conns() {
-            if missed {
-                if let Some(Phase::Member { says, .. }) = self.phase_mut(conn) {
-                    *says = 0;
-                }
+            if missed && let Some(Phase::Member { says, .. }) = self.phase_mut(conn) {
+                *says = 0;
             }
             self.release_held(conn);
         }
@@ -566,13 +564,13 @@ impl Server {
         if !self.roster.insert(author.clone(), name.clone()) {
             // Validated while the name was free, then another join of it was applied first
             // (or the shared log was reset under us): the joiner is refused.
-            if let Some(conn) = local {
-                if let Some(phase @ Phase::Joining { .. }) = self.phase_mut(conn) {
-                    *phase = Phase::Guest;
-                    let (status, reason) = refusal::name_taken(&name);
-                    self.refuse(conn, status, reason);
-                    self.release_held(conn);
-                }
+            if let Some(conn) = local
+                && let Some(phase @ Phase::Joining { .. }) = self.phase_mut(conn)
+            {
+                *phase = Phase::Guest;
+                let (status, reason) = refusal::name_taken(&name);
+                self.refuse(conn, status, reason);
+                self.release_held(conn);
             }
             return;
         }

@@ -67,10 +67,10 @@ impl ReferenceOrder {
     pub fn new(ids: usize, reference: &[u32]) -> Self {
         let mut position = vec![ABSENT; ids];
         for (k, &id) in reference.iter().enumerate() {
-            if let Some(p) = position.get_mut(id as usize) {
-                if *p == ABSENT {
-                    *p = k as u32;
-                }
+            if let Some(p) = position.get_mut(id as usize)
+                && *p == ABSENT
+            {
+                *p = k as u32;
             }
         }
         Self { position }
