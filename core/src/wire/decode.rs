@@ -637,9 +637,9 @@ mod tests {
 
     #[test]
     fn a_cr_ending_one_chunk_is_forgotten_once_the_next_message_is_read() {
-        // Found by the request_decoder fuzz target: a blank line split after its CR, then a
-        // whole message in the next chunk, then the start of another. The remembered CR
-        // used to outlive the message and reject the next start line.
+        // A blank line split after its CR, then a whole message in the next chunk, then the
+        // start of another: the remembered CR must not outlive the message and reject the
+        // next start line (a case the request_decoder fuzz target found).
         let mut decoder = RequestDecoder::new(FrameLimits::default());
         let mut out = Vec::new();
         for chunk in [&b"\r"[..], b"\nGET / HTTP/1.1\n\nPO", b"ST / HTTP/1.1\n\n"] {
