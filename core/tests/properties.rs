@@ -195,6 +195,20 @@ fn decoding_does_not_depend_on_the_split() {
         .quickcheck(prop as fn(Vec<ValidRequest>, Vec<u8>, u8, Vec<usize>) -> bool);
 }
 
+/// Up to 40 steps, each one of `pieces` or, one time in `one_in`, a random byte.
+fn noise(g: &mut Gen, pieces: &[&[u8]], one_in: u8) -> Vec<u8> {
+    let len = usize::arbitrary(g) % 40;
+    let mut out = Vec::new();
+    for _ in 0..len {
+        if u8::arbitrary(g) % one_in != 0 {
+            out.extend_from_slice(g.choose(pieces).expect("non-empty"));
+        } else {
+            out.push(u8::arbitrary(g));
+        }
+    }
+    out
+}
+
 /// Bytes biased towards the protocol's own alphabet, so random streams reach deep states.
 #[derive(Debug, Clone)]
 struct ProtocolNoise(Vec<u8>);
@@ -217,16 +231,7 @@ impl Arbitrary for ProtocolNoise {
             b"abc",
             b"\xff",
         ];
-        let len = usize::arbitrary(g) % 40;
-        let mut out = Vec::new();
-        for _ in 0..len {
-            if bool::arbitrary(g) {
-                out.extend_from_slice(g.choose(pieces).expect("non-empty"));
-            } else {
-                out.push(u8::arbitrary(g));
-            }
-        }
-        Self(out)
+        Self(noise(g, pieces, 2))
     }
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
@@ -281,16 +286,7 @@ impl Arbitrary for ServerNoise {
             b" ",
             b"\xff",
         ];
-        let len = usize::arbitrary(g) % 40;
-        let mut out = Vec::new();
-        for _ in 0..len {
-            if u8::arbitrary(g) % 4 != 0 {
-                out.extend_from_slice(g.choose(pieces).expect("non-empty"));
-            } else {
-                out.push(u8::arbitrary(g));
-            }
-        }
-        Self(out)
+        Self(noise(g, pieces, 4))
     }
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
