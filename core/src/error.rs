@@ -76,9 +76,24 @@ pub enum NameError {
     /// Contains a control character.
     #[error("user name contains a control character (U+{:04X})", *.0 as u32)]
     Control(char),
-    /// Contains an invisible format character (zero-width, bidi), which can spoof a name.
-    #[error("user name contains an invisible format character (U+{:04X})", *.0 as u32)]
+    /// Contains a bidi control, which would reorder how a chat line reads.
+    #[error("user name contains a bidi control (U+{:04X}), which would reorder the line", *.0 as u32)]
     Format(char),
+    /// Contains a code point the PRECIS Nickname profile disallows: invisible
+    /// (default-ignorable) characters such as zero-width spaces, Hangul fillers, the combining
+    /// grapheme joiner and variation selectors, old Hangul jamo, or a joiner outside its
+    /// context.
+    #[error("user name contains U+{:04X}, which names may not hold (invisible or look-alike)", *.0 as u32)]
+    Disallowed(char),
+    /// Contains a code point the PRECIS tables do not know (newer than their Unicode version).
+    #[error("user name contains U+{:04X}, which is not assigned in the Unicode tables names are checked with", *.0 as u32)]
+    Unassigned(char),
+    /// Starts with a combining mark, which would draw onto whatever stands before the name.
+    #[error("user name starts with a combining mark (U+{:04X})", *.0 as u32)]
+    LeadingMark(char),
+    /// The PRECIS profile refused the value for no one code point.
+    #[error("user name is not valid under the PRECIS Nickname profile")]
+    Invalid,
     /// Contains `[`, `]` or `:`, which would make chat lines ambiguous.
     #[error("user name contains '{0}', which is reserved")]
     Reserved(char),

@@ -64,6 +64,7 @@ pub mod client;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod names;
 pub mod server;
 pub mod time;
 pub mod wire;
