@@ -10,6 +10,8 @@ use std::sync::mpsc::Sender;
 
 use chathttp_core::UsageError;
 use chathttp_core::client::{ClientEvent, Intent};
+
+use crate::visible::visible_event;
 use chrono::NaiveTime;
 
 use crate::args::ServerAddr;
@@ -145,7 +147,8 @@ where
         };
         while let Some(event) = conn.poll_event() {
             let at = self.clock.now().local().time();
-            actions.extend(frontend.on_event(event, at));
+            // A peer's text reaches a front end only as data (C1).
+            actions.extend(frontend.on_event(visible_event(event), at));
         }
         if conn.session().is_closed() {
             self.conn = None;

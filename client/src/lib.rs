@@ -14,6 +14,8 @@
 //!   event (for scripts and pipes), and [`tui`] is the interactive terminal interface. The
 //!   TUI's state ([`tui::App`]) is a plain struct that changes only through its `on_*`
 //!   methods, and [`tui::view`] renders it; tests render it on ratatui's `TestBackend`.
+//! * [`visible`] turns the controls in a peer's text into placeholders before any front end
+//!   sees it (C1): the driver passes every event through it.
 
 pub mod args;
 pub mod command;
@@ -21,3 +23,4 @@ pub mod driver;
 pub mod line;
 pub mod net;
 pub mod tui;
+pub mod visible;
