@@ -86,10 +86,10 @@ impl UserName {
         if count > MAX_NAME_CHARS {
             return Err(NameError::TooLong(count));
         }
-        if let Some(first) = enforced.chars().next() {
-            if unicode_normalization::char::is_combining_mark(first) {
-                return Err(NameError::LeadingMark(first));
-            }
+        if let Some(first) = enforced.chars().next()
+            && unicode_normalization::char::is_combining_mark(first)
+        {
+            return Err(NameError::LeadingMark(first));
         }
         // The enforced form is stable under the profile, so its comparison rules cannot fail.
         let comparison = comparison_form(&enforced).map_err(|e| refusal(value, e))?;

@@ -2,6 +2,7 @@
 //!
 //! * [`start`]: the command line of PROTOCOL.md section X ([`settings`]), logging to standard
 //!   error ([`log`]), and the allocator's page size ([`memory`]).
+//! * [`descriptors`]: the soft descriptor limit, raised to the hard one at start (S13).
 //! * [`listen`], [`tune_socket`], [`abort_socket`] ([`socket`]): the listener and its
 //!   `listening on ADDR` line, the options of every accepted connection, a cut.
 //! * [`on_shutdown_signal`] ([`signals`]): SIGINT and SIGTERM (S11).
@@ -25,6 +26,7 @@ pub mod async_loops;
 pub mod buffers;
 pub mod clock;
 pub mod closing;
+pub mod descriptors;
 pub mod driver;
 pub mod log;
 pub mod memory;
@@ -46,11 +48,13 @@ pub use settings::Settings;
 pub use signals::on_shutdown_signal;
 pub use socket::{ACCEPT_BACKOFF, abort_socket, accept_failed, listen, tune_socket};
 
-/// Parses the command line of `program` and starts logging. `--help` and `--version` print
+/// Parses the command line of `program`, starts logging and raises the descriptor limit
+/// (S13). `--help` and `--version` print
 /// and exit 0; a bad flag prints one line to standard error and exits 2.
 pub fn start(program: &'static str) -> Settings {
-    let settings = settings::from_command_line(program);
+    let mut settings = settings::from_command_line(program);
     log::init();
     memory::use_small_pages();
+    settings.descriptors = Some(descriptors::raise());
     settings
 }

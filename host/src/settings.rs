@@ -9,6 +9,8 @@ use chathttp_cluster::ClusterSettings;
 use chathttp_core::{FrameLimits, ServerConfig};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+use crate::descriptors::DescriptorLimit;
+
 /// What a server binary is asked to do.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -18,6 +20,8 @@ pub struct Settings {
     pub config: ServerConfig,
     /// `--redis`: the room is shared with other servers through Redis (docs/CLUSTER.md).
     pub cluster: Option<ClusterSettings>,
+    /// The descriptor limit [`start`](crate::start) raised, for the log line at listen (S13).
+    pub descriptors: Option<DescriptorLimit>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -127,6 +131,7 @@ impl Flags {
             bind: self.bind,
             config,
             cluster,
+            descriptors: None,
         }
     }
 }

@@ -7,13 +7,18 @@ use std::os::fd::AsFd;
 use std::process;
 use std::time::Duration;
 
+use crate::Settings;
+use crate::descriptors::DescriptorLimit;
+
 /// How long an accept loop waits after a failed `accept` (EMFILE and friends) before trying
 /// again, so that running out of descriptors neither spins nor stops the server.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Binds `addr` and prints `listening on ADDR` (with the real port) to standard output. If
-/// the address cannot be bound, prints one line to standard error and exits 1.
-pub fn listen(addr: SocketAddr) -> TcpListener {
+/// Binds the `--bind` address and prints `listening on ADDR` (with the real port) to standard
+/// output, then logs the descriptor limit and warns if `--max-connections` does not fit in it
+/// (S13). If the address cannot be bound, prints one line to standard error and exits 1.
+pub fn listen(settings: &Settings) -> TcpListener {
+    let addr = settings.bind;
     let listener = match bind(addr) {
         Ok(listener) => listener,
         Err(error) => {
@@ -25,7 +30,23 @@ pub fn listen(addr: SocketAddr) -> TcpListener {
     println!("listening on {local}");
     // The test suite and scripts wait for this line; a pipe would otherwise hold it.
     let _ = io::Write::flush(&mut io::stdout());
+    if let Some(limit) = settings.descriptors {
+        log_descriptor_limit(&limit, settings.config.max_connections);
+    }
     listener
+}
+
+fn log_descriptor_limit(limit: &DescriptorLimit, max_connections: usize) {
+    let show = |n: Option<u64>| n.map_or("unlimited".to_owned(), |n| n.to_string());
+    if limit.before == limit.now {
+        tracing::info!("descriptor limit {}", show(limit.now));
+    } else {
+        let (before, now) = (show(limit.before), show(limit.now));
+        tracing::info!("descriptor limit raised from {before} to {now}");
+    }
+    if let Some(warning) = limit.warning(max_connections) {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// How many connections the kernel may hold established for us before `accept`. std's

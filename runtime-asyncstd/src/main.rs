@@ -24,8 +24,8 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 
 fn main() -> ExitCode {
     let settings = host::start("chat-server-asyncstd");
+    let listener = host::listen(&settings);
     let service = Service::<AsyncStd>::new(settings.config).share(settings.cluster);
-    let listener = host::listen(settings.bind);
     task::block_on(service.run(TcpListener::from(listener)));
     ExitCode::SUCCESS
 }

@@ -22,8 +22,8 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 
 fn main() -> ExitCode {
     let settings = host::start("chat-server-smol");
+    let listener = host::listen(&settings);
     let service = Service::<Smol>::new(settings.config).share(settings.cluster);
-    let listener = host::listen(settings.bind);
     smol::block_on(EXECUTOR.run(async {
         let listener =
             TcpListener::try_from(listener).expect("a bound listener can join the reactor");

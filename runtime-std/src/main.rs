@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     host::on_shutdown_signal(move || {
         let _ = on_signal.try_send(Input::Shutdown);
     });
-    let listener = host::listen(settings.bind);
+    let listener = host::listen(&settings);
     let accepted = to_driver.clone();
     let max_output_bytes = settings.config.max_output_bytes;
     thread::Builder::new()
