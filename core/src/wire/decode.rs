@@ -117,6 +117,7 @@ impl<K: Kind> Decoder<K> {
             Phase::Head => self.continue_head(input),
             Phase::Body { total } => {
                 let more = (total - self.buf.len()).min(input.len());
+                self.grow(more, total);
                 self.buf.extend_from_slice(&input[..more]);
                 (more, self.finish_if_complete(total))
             }
@@ -186,7 +187,7 @@ impl<K: Kind> Decoder<K> {
             let message = K::assemble(&rest[..total], &self.head, head_len);
             return (at + total, Progress::Message(message));
         }
-        self.buf.reserve_exact(total);
+        self.grow(rest.len(), total);
         self.buf.extend_from_slice(rest);
         self.phase = Phase::Body { total };
         (input.len(), Progress::NeedMore)
@@ -211,8 +212,8 @@ impl<K: Kind> Decoder<K> {
             self.buf.truncate(total);
             return (take - surplus, self.finish_if_complete(total));
         }
-        self.buf.reserve_exact(total - self.buf.len());
         let more = (total - self.buf.len()).min(input.len() - take);
+        self.grow(more, total);
         self.buf.extend_from_slice(&input[take..take + more]);
         (take + more, self.finish_if_complete(total))
     }
@@ -222,8 +223,22 @@ impl<K: Kind> Decoder<K> {
         let length = self.head.content_length.unwrap_or(0);
         let limit = self.limits.max_body_bytes;
         match usize::try_from(length) {
-            Ok(body) if body <= limit => Ok(head_len + body),
+            Ok(body) if body <= limit => head_len
+                .checked_add(body)
+                .ok_or(FrameError::BodyTooLarge { length, limit }),
             _ => Err(FrameError::BodyTooLarge { length, limit }),
+        }
+    }
+
+    /// Makes room for `incoming` more bytes of a message `total` bytes long. The buffer grows
+    /// with what arrives (doubling, so a trickled body is still copied in linear time) and
+    /// never past `total`: an announced `Content_Length` reserves nothing by itself, so a
+    /// peer that announces a large body and sends none holds only what it sent.
+    fn grow(&mut self, incoming: usize, total: usize) {
+        let needed = self.buf.len() + incoming;
+        if needed > self.buf.capacity() {
+            let target = needed.max(self.buf.capacity() * 2).min(total);
+            self.buf.reserve_exact(target - self.buf.len());
         }
     }
 
@@ -633,6 +648,42 @@ mod tests {
                 Progress::Error(e) => out.push(Err(e)),
             }
         }
+    }
+
+    #[test]
+    fn w5_an_announced_body_reserves_nothing_until_it_arrives() {
+        let limits = FrameLimits {
+            max_body_bytes: 1 << 30,
+            ..FrameLimits::default()
+        };
+        let mut decoder = RequestDecoder::new(limits);
+        let head = b"POST / HTTP/1.1\nContent_Length: 1000000000\n\nab";
+        assert_eq!(decode_all(&mut decoder, head), []);
+        assert!(decoder.buf.capacity() < 4096, "{}", decoder.buf.capacity());
+        // Trickled in, the body grows the buffer by doubling, never past the message.
+        let mut decoder = RequestDecoder::new(limits);
+        let head = b"POST / HTTP/1.1\nContent_Length: 100000\n\n";
+        assert_eq!(decode_all(&mut decoder, head), []);
+        for _ in 0..99_999 {
+            assert_eq!(decode_all(&mut decoder, b"x"), []);
+        }
+        assert!(decoder.buf.capacity() <= head.len() + 100_000);
+        assert_eq!(decode_all(&mut decoder, b"x").len(), 1);
+    }
+
+    #[test]
+    fn w5_a_body_limit_near_the_address_space_does_not_overflow() {
+        let limits = FrameLimits {
+            max_body_bytes: usize::MAX,
+            ..FrameLimits::default()
+        };
+        let mut decoder = RequestDecoder::new(limits);
+        let request = format!("POST / HTTP/1.1\nContent_Length: {}\n\n", usize::MAX);
+        let outcome = decode_all(&mut decoder, request.as_bytes());
+        assert!(
+            matches!(outcome[..], [Err(FrameError::BodyTooLarge { .. })]),
+            "{outcome:?}"
+        );
     }
 
     #[test]
