@@ -101,7 +101,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     if secs.is_nan() || secs <= 0.0 {
         return Err("must be more than zero".to_owned());
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| "too large".to_owned())
+    let duration = Duration::try_from_secs_f64(secs).map_err(|_| "too large".to_owned())?;
+    // A timeout too small to tell from zero would cut every connection at once.
+    if duration < Duration::from_millis(1) {
+        return Err("must be at least 0.001 (one millisecond)".to_owned());
+    }
+    Ok(duration)
 }
 
 impl Flags {
@@ -185,6 +190,8 @@ mod tests {
             &["--request-timeout", "0"],
             &["--idle-timeout", "-1"],
             &["--idle-timeout", "NaN"],
+            &["--idle-timeout", "1e-10"],
+            &["--request-timeout", "0.0009"],
             &["--max-body-bytes", "lots"],
             &["--bind", "example.com:80"],
         ] {
