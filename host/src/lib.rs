@@ -53,7 +53,7 @@ pub use socket::{ACCEPT_BACKOFF, abort_socket, accept_failed, listen, tune_socke
 /// and exit 0; a bad flag prints one line to standard error and exits 2.
 pub fn start(program: &'static str) -> Settings {
     let mut settings = settings::from_command_line(program);
-    log::init();
+    settings.log = Some(std::sync::Arc::new(log::init()));
     memory::use_small_pages();
     settings.descriptors = Some(descriptors::raise());
     settings

@@ -10,6 +10,7 @@ use chathttp_core::{FrameLimits, ServerConfig};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::descriptors::DescriptorLimit;
+use crate::log::LogGuard;
 
 /// What a server binary is asked to do.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// The descriptor limit [`start`](crate::start) raised, for the log line at listen (S13).
     pub descriptors: Option<DescriptorLimit>,
+    /// The log writer, set by [`start`](crate::start): keep it until the server exits, so
+    /// the last lines are written.
+    pub log: Option<std::sync::Arc<LogGuard>>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -137,6 +141,7 @@ impl Flags {
             config,
             cluster,
             descriptors: None,
+            log: None,
         }
     }
 }
