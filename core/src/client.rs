@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use crate::error::UsageError;
 use crate::ids::UserName;
 use crate::limits::FrameLimits;
+use crate::server::SHUTDOWN_NOTICE;
 use crate::time::{Timestamp, datetime_text};
 use crate::wire::body::{self, Body};
 use crate::wire::encode::{RequestFields, write_request};
@@ -246,7 +247,9 @@ fn classify(
     let line = body.strip_suffix('\n').unwrap_or(&body);
     match response.code {
         202 => return Some(ClientEvent::Connected),
-        503 => {
+        // Only the shutdown notice ends the session (C2); any other 503 (a full room, a
+        // shared log that is briefly down) answers a request like any refusal.
+        503 if response.body == SHUTDOWN_NOTICE.as_bytes() => {
             *phase = Phase::Closed;
             return Some(ClientEvent::Disconnected {
                 reason: line.to_owned(),

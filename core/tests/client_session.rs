@@ -176,3 +176,26 @@ fn intents_out_of_phase_are_usage_errors() {
     );
     assert!(session.is_closed());
 }
+
+#[test]
+fn c2_a_busy_503_is_shown_and_the_session_stays() {
+    let mut session = ClientSession::new("h");
+    session.handle_received(ORIGINAL_GREETING);
+    session
+        .handle_intent(now(), Intent::Join("a".into()))
+        .expect("join");
+    let _ = events(&mut session);
+    session.handle_received(
+        b"HTTP/1.1 503 Service Unavailable\nContent_Length: 43\n\ncannot join now: the shared log is down...\n",
+    );
+    let shown = events(&mut session);
+    assert!(
+        matches!(&shown[..], [ClientEvent::Refused { code: 503, reason, .. }] if reason.contains("shared log")),
+        "{shown:?}"
+    );
+    assert!(!session.is_closed());
+    // The name may be tried again once the server is back.
+    session
+        .handle_intent(now(), Intent::Join("a".into()))
+        .expect("a refused join can be tried again");
+}
