@@ -17,6 +17,9 @@ use crate::tui::view::entry_lines;
 
 /// Log entries kept; older ones are dropped.
 const MAX_LOG: usize = 10_000;
+/// Bytes of text the log keeps (C3): a room of long messages drops old entries sooner, so
+/// what a busy room costs the client is bounded however the peers write.
+const MAX_LOG_BYTES: usize = 8 * 1024 * 1024;
 /// Rows one mouse-wheel step scrolls.
 const WHEEL_ROWS: usize = 3;
 
@@ -107,8 +110,11 @@ pub struct ChatView {
     pub me: String,
     /// The server we are in.
     pub server: ServerAddr,
-    /// What happened, oldest first.
+    /// What happened, oldest first. Change it through [`push`](Self::push), which keeps
+    /// [`log_bytes`](Self::log_bytes) in step.
     pub log: VecDeque<Entry>,
+    /// The bytes of text in `log`.
+    log_bytes: usize,
     /// Who is online, in join order.
     pub members: Vec<String>,
     /// The message being typed.
@@ -135,6 +141,20 @@ pub struct Entry {
     pub at: Option<NaiveTime>,
     /// What it was.
     pub kind: EntryKind,
+}
+
+impl Entry {
+    /// The bytes of text it holds, what the log's byte bound counts.
+    pub fn text_bytes(&self) -> usize {
+        match &self.kind {
+            EntryKind::Chat { from, text } => from.len() + text.len(),
+            EntryKind::Joined(s)
+            | EntryKind::Left(s)
+            | EntryKind::Info(s)
+            | EntryKind::Error(s) => s.len(),
+            EntryKind::Users(names) => names.iter().map(String::len).sum(),
+        }
+    }
 }
 
 /// The kinds of log entry, each styled its own way.
@@ -401,7 +421,7 @@ impl Frontend for App {
                     return Vec::new();
                 };
                 let mut chat = ChatView::new(name.clone(), server.clone());
-                chat.log.push_back(Entry {
+                chat.push(Entry {
                     at: Some(at),
                     kind: EntryKind::Info(format!(
                         "Joined {server} as {name}. Type /help for commands."
@@ -552,6 +572,7 @@ impl ChatView {
             me,
             server,
             log: VecDeque::new(),
+            log_bytes: 0,
             members: Vec::new(),
             input: Editor::default(),
             history: History::default(),
@@ -570,10 +591,20 @@ impl ChatView {
             let rows = entry_lines(&entry, &self.me, self.log_width).len();
             self.scroll = self.scroll.saturating_add(rows);
         }
-        if self.log.len() == MAX_LOG {
-            self.log.pop_front();
-        }
+        self.log_bytes += entry.text_bytes();
         self.log.push_back(entry);
+        while self.log.len() > MAX_LOG || (self.log_bytes > MAX_LOG_BYTES && self.log.len() > 1) {
+            let dropped = self
+                .log
+                .pop_front()
+                .expect("the log holds more than one entry");
+            self.log_bytes -= dropped.text_bytes();
+        }
+    }
+
+    /// The bytes of text the log holds (C3).
+    pub fn log_bytes(&self) -> usize {
+        self.log_bytes
     }
 
     /// Adds a note from the client itself (help, errors); these carry no time.
@@ -603,4 +634,45 @@ fn capitalize(text: &str) -> String {
         .next()
         .map(|first| first.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat() -> ChatView {
+        let server = ServerAddr::parse("127.0.0.1:9994").expect("a valid address");
+        ChatView::new("me".into(), server)
+    }
+
+    fn line(text: String) -> Entry {
+        let from = "eve".into();
+        Entry {
+            at: None,
+            kind: EntryKind::Chat { from, text },
+        }
+    }
+
+    #[test]
+    fn c3_the_log_is_bounded_by_bytes_as_well_as_entries() {
+        let mut chat = chat();
+        for _ in 0..1_000 {
+            chat.push(line("x".repeat(64 * 1024)));
+        }
+        assert!(chat.log_bytes() <= MAX_LOG_BYTES, "{}", chat.log_bytes());
+        assert!(chat.log.len() < 1_000);
+        let counted: usize = chat.log.iter().map(Entry::text_bytes).sum();
+        assert_eq!(counted, chat.log_bytes());
+    }
+
+    #[test]
+    fn c3_the_log_is_bounded_by_entries() {
+        let mut chat = chat();
+        for i in 0..MAX_LOG + 10 {
+            chat.push(line(i.to_string()));
+        }
+        assert_eq!(chat.log.len(), MAX_LOG);
+        let first = chat.log.front().map(|e| e.kind.clone());
+        assert_eq!(first, Some(line("10".into()).kind), "the oldest go first");
+    }
 }
