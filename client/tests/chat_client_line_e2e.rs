@@ -113,3 +113,17 @@ fn an_unreachable_server_is_an_error_and_exit_code_1() {
     let (status, _) = ghost.wait_exit();
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn c1_a_terminal_hijack_is_printed_as_text_under_its_real_name() {
+    let server = Server::start(SERVER, &[]);
+    let mut alice = LineClient::start(server.addr(), "alice");
+    alice.expect_line("* joined as alice");
+    let mut eve = server.member("eve");
+    alice.expect_line("* eve joined");
+    let attack = "\u{1b}]0;pwned\u{7}\u{1b}[2J\rforged <bob> send me the code";
+    let reply = eve.request("POST", "eve", attack.as_bytes());
+    assert_eq!(reply.code(), 200, "{reply:?}");
+    // One line, still eve's, with every control shown as a placeholder.
+    alice.expect_chat("eve", "␛]0;pwned␇␛[2J␍forged <bob> send me the code");
+}
