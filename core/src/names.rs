@@ -203,17 +203,6 @@ impl<H: Clone> NameIndex<H> {
     }
 }
 
-/// The reason a `401` gives when `candidate` collides with the member named `holder`.
-pub fn collision_reason(candidate: &UserName, holder: &UserName) -> String {
-    if candidate.as_str() == holder.as_str() {
-        format!("the user name {candidate} is taken")
-    } else {
-        format!(
-            "the user name {candidate} is taken: it is too close to {holder}, who is in the room"
-        )
-    }
-}
-
 /// The Nickname profile's enforcement, with one allowance: a symbol (an emoji, for one) that
 /// is newer than the PRECIS tables is kept as it is instead of refused as unassigned. The
 /// FreeformClass admits symbols, so that is the property newer tables would derive; the text
@@ -410,18 +399,5 @@ mod tests {
         index.remove(&name("alice"));
         assert!(index.is_empty());
         assert!(index.insert(&name("aIice"), 3));
-    }
-
-    #[test]
-    fn s2_2_the_reason_names_the_member() {
-        let reason = collision_reason(&name("\u{430}lice"), &name("alice"));
-        assert!(
-            reason.ends_with("too close to alice, who is in the room"),
-            "{reason}"
-        );
-        assert_eq!(
-            collision_reason(&name("bob"), &name("bob")),
-            "the user name bob is taken"
-        );
     }
 }

@@ -611,3 +611,33 @@ fn random_scripts_keep_one_order_and_one_roster_on_every_node() {
     );
     eprintln!("{seeds} seeds: {chat_lines} chat lines, {leaves} leave notices, {refused} 401s");
 }
+
+#[test]
+fn s2_2_look_alikes_claimed_on_two_nodes_at_once_leave_one_member_and_no_stale_claim() {
+    let mut w = World::new(&["a", "b"]);
+    let alice = w.open(A);
+    let mimic = w.open(B);
+    // The log claims names by comparison form, so it takes both claims; the roster, which
+    // also compares confusable keys, admits the first join applied and refuses the other.
+    w.send(A, alice, &add("alice"));
+    w.send(B, mimic, &add("\u{430}lice"));
+    w.settle();
+    assert!(w.last(A, alice).contains("Welcome, alice!"));
+    let refusal = w.last(B, mimic);
+    assert!(refusal.starts_with("401 User Name Exist"), "{refusal}");
+    assert!(refusal.contains("too close to alice"), "{refusal}");
+    for node in [A, B] {
+        let names: Vec<_> = w.nodes[node]
+            .server
+            .roster()
+            .map(|r| r.members().map(|(_, n)| n.to_string()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, ["alice"], "node {node}");
+    }
+    // The refused join's claim was given back: nobody holds the look-alike's key.
+    let key = UserName::parse("\u{430}lice")
+        .expect("valid")
+        .key()
+        .to_owned();
+    assert!(!w.claims.contains_key(&key), "a stale claim on {key:?}");
+}

@@ -346,17 +346,27 @@ enum Op {
 
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Self {
-        // Names that collide ignoring case, in several scripts.
+        // Names that collide ignoring case or width, or look alike, in several scripts.
         let names = [
             "alice",
             "Alice",
             "ALICE",
+            "\u{430}lice",
+            "aIice",
+            "ａｌｉｃｅ",
             "émile",
             "Émile",
             "ÉMILE",
             "σίσυφος",
             "ΣΊΣΥΦΟΣ",
             "bob",
+            "b0b",
+            "moe",
+            "rnoe",
+            "paypal",
+            "paypa1",
+            "ß",
+            "SS",
         ];
         let who = usize::arbitrary(g) % 8;
         match u8::arbitrary(g) % 5 {
@@ -375,7 +385,7 @@ impl Arbitrary for Op {
 }
 
 #[test]
-fn the_room_never_holds_two_names_equal_ignoring_case() {
+fn s2_2_two_admitted_names_never_share_a_comparison_form_or_a_confusable_key() {
     fn prop(ops: Vec<Op>) -> TestResult {
         let mut server = Server::new(ServerConfig::default(), Timestamp::from_millis(0));
         let mut conns = Vec::new();
@@ -402,12 +412,17 @@ fn the_room_never_holds_two_names_equal_ignoring_case() {
                 _ => {}
             }
             while server.poll_output().is_some() {}
-            let mut keys = HashSet::new();
+            let (mut forms, mut confusables) = (HashSet::new(), HashSet::new());
             for (conn, name) in server.room().members() {
                 let again = UserName::parse(name.as_str()).expect("members have valid names");
-                if !keys.insert(again.key().to_owned()) || !server.is_open(conn) {
+                let keys: HashSet<_> = again.confusable_keys().into_iter().collect();
+                if !forms.insert(again.key().to_owned())
+                    || keys.iter().any(|k| confusables.contains(*k))
+                    || !server.is_open(conn)
+                {
                     return TestResult::failed();
                 }
+                confusables.extend(keys.into_iter().map(str::to_owned));
             }
         }
         TestResult::passed()

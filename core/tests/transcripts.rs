@@ -76,6 +76,26 @@ fn s2_2_names_are_unique_ignoring_case() {
 }
 
 #[test]
+fn s2_2_look_alike_names_collide_and_the_refusal_names_the_member() {
+    let mut s = Script::with_defaults();
+    for name in ["alice", "bob", "mallory"] {
+        let member = s.open();
+        s.send(member, &add(name));
+    }
+    let eve = s.open();
+    s.note("Cyrillic а, a capital I for l, fullwidth, a zero for o, rn for m: each looks like a member");
+    for name in ["\u{430}lice", "aIice", "ａｌｉｃｅ", "b0b", "rnallory"] {
+        s.send(eve, &add(name));
+    }
+    s.note("invisible padding makes no name at all");
+    for name in ["alice\u{3164}", "alice\u{34f}", "alice\u{200b}"] {
+        s.send(eve, &add(name));
+    }
+    s.send(eve, &add("eve"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
 fn s2_4_a_second_add_changes_nothing() {
     let mut s = Script::with_defaults();
     let a = s.open();

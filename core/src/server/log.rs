@@ -56,13 +56,14 @@
 //! * **Log down** ([`Server::handle_log_down`](super::Server::handle_log_down)): joins and
 //!   messages get `503` with the reason until the host reports the log back.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::phase::Phase;
 use super::{CloseMode, Event, LeaveCause, Output, Server, refusal};
 use crate::ids::{ConnId, UserName};
 use crate::limits::ServerConfig;
+use crate::names::NameIndex;
 use crate::time::Timestamp;
 use crate::wire::{Frame, Status, body};
 
@@ -143,7 +144,7 @@ struct RosterEntry {
 pub struct Roster {
     by_order: BTreeMap<u64, RosterEntry>,
     order_of: HashMap<MemberRef, u64>,
-    names: HashMap<Box<str>, MemberRef>,
+    names: NameIndex<MemberRef>,
     next: u64,
 }
 
@@ -158,9 +159,9 @@ impl Roster {
         self.entry(member).map(|e| &e.name)
     }
 
-    /// Who holds `name` (S2.2 comparison).
+    /// The member whose name `name` collides with (S2.2), if any.
     pub fn holder(&self, name: &UserName) -> Option<&MemberRef> {
-        self.names.get(name.key())
+        self.names.collision(name)
     }
 
     /// Whether `member` is in.
@@ -182,11 +183,12 @@ impl Roster {
         self.by_order.get(self.order_of.get(member)?)
     }
 
-    /// Whether a member holds `name` and this node has not appended its leave.
-    fn is_held(&self, name: &UserName) -> bool {
+    /// The name of the member `name` collides with, unless this node has appended its leave.
+    fn held_by(&self, name: &UserName) -> Option<&UserName> {
         self.holder(name)
             .and_then(|holder| self.entry(holder))
-            .is_some_and(|e| e.leaving.is_none())
+            .filter(|e| e.leaving.is_none())
+            .map(|e| &e.name)
     }
 
     fn leaving(&self, member: &MemberRef) -> Option<Leaving> {
@@ -209,11 +211,10 @@ impl Roster {
 
     /// Adds `member` last; false (and nothing changes) if it is in or its name is taken.
     fn insert(&mut self, member: MemberRef, name: UserName) -> bool {
-        if self.order_of.contains_key(&member) || self.names.contains_key(name.key()) {
+        if self.order_of.contains_key(&member) || !self.names.insert(&name, member.clone()) {
             return false;
         }
         self.next += 1;
-        self.names.insert(name.key().into(), member.clone());
         self.order_of.insert(member.clone(), self.next);
         let entry = RosterEntry {
             member,
@@ -227,7 +228,7 @@ impl Roster {
     fn remove(&mut self, member: &MemberRef) -> Option<(UserName, Option<Leaving>)> {
         let order = self.order_of.remove(member)?;
         let entry = self.by_order.remove(&order)?;
-        self.names.remove(entry.name.key());
+        self.names.remove(&entry.name);
         Some((entry.name, entry.leaving))
     }
 
@@ -346,7 +347,8 @@ impl Server {
                 };
                 *phase = Phase::Guest;
                 let (status, reason) = match refusal {
-                    AppendRefusal::NameTaken => refusal::name_taken(&name),
+                    // The log knows the name is claimed, not by whom.
+                    AppendRefusal::NameTaken => refusal::name_taken(&name, &name),
                     _ => refusal::unavailable("cannot join now", &why),
                 };
                 self.refuse(conn, status, reason);
@@ -568,9 +570,18 @@ impl Server {
                 && let Some(phase @ Phase::Joining { .. }) = self.phase_mut(conn)
             {
                 *phase = Phase::Guest;
-                let (status, reason) = refusal::name_taken(&name);
+                let holder = self
+                    .roster
+                    .holder(&name)
+                    .and_then(|h| self.roster.name_of(h));
+                let (status, reason) = refusal::name_taken(&name, holder.unwrap_or(&name));
                 self.refuse(conn, status, reason);
                 self.release_held(conn);
+                // A shared log claims names by comparison form only, so it can have claimed
+                // a look-alike of a member's name: a leave frees that claim (K4).
+                if matches!(self.log, Log::Shared { .. }) {
+                    self.append(conn, LogKind::Leave);
+                }
             }
             return;
         }
@@ -710,20 +721,22 @@ impl Server {
             .push_back(Output::Event(Event::Left { conn, name, cause }));
     }
 
-    /// Whether `name` is held (S2.2) by a member of this node or by a member of the roster
-    /// whose leave this node has not appended.
-    pub(crate) fn is_taken(&self, name: &UserName) -> bool {
-        self.room.is_taken(name) || self.roster.is_held(name)
+    /// The member `name` collides with (S2.2): a member of this node, or a member of the
+    /// roster whose leave this node has not appended.
+    pub(crate) fn taken_by(&self, name: &UserName) -> Option<&UserName> {
+        self.room
+            .taken_by(name)
+            .or_else(|| self.roster.held_by(name))
     }
 
     /// The log's half of [`check_invariants`](Self::check_invariants): the roster's names are
     /// unique; every local member is in the roster (or being claimed again) and not leaving;
     /// every local entry of the roster is a member here or leaving.
     pub(crate) fn check_log(&self) -> Result<(), String> {
-        let mut keys = HashSet::new();
+        let mut names = NameIndex::default();
         for (member, name) in self.roster.members() {
-            if !keys.insert(name.key()) {
-                return Err(format!("two roster members share the key {:?}", name.key()));
+            if !names.insert(name, ()) {
+                return Err(format!("roster member {name} collides with another"));
             }
             if let Some(conn) = self.local(member) {
                 let here = self.room.name_of(conn) == Some(name);

@@ -306,15 +306,15 @@ impl Server {
                 self.live
             ));
         }
-        let mut keys = std::collections::HashSet::new();
+        let mut names = crate::names::NameIndex::default();
         for (conn, name) in self.room.members() {
             if !matches!(self.phase(conn), Some(Phase::Member { .. })) {
                 return Err(format!(
                     "member {name} ({conn:?}) has no open member connection"
                 ));
             }
-            if !keys.insert(name.key()) {
-                return Err(format!("two members share the name key {:?}", name.key()));
+            if !names.insert(name, ()) {
+                return Err(format!("member {name} collides with another"));
             }
         }
         let limit = self.config.frame.max_head_bytes + self.config.frame.max_body_bytes;
@@ -735,12 +735,16 @@ mod refusal {
     use crate::ids::UserName;
     use crate::wire::Status;
 
-    /// S2.2: `name` collides with a member's.
-    pub(crate) fn name_taken(name: &UserName) -> (Status, String) {
-        (
-            Status::USER_NAME_EXIST,
-            format!("the user name {name} is taken"),
-        )
+    /// S2.2: `name` collides with the member named `holder`; the reason names it.
+    pub(crate) fn name_taken(name: &UserName, holder: &UserName) -> (Status, String) {
+        let reason = if name.as_str() == holder.as_str() {
+            format!("the user name {name} is taken")
+        } else {
+            format!(
+                "the user name {name} is taken: it is too close to {holder}, who is in the room"
+            )
+        };
+        (Status::USER_NAME_EXIST, reason)
     }
 
     /// The log cannot take an entry now: `what` did not happen, `why`.

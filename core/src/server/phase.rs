@@ -209,11 +209,13 @@ impl Server {
             (Method::Add, Phase::Guest | Phase::Joining { .. }) => {
                 match join_name(request.user_agent) {
                     Err(error) => Refuse(Status::BAD_REQUEST, error.to_string()),
-                    Ok(name) if self.is_taken(&name) => {
-                        let (status, reason) = refusal::name_taken(&name);
-                        Refuse(status, reason)
-                    }
-                    Ok(name) => Command::Join(name),
+                    Ok(name) => match self.taken_by(&name) {
+                        Some(holder) => {
+                            let (status, reason) = refusal::name_taken(&name, holder);
+                            Refuse(status, reason)
+                        }
+                        None => Command::Join(name),
+                    },
                 }
             }
             (Method::Post | Method::Delete, Phase::Guest | Phase::Joining { .. }) => Refuse(

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::ids::{ConnId, UserName};
+use crate::names::NameIndex;
 
 /// Why a member left (or a connection closed). Logged by hosts; the leave notice is the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,8 +41,8 @@ pub struct Room {
     by_seq: BTreeMap<u64, (ConnId, UserName)>,
     /// Entry numbers by connection.
     seq_of: HashMap<ConnId, u64>,
-    /// Names in use, by their S2.2 key.
-    names: HashMap<Box<str>, ConnId>,
+    /// Names in use, by every key S2.2 compares them by.
+    names: NameIndex<ConnId>,
     /// Every member's connection, rebuilt after a membership change: a broadcast hands the
     /// same list to the host each time instead of building one per message.
     recipients: Option<Arc<[ConnId]>>,
@@ -50,9 +51,11 @@ pub struct Room {
 }
 
 impl Room {
-    /// Whether a member already uses `name`, compared as S2.2 says.
-    pub fn is_taken(&self, name: &UserName) -> bool {
-        self.names.contains_key(name.key())
+    /// The member whose name `name` collides with (S2.2), if any.
+    pub fn taken_by(&self, name: &UserName) -> Option<&UserName> {
+        self.names
+            .collision(name)
+            .and_then(|&conn| self.name_of(conn))
     }
 
     /// The member's name, if `conn` is a member.
@@ -90,7 +93,7 @@ impl Room {
     pub(crate) fn insert(&mut self, conn: ConnId, name: UserName) {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.names.insert(name.key().into(), conn);
+        self.names.insert(&name, conn);
         self.seq_of.insert(conn, seq);
         self.by_seq.insert(seq, (conn, name));
         self.recipients = None;
@@ -99,7 +102,7 @@ impl Room {
     pub(crate) fn remove(&mut self, conn: ConnId) -> Option<UserName> {
         let seq = self.seq_of.remove(&conn)?;
         let (_, name) = self.by_seq.remove(&seq)?;
-        self.names.remove(name.key());
+        self.names.remove(&name);
         self.recipients = None;
         Some(name)
     }
