@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use crate::server::flood::FloodLimits;
+
 /// Framing limits for one direction of a stream (W5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLimits {
@@ -51,6 +53,8 @@ pub struct ServerConfig {
     pub server_header: String,
     /// The value of the `Developer` response header.
     pub developer_header: String,
+    /// Flood control (S12).
+    pub flood: FloodLimits,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             server_header: concat!("chathttp/", env!("CARGO_PKG_VERSION")).to_owned(),
             developer_header: "chathttp".to_owned(),
+            flood: FloodLimits::default(),
         }
     }
 }

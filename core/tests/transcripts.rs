@@ -423,6 +423,8 @@ fn s6_s8_a_mass_cut_cascades_cleanly() {
     let limit = 80_000;
     let config = ServerConfig {
         max_output_bytes: limit,
+        // S8 on its own: the talker sends far faster than flood control allows.
+        flood: chathttp_core::limits::FloodLimits::OFF,
         ..ServerConfig::default()
     };
     let mut server = Server::new(config, Timestamp::from_millis(0));
@@ -562,6 +564,8 @@ fn s7_s8_requests_during_a_wave_of_leaves_wait_their_turn() {
     use chathttp_core::{Output, Server, Timestamp};
     let config = ServerConfig {
         max_output_bytes: 40_000,
+        // S8 on its own: the talker sends far faster than flood control allows.
+        flood: chathttp_core::limits::FloodLimits::OFF,
         ..ServerConfig::default()
     };
     let now = Timestamp::from_millis(0);
@@ -632,4 +636,34 @@ fn s7_s8_requests_during_a_wave_of_leaves_wait_their_turn() {
         "the message after every leave, the list after the message"
     );
     server.check_invariants().expect("consistent");
+}
+
+#[test]
+fn s12_a_flooder_gets_429_with_the_retry_time_and_is_kicked_at_the_kth() {
+    let mut s = Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        flood: chathttp_core::limits::FloodLimits {
+            interval: Some(Duration::from_millis(200)),
+            burst: 3,
+            kick: 3,
+        },
+        ..ServerConfig::default()
+    });
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let f = s.open();
+    s.send(f, &add("flood"));
+    s.note("the join took one of three tokens: two posts go out, the third is refused");
+    for text in ["one", "two", "three"] {
+        s.send(f, &post(text));
+    }
+    s.note("an empty POST is a 400: refused as usual, and it costs no token");
+    s.send(f, &post(""));
+    s.advance(200);
+    s.note("a token came back after one interval");
+    s.send(f, &post("four"));
+    s.note("the second 429 within a minute, then the third: a kick, and a leave as in S6");
+    s.send(f, &post("five"));
+    s.send(f, &post("six"));
+    assert_snapshot!(s.transcript);
 }

@@ -37,6 +37,7 @@
 //! it ends its phase, and a member's leave is appended. While a connection's entries are in
 //! flight its later requests are held, so replies keep request order (S7).
 
+pub mod flood;
 pub mod log;
 mod phase;
 pub mod room;
@@ -185,6 +186,8 @@ struct Connection {
     last_activity: Timestamp,
     request_started: Option<Timestamp>,
     deadline: Option<Timestamp>,
+    /// Flood control (S12).
+    bucket: flood::Bucket,
 }
 
 #[derive(Debug, Default)]
@@ -683,6 +686,7 @@ impl Server {
             last_activity: self.now,
             request_started: None,
             deadline: None,
+            bucket: flood::Bucket::new(self.now),
         };
         let index = match self.free_slots.pop() {
             Some(index) => index,

@@ -37,6 +37,7 @@
 
 use std::collections::VecDeque;
 
+use super::flood::{self, Verdict};
 use super::log::LogKind;
 use super::{CloseMode, LeaveCause, Server, refusal};
 use crate::error::NameError;
@@ -232,7 +233,15 @@ impl Server {
 
     /// Carries out one complete request: appends its entry, answers it, or holds it.
     pub(crate) fn dispatch(&mut self, conn: ConnId, request: &Request<'_>, released: bool) {
-        match self.command(conn, request, released) {
+        let command = self.command(conn, request, released);
+        // S12: a request is charged when it arrives (a held one already was), unless it is a
+        // DELETE or a 400, which cost the room nothing.
+        let free = request.method() == Some(Method::Delete)
+            || matches!(&command, Command::Refuse(status, _) if *status == Status::BAD_REQUEST);
+        if !released && !free && !self.take_token(conn) {
+            return;
+        }
+        match command {
             Command::Hold => self.hold(conn, request),
             Command::List => {
                 let body = member_list(self.roster.members().map(|(_, name)| name));
@@ -269,6 +278,26 @@ impl Server {
                 self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::Delete);
             }
         }
+    }
+
+    /// Takes a token from `conn`'s bucket. Without one, the request gets `429` (and, at the
+    /// `--flood-kick`-th refusal in a minute, the connection is closed); returns false.
+    fn take_token(&mut self, conn: ConnId) -> bool {
+        let (now, limits) = (self.now, self.config.flood);
+        let Some(c) = self.connection_mut(conn) else {
+            return false;
+        };
+        let (retry_after, kick) = match c.bucket.take(now, &limits) {
+            Verdict::Take => return true,
+            Verdict::Refuse { retry_after } => (retry_after, false),
+            Verdict::Kick { retry_after } => (retry_after, true),
+        };
+        let reason = flood::slow_down(&limits, retry_after);
+        self.refuse(conn, Status::TOO_MANY_REQUESTS, reason);
+        if kick {
+            self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::Flood);
+        }
+        false
     }
 
     fn hold(&mut self, conn: ConnId, request: &Request<'_>) {

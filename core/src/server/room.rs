@@ -32,6 +32,8 @@ pub enum LeaveCause {
     BadRequest,
     /// The server is shutting down (S11).
     Shutdown,
+    /// The connection collected `--flood-kick` refusals within a minute (S12).
+    Flood,
 }
 
 /// This node's members, in join order.

@@ -93,6 +93,8 @@ impl Status {
     pub const METHOD_NOT_ALLOWED: Self = Self::new(405, "Method Not Allowed");
     /// `408 Request Timeout`: a request not completed within the request timeout (S9).
     pub const REQUEST_TIMEOUT: Self = Self::new(408, "Request Timeout");
+    /// `429 Too Many Requests`: the connection's flood-control bucket is empty (S12).
+    pub const TOO_MANY_REQUESTS: Self = Self::new(429, "Too Many Requests");
     /// `500 Internal Server Error`. Kept from the seed; this server does not send it.
     pub const INTERNAL_SERVER_ERROR: Self = Self::new(500, "Internal Server Error");
     /// `503 Service Unavailable`: the room is full (S10) or shutting down (S11).
