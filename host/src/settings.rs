@@ -1,11 +1,12 @@
 //! The command line of PROTOCOL.md section X: flags, `--help`, and the [`Settings`] they give.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::process;
 use std::time::Duration;
 
 use chathttp_cluster::ClusterSettings;
+use chathttp_core::limits::FloodLimits;
 use chathttp_core::{FrameLimits, ServerConfig};
 use clap::{CommandFactory, FromArgMatches, Parser};
 
@@ -29,9 +30,9 @@ pub struct Settings {
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
-/// them (default: info).
+/// them (default: info). A flag given twice takes its last value.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_override_self = true)]
 struct Flags {
     /// Address and port to listen on: an IPv4 address, an IPv6 address in brackets, or
     /// `localhost`, with a port; port 0 picks a free port
@@ -55,6 +56,16 @@ struct Flags {
     /// Seconds a started request may take to complete before 408 (S9); fractions allowed
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     request_timeout: Duration,
+    /// Requests a second a connection may make that cost the room work (POST, GET, ADD); past
+    /// it, 429 Too Many Requests (S12); fractions allowed; 0 turns flood control off
+    #[arg(long, value_name = "R", default_value = "5", value_parser = parse_rate)]
+    message_rate: Rate,
+    /// Requests a connection that was quiet may make at once (S12)
+    #[arg(long, value_name = "B", default_value = "20")]
+    message_burst: NonZeroU32,
+    /// 429s within one minute after which a connection is closed (S12)
+    #[arg(long, value_name = "K", default_value = "50")]
+    flood_kick: NonZeroU32,
     /// Share the room with every server started with the same Redis and --room: a Redis
     /// URL such as redis://127.0.0.1:6379 (docs/CLUSTER.md). Without it the room is this
     /// process's alone
@@ -113,6 +124,31 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `--message-rate`, as the interval between two requests; `None` is off.
+#[derive(Debug, Clone, Copy)]
+struct Rate(Option<Duration>);
+
+/// `--message-rate`: requests a second, as the interval between two; 0 is off.
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| "expected requests a second, such as 5 or 0.5 (0 turns it off)")?;
+    if rate == 0.0 {
+        return Ok(Rate(None));
+    }
+    if rate.is_nan() || rate < 0.0 {
+        return Err("must be 0 (off) or more".to_owned());
+    }
+    if rate > 1_000_000.0 {
+        return Err("must be at most 1000000 (use 0 to turn flood control off)".to_owned());
+    }
+    // One request in more than a quarter of an hour is flood control no one would notice.
+    if rate < 0.001 {
+        return Err("must be at least 0.001 (or 0 to turn it off)".to_owned());
+    }
+    Ok(Rate(Some(Duration::from_secs_f64(1.0 / rate))))
+}
+
 impl Flags {
     fn into_settings(self) -> Settings {
         let config = ServerConfig {
@@ -125,6 +161,11 @@ impl Flags {
             max_output_bytes: self.max_output_bytes.get(),
             idle_timeout: self.idle_timeout,
             request_timeout: self.request_timeout,
+            flood: FloodLimits {
+                interval: self.message_rate.0,
+                burst: self.message_burst.get(),
+                kick: self.flood_kick.get(),
+            },
             ..ServerConfig::default()
         };
         let cluster = self.redis.map(|redis| ClusterSettings {
@@ -180,6 +221,28 @@ mod tests {
     }
 
     #[test]
+    fn s12_flood_flags_set_the_bucket_and_zero_turns_it_off() {
+        let flood = parse(&[]).expect("ok").config.flood;
+        assert_eq!(flood.interval, Some(Duration::from_millis(200)));
+        assert_eq!((flood.burst, flood.kick), (20, 50));
+        let flood = parse(&[
+            "--message-rate",
+            "0.5",
+            "--message-burst",
+            "3",
+            "--flood-kick",
+            "7",
+        ])
+        .expect("ok")
+        .config
+        .flood;
+        assert_eq!(flood.interval, Some(Duration::from_secs(2)));
+        assert_eq!((flood.burst, flood.kick), (3, 7));
+        let off = parse(&["--message-rate", "0"]).expect("ok").config.flood;
+        assert_eq!(off.interval, None);
+    }
+
+    #[test]
     fn x_accepts_fractions_localhost_and_v6() {
         let settings = parse(&["--idle-timeout", "0.5", "--bind", "localhost:0"]).expect("ok");
         assert_eq!(settings.config.idle_timeout, Duration::from_millis(500));
@@ -196,6 +259,11 @@ mod tests {
             &["--idle-timeout", "-1"],
             &["--idle-timeout", "NaN"],
             &["--idle-timeout", "1e-10"],
+            &["--message-rate", "-1"],
+            &["--message-rate", "NaN"],
+            &["--message-rate", "1e300"],
+            &["--message-burst", "0"],
+            &["--flood-kick", "0"],
             &["--request-timeout", "0.0009"],
             &["--max-body-bytes", "lots"],
             &["--bind", "example.com:80"],

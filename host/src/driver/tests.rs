@@ -117,7 +117,12 @@ fn read_all(clients: &mut [std::net::TcpStream]) -> Vec<String> {
 
 /// A room of `count` joined members named m0, m1…, with their join notices read.
 fn room_of(count: usize) -> (TestDriver, Vec<ConnId>, Vec<std::net::TcpStream>) {
-    let (mut driver, conns, mut clients) = driver_with_clients(count, ServerConfig::default());
+    // The driver's tests send far faster than flood control (S12) allows.
+    let config = ServerConfig {
+        flood: chathttp_core::limits::FloodLimits::OFF,
+        ..ServerConfig::default()
+    };
+    let (mut driver, conns, mut clients) = driver_with_clients(count, config);
     for (i, &conn) in conns.iter().enumerate() {
         let add = format!("ADD / HTTP/1.1\nUser_Agent: m{i}\n\n");
         received(&mut driver, conn, add.into());
