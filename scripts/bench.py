@@ -55,7 +55,8 @@ def chat_peer(binary):
     # --max-connections above the largest scenario (10,000 idle members).
     return dict(proto="chathttp", port=0, args=[],
                 cmd=[os.path.join(TARGET, "release", binary), "--bind", "127.0.0.1:0",
-                     "--max-connections", "20000", "--max-output-bytes", MAX_OUTPUT_BYTES])
+                     "--max-connections", "20000", "--max-output-bytes", MAX_OUTPUT_BYTES,
+                     "--message-rate", "0"])
 
 
 PEERS = {

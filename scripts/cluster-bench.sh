@@ -21,7 +21,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Starts a server with the given flags; sets $addr and $pid.
 start() {
   local log=$out/server-$RANDOM.out
-  "$bin/chat-server-smol" --bind 127.0.0.1:0 --max-output-bytes 268435456 "$@" >"$log" 2>/dev/null &
+  "$bin/chat-server-smol" --bind 127.0.0.1:0 --max-output-bytes 268435456 --message-rate 0 "$@" >"$log" 2>/dev/null &
   pid=$!
   pids+=("$pid")
   for _ in $(seq 100); do

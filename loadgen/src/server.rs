@@ -41,7 +41,9 @@ impl ServerProcess {
         };
         let stderr = fs::OpenOptions::new().create(true).append(true).open(log)?;
         let mut child = command
-            .args(["--bind", "127.0.0.1:0"])
+            // Load tools measure the server, not flood control (S12): it is off unless the
+            // caller's own arguments turn it back on.
+            .args(["--bind", "127.0.0.1:0", "--message-rate", "0"])
             .args(args)
             // Warnings only (failed accepts), unless the caller asks for more.
             .env(

@@ -111,6 +111,9 @@ pub struct Server {
 impl Server {
     /// Starts `rt` on a free port of `127.0.0.1` with `flags` and waits for its
     /// `listening on` line.
+    ///
+    /// Flood control (S12) is off unless `flags` turn it on (`--message-rate R`; a flag's last
+    /// value wins): most cases send far faster than a person types, and the S12 cases say so.
     pub fn start(rt: Runtime, flags: &[&str]) -> Server {
         Self::start_on(rt, "127.0.0.1:0", flags)
     }
@@ -118,7 +121,9 @@ impl Server {
     /// Starts `rt` on `bind` (for example an address a stopped server had) with `flags`.
     pub fn start_on(rt: Runtime, bind: &str, flags: &[&str]) -> Server {
         let mut command = Command::new(rt.binary());
-        command.args(["--bind", bind]).args(flags);
+        command
+            .args(["--bind", bind, "--message-rate", "0"])
+            .args(flags);
         Self::spawn(command)
     }
 

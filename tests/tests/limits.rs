@@ -148,4 +148,33 @@ conformance! {
         let mut next = server.guest();
         assert_eq!(next.request("ADD", "Alice", b"").code(), 200, "the slot and the name are free");
     }
+
+    fn s12_a_flooder_gets_429_then_is_cut_and_the_others_see_one_leave(rt: Runtime) {
+        // One token per 100 s: nothing comes back during the test, so it is deterministic.
+        let flags = ["--message-rate", "0.01", "--message-burst", "3", "--flood-kick", "4"];
+        let server = Server::start(rt, &flags);
+        let mut calm = server.member("Calm");
+        let mut flooder = server.member("Flood");
+        assert_eq!(calm.read_response().text(), "Flood has just entered the chat room...\n");
+        // The ADD took one of three tokens; two messages go out.
+        for text in ["a", "b"] {
+            assert_eq!(flooder.request("POST", "Flood", text.as_bytes()).code(), 200);
+            assert_eq!(calm.read_response().text(), format!("[ Flood ] : {text}\n"));
+        }
+        for (i, (method, body)) in [("POST", "c"), ("GET", ""), ("POST", "d")].iter().enumerate() {
+            let refused = flooder.request(method, "Flood", body.as_bytes());
+            assert_eq!(refused.code(), 429, "refusal {i}: {refused:?}");
+            assert!(
+                refused.text().starts_with("slow down: 0.01 requests/s, try again in "),
+                "{refused:?}"
+            );
+        }
+        // An empty POST is a 400 and costs nothing: still three refusals so far.
+        assert_eq!(flooder.request("POST", "Flood", b"").code(), 400);
+        // The fourth 429 within a minute is the last thing the flooder gets.
+        assert_eq!(flooder.request("POST", "Flood", b"e").code(), 429);
+        flooder.expect_closed();
+        assert_eq!(calm.read_response().text(), "Flood has just left the chat room...\n");
+        assert_eq!(calm.request("GET", "Calm", b"").text(), "Online users:\nCalm\n");
+    }
 }
