@@ -472,7 +472,9 @@ impl Frontend for App {
                         self.back_to_login(server, &me, error);
                     }
                     ClientEvent::ChatLine { from, text } => {
-                        let text = chat_text(&text).to_owned();
+                        // A tab in a terminal cell would move the cursor past the cells
+                        // ratatui drew; the TUI lays it out as spaces instead.
+                        let text = chat_text(&text).replace('\t', "    ");
                         chat.push(at_entry(EntryKind::Chat { from, text }));
                     }
                     ClientEvent::MemberJoined { name } => {
