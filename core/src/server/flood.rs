@@ -157,16 +157,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn s12_the_kick_th_refusal_within_a_minute_closes() {
+    /// Default limits but `kick`, and a bucket emptied by a burst at time zero.
+    fn emptied(kick: u32) -> (FloodLimits, Bucket) {
         let limits = FloodLimits {
-            kick: 3,
+            kick,
             ..FloodLimits::default()
         };
         let mut bucket = Bucket::new(at(0));
-        for _ in 0..20 {
-            let _ = bucket.take(at(0), &limits);
+        for _ in 0..limits.burst {
+            assert_eq!(bucket.take(at(0), &limits), Verdict::Take);
         }
+        (limits, bucket)
+    }
+
+    #[test]
+    fn s12_the_kick_th_refusal_within_a_minute_closes() {
+        let (limits, mut bucket) = emptied(3);
         assert!(matches!(
             bucket.take(at(1), &limits),
             Verdict::Refuse { .. }
@@ -180,14 +186,7 @@ mod tests {
 
     #[test]
     fn s12_refusals_older_than_a_minute_are_forgotten() {
-        let limits = FloodLimits {
-            kick: 2,
-            ..FloodLimits::default()
-        };
-        let mut bucket = Bucket::new(at(0));
-        for _ in 0..20 {
-            let _ = bucket.take(at(0), &limits);
-        }
+        let (limits, mut bucket) = emptied(2);
         assert!(matches!(
             bucket.take(at(1), &limits),
             Verdict::Refuse { .. }
