@@ -498,18 +498,6 @@ fn a_joiner_that_hangs_up_before_its_join_is_applied_joins_then_leaves() {
     assert_eq!(w.roster(B), ["bob"]);
 }
 
-/// A small deterministic generator (xorshift64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 /// Random scripts over three nodes: joins (with names that clash, in other cases), messages,
 /// GETs, DELETEs, hang-ups, reaping, and appends and reads at random moments. Invariants are checked
 /// after every output; at the end every node has the same roster, and every member received
@@ -522,44 +510,44 @@ fn random_scripts_keep_one_order_and_one_roster_on_every_node() {
         .unwrap_or(40);
     let (mut chat_lines, mut leaves, mut refused) = (0u64, 0u64, 0u64);
     for seed in 1..=seeds {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = fastrand::Rng::with_seed(seed);
         let mut w = World::new(&["a", "b", "c"]);
         let names = ["ann", "Ann", "bo", "BO", "cy", "dee", "eve", "fay"];
         let mut conns: Vec<(usize, ConnId)> = (0..6).map(|i| (i % 3, w.open(i % 3))).collect();
         let mut said = 0;
         for _ in 0..400 {
-            let node = rng.below(3);
-            match rng.below(20) {
+            let node = rng.usize(..3);
+            match rng.usize(..20) {
                 0 | 1 => conns.push((node, w.open(node))),
                 2..=4 if !conns.is_empty() => {
-                    let (n, c) = conns[rng.below(conns.len())];
-                    let name = names[rng.below(names.len())];
+                    let (n, c) = conns[rng.usize(..conns.len())];
+                    let name = names[rng.usize(..names.len())];
                     w.send(n, c, &add(name));
                 }
                 5..=9 if !conns.is_empty() => {
-                    let (n, c) = conns[rng.below(conns.len())];
+                    let (n, c) = conns[rng.usize(..conns.len())];
                     said += 1;
                     w.send(n, c, &post(&format!("t{said}")));
                 }
                 10 if !conns.is_empty() => {
-                    let (n, c) = conns[rng.below(conns.len())];
-                    let method = ["GET", "DELETE"][rng.below(2)];
+                    let (n, c) = conns[rng.usize(..conns.len())];
+                    let method = ["GET", "DELETE"][rng.usize(..2)];
                     w.send(n, c, &request(method, None, ""));
                 }
                 11 if !conns.is_empty() => {
-                    let (n, c) = conns.swap_remove(rng.below(conns.len()));
+                    let (n, c) = conns.swap_remove(rng.usize(..conns.len()));
                     w.hang_up(n, c);
                 }
                 12..=14 => w.append(node),
                 15 | 16 => w.deliver(node),
                 // Now and then the others take a node for dead and reap its members.
-                17 if rng.below(4) == 0 => {
+                17 if rng.usize(..4) == 0 => {
                     let id = w.nodes[node].id;
                     w.reap(id);
                 }
                 _ => {
                     // Deliver only part of the log: nodes lag behind each other.
-                    let lag = rng.below(3);
+                    let lag = rng.usize(..3);
                     if w.nodes[node].read + lag < w.log.len() {
                         let entry = w.log[w.nodes[node].read].clone();
                         w.nodes[node].read += 1;

@@ -25,24 +25,18 @@ use chathttp_core::server::{CloseMode, Disconnect, Event, Output, Server};
 use chathttp_core::wire::{Frame, ResponseDecoder};
 use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp, UserName};
 
-/// xorshift64*: small, seedable, good enough to pick actions.
-struct Rng(u64);
+/// The seeded generator that picks every action: a seed replays a run exactly.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Self(fastrand::Rng::with_seed(seed))
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.usize(..n)
     }
     fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.0.u64(..100) < percent
     }
 }
 
