@@ -55,21 +55,32 @@ pub(crate) fn close<O: Outbox>(
         }
     }
     queue.append(&mut slot.batch);
-    if queue.close(mode) {
-        drop(queue);
-        return start_writer(&slot.outbox);
+    let start = queue.close(mode);
+    drop(queue);
+    let started = if start { start_writer(&slot.outbox) } else { 0 };
+    if mode == CloseMode::AfterFlush {
+        // The writer owns the socket now; the driver keeps a handle only to hold it to the
+        // linger deadline (S13), so a peer that never takes the last bytes is reset.
+        lingering.watch(slot.conn, slot.outbox, now.saturating_add(LINGER));
     }
-    0
+    started
 }
 
-/// Connections the driver has closed after their last frames: each has its sending side shut
-/// down and waits, its reader discarding input, until the peer closes too (its reader's
-/// [`Input::Closed`]) or [`LINGER`] passes, when it is shut down for good. Until then the
-/// driver keeps a handle on the socket, so that the descriptor is closed with nothing unread
-/// in it and the peer gets a clean end of stream, not a reset.
+/// Connections the driver has closed after their last frames (S13). Each waits, at most
+/// [`LINGER`]:
+///
+/// * **half-closed**, when the kernel took the last bytes at once: its sending side is shut
+///   down and its reader discards input until the peer closes too (its reader's
+///   [`Input::Closed`]), so that the descriptor is closed with nothing unread in it and the
+///   peer gets a clean end of stream, not a reset;
+/// * **with its writer**, when the kernel did not: the writer owns the socket and finishes
+///   the close itself.
+///
+/// At the deadline a connection still waiting is aborted: a reset, which also frees what the
+/// kernel holds for it, however the peer's window behaves.
 #[derive(Debug)]
 pub(crate) struct Lingering<O> {
-    outboxes: HashMap<ConnId, O>,
+    outboxes: HashMap<ConnId, (O, Wait)>,
     /// When each one's time is up, earliest first (every connection lingers as long).
     /// Connections whose peers closed early stay here until then, matching nothing.
     deadlines: VecDeque<(Timestamp, ConnId)>,
@@ -84,23 +95,41 @@ impl<O> Default for Lingering<O> {
     }
 }
 
+/// What a lingering connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Half-closed: the peer's end of stream.
+    PeerClose,
+    /// Its writer, which owns the socket, to finish.
+    Writer,
+}
+
 impl<O: Outbox> Lingering<O> {
     /// Half-closes `outbox`'s socket and lets it linger until `deadline`.
     pub(crate) fn start(&mut self, conn: ConnId, outbox: O, deadline: Timestamp) {
         let _ = socket2::SockRef::from(&outbox).shutdown(std::net::Shutdown::Write);
-        self.outboxes.insert(conn, outbox);
+        self.outboxes.insert(conn, (outbox, Wait::PeerClose));
         self.deadlines.push_back((deadline, conn));
     }
 
-    /// The peer closed: the reader has read everything, so the socket can close cleanly.
+    /// Holds `outbox`, whose writer is finishing a close, until `deadline`.
+    pub(crate) fn watch(&mut self, conn: ConnId, outbox: O, deadline: Timestamp) {
+        self.outboxes.insert(conn, (outbox, Wait::Writer));
+        self.deadlines.push_back((deadline, conn));
+    }
+
+    /// The peer closed. A half-closed socket can now close cleanly; one with a writer is held
+    /// to its deadline all the same, since a peer that stopped sending may still not read.
     pub(crate) fn release(&mut self, conn: ConnId) {
-        if let Some(outbox) = self.outboxes.remove(&conn) {
+        if let Some((_, Wait::PeerClose)) = self.outboxes.get(&conn)
+            && let Some((outbox, _)) = self.outboxes.remove(&conn)
+        {
             outbox.release();
         }
     }
 
-    /// Shuts down for good up to [`CLOSES_PER_ROUND`] connections whose time is up; that
-    /// ends each one's reader, which drops the last handle.
+    /// Aborts up to [`CLOSES_PER_ROUND`] connections whose time is up and that are still
+    /// waiting; that ends each one's reader and writer, which drop the last handles.
     pub(crate) fn expire(&mut self, now: Timestamp) {
         for _ in 0..CLOSES_PER_ROUND {
             let Some(&(deadline, conn)) = self.deadlines.front() else {
@@ -110,10 +139,18 @@ impl<O: Outbox> Lingering<O> {
                 break;
             }
             self.deadlines.pop_front();
-            if let Some(outbox) = self.outboxes.remove(&conn) {
-                let _ = socket2::SockRef::from(&outbox).shutdown(std::net::Shutdown::Both);
-                outbox.release();
+            let Some((outbox, wait)) = self.outboxes.remove(&conn) else {
+                continue;
+            };
+            let unfinished = match wait {
+                Wait::PeerClose => true,
+                Wait::Writer => buffers::lock(outbox.queue()).with_writer(),
+            };
+            if unfinished {
+                // Ends the reader and any writer, and makes the close a reset.
+                abort_socket(&outbox);
             }
+            outbox.release();
         }
     }
 

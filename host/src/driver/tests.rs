@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::buffers::Outgoing;
+use crate::closing::LINGER;
 
 /// A clock that moves only when the test says; clones share the time.
 #[derive(Debug, Clone, Default)]
@@ -307,4 +308,56 @@ fn a_wave_of_timeouts_is_closed_a_slice_per_round() {
     for text in texts {
         assert!(text.contains("HTTP/1.1 408 Request Timeout"), "{text}");
     }
+}
+
+#[test]
+fn s13_a_close_whose_last_bytes_the_peer_never_takes_is_reset_at_the_linger() {
+    let config = ServerConfig {
+        flood: chathttp_core::limits::FloodLimits::OFF,
+        max_output_bytes: 8 << 20,
+        ..ServerConfig::default()
+    };
+    let (mut driver, conns, mut clients) = driver_with_clients(2, config);
+    // A small kernel buffer on both ends of the reader's socket, so a 60 KiB message does not
+    // fit and the rest waits for a writer (which the test's outbox never starts: stuck).
+    socket2::SockRef::from(&clients[0])
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    for (i, &conn) in conns.iter().enumerate() {
+        let add = format!("ADD / HTTP/1.1\nUser_Agent: m{i}\n\n");
+        received(&mut driver, conn, add.into());
+        driver.flush(no_arrivals, |_, _| unreachable!());
+    }
+    read_all(&mut clients);
+    received(&mut driver, conns[1], post("m1", &"x".repeat(60 * 1024)));
+    driver.flush(no_arrivals, |_, _| unreachable!());
+    // The reader leaves; its goodbye queues behind what the kernel did not take.
+    received(&mut driver, conns[0], b"DELETE / HTTP/1.1\n\n".to_vec());
+    driver.flush(no_arrivals, |_, _| unreachable!());
+    assert!(
+        driver.next_wakeup().is_some_and(|d| d <= LINGER),
+        "the close has a deadline"
+    );
+    driver.clock.advance(LINGER + Duration::from_millis(1));
+    driver.handle_timeout();
+    // The peer reads what reached it, then meets the reset.
+    use std::io::Read;
+    let mut buffer = [0; 65536];
+    let started = std::time::Instant::now();
+    let error = loop {
+        match clients[0].read(&mut buffer) {
+            Ok(0) => panic!("a clean end of stream: the close was not aborted"),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(started.elapsed() < Duration::from_secs(5), "never reset");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+    assert!(
+        driver.lingering.is_empty(),
+        "nothing is held past the linger"
+    );
 }
