@@ -629,3 +629,29 @@ fn s2_2_look_alikes_claimed_on_two_nodes_at_once_leave_one_member_and_no_stale_c
         .to_owned();
     assert!(!w.claims.contains_key(&key), "a stale claim on {key:?}");
 }
+
+#[test]
+fn s7_s12_a_429_keeps_its_place_behind_the_replies_in_flight() {
+    let mut w = World::new(&["a"]);
+    let ann = w.join(A, "ann");
+    w.settle();
+    // The join took one of 20 tokens; 19 messages take the rest and stream into the log.
+    for i in 0..19 {
+        w.send(A, ann, &post(&format!("p{i}")));
+    }
+    // Behind messages in flight a GET is held; it is charged when carried out.
+    w.send(A, ann, &request("GET", None, ""));
+    let early = w.received[&(A, ann)]
+        .iter()
+        .filter(|r| r.starts_with("429"))
+        .count();
+    assert_eq!(early, 0, "no 429 ahead of the replies it follows");
+    w.settle();
+    let got = &w.received[&(A, ann)];
+    let tail: Vec<_> = got[got.len() - 20..].iter().map(|r| r.as_str()).collect();
+    assert!(
+        tail[..19].iter().all(|r| r.contains("[ ann ] : p")),
+        "{tail:#?}"
+    );
+    assert!(tail[19].starts_with("429 Too Many Requests"), "{tail:#?}");
+}

@@ -234,11 +234,13 @@ impl Server {
     /// Carries out one complete request: appends its entry, answers it, or holds it.
     pub(crate) fn dispatch(&mut self, conn: ConnId, request: &Request<'_>, released: bool) {
         let command = self.command(conn, request, released);
-        // S12: a request is charged when it arrives (a held one already was), unless it is a
-        // DELETE or a 400, which cost the room nothing.
+        // S12: a request is charged when it is carried out (a held one when it is released,
+        // so its 429 keeps its place among the replies, S7), unless it is a DELETE or a 400,
+        // which cost the room nothing.
         let free = request.method() == Some(Method::Delete)
+            || matches!(&command, Command::Hold)
             || matches!(&command, Command::Refuse(status, _) if *status == Status::BAD_REQUEST);
-        if !released && !free && !self.take_token(conn) {
+        if !free && !self.take_token(conn) {
             return;
         }
         match command {
