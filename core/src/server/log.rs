@@ -582,6 +582,17 @@ impl Server {
                 if matches!(self.log, Log::Shared { .. }) {
                     self.append(conn, LogKind::Leave);
                 }
+            } else if let Some(conn) = local
+                && let Some(Phase::Member { .. }) = self.phase(conn)
+            {
+                // A member claimed again after a reset, whose name a look-alike took meanwhile:
+                // it cannot stay in the room without a name in the roster.
+                let text = format!(
+                    "You are no longer in the room: while the shared log was reset, {name} \
+                     became too close to another member's name. Reconnect to join again.\n"
+                );
+                self.drop_local_member(conn, &text);
+                self.append(conn, LogKind::Leave);
             }
             return;
         }

@@ -95,7 +95,11 @@ impl Room {
     pub(crate) fn insert(&mut self, conn: ConnId, name: UserName) {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.names.insert(&name, conn);
+        let free = self.names.insert(&name, conn);
+        debug_assert!(
+            free,
+            "a joiner's name is checked against the room before it enters"
+        );
         self.seq_of.insert(conn, seq);
         self.by_seq.insert(seq, (conn, name));
         self.recipients = None;
