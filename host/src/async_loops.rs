@@ -320,6 +320,7 @@ async fn write_loop<R: Runtime>(
             Step::Stop => break,
         }
     }
+    buffers::lock(&queue).end_writing();
     let _ = R::shutdown(&stream, Shutdown::Both);
     let _ = to_driver.send(Input::WriterFinished).await;
 }

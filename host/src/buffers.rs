@@ -176,6 +176,9 @@ pub struct Outgoing {
     reader_ended: bool,
     /// How to wake a writer lingering for the reader's end.
     writer: Option<Waker>,
+    /// A writer that carried out a close has returned: nothing of the connection is left in
+    /// it.
+    writer_gone: bool,
 }
 
 impl Outgoing {
@@ -228,6 +231,17 @@ impl Outgoing {
         if let Some(writer) = self.writer.take() {
             writer.wake();
         }
+    }
+
+    /// The writer has carried out the close (or met an error) and is about to return.
+    pub fn end_writing(&mut self) {
+        self.writer_gone = true;
+    }
+
+    /// Whether a writer that carried out a close has returned (see
+    /// [`end_writing`](Self::end_writing)).
+    pub fn is_writer_gone(&self) -> bool {
+        self.writer_gone
     }
 
     /// The writer's next step.

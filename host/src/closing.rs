@@ -118,12 +118,16 @@ impl<O: Outbox> Lingering<O> {
         self.deadlines.push_back((deadline, conn));
     }
 
-    /// The peer closed. A half-closed socket can now close cleanly; one with a writer is held
-    /// to its deadline all the same, since a peer that stopped sending may still not read.
+    /// The peer closed. A half-closed socket can now close cleanly, and so can one whose
+    /// writer has returned; one whose writer is still at work is held to its deadline, since
+    /// a peer that stopped sending may still not read.
     pub(crate) fn release(&mut self, conn: ConnId) {
-        if let Some((_, Wait::PeerClose)) = self.outboxes.get(&conn)
-            && let Some((outbox, _)) = self.outboxes.remove(&conn)
-        {
+        let done = match self.outboxes.get(&conn) {
+            Some((_, Wait::PeerClose)) => true,
+            Some((outbox, Wait::Writer)) => buffers::lock(outbox.queue()).is_writer_gone(),
+            None => false,
+        };
+        if done && let Some((outbox, _)) = self.outboxes.remove(&conn) {
             outbox.release();
         }
     }
@@ -144,7 +148,7 @@ impl<O: Outbox> Lingering<O> {
             };
             let unfinished = match wait {
                 Wait::PeerClose => true,
-                Wait::Writer => buffers::lock(outbox.queue()).with_writer(),
+                Wait::Writer => !buffers::lock(outbox.queue()).is_writer_gone(),
             };
             if unfinished {
                 // Ends the reader and any writer, and makes the close a reset.

@@ -46,7 +46,7 @@ pub(crate) fn log_event(event: &Event) {
             conn,
             status,
             reason,
-        } => tracing::info!(%conn, status = status.code(), reason, "bad request"),
+        } => tracing::info!(%conn, status = status.code(), reason, "refused"),
         Event::GuestClosed { conn, cause } => tracing::debug!(%conn, ?cause, "guest closed"),
         Event::OverCapacity { conn } => tracing::warn!(%conn, "over capacity: refused"),
         other => tracing::debug!(?other, "event"),

@@ -56,16 +56,18 @@ struct Flags {
     /// Seconds a started request may take to complete before 408 (S9); fractions allowed
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     request_timeout: Duration,
-    /// Requests a second a connection may make that cost the room work (POST, GET, ADD); past
+    /// Requests a second a connection may make that cost the room work (all but DELETE and
+    /// requests refused with 400); past
     /// it, 429 Too Many Requests (S12); fractions allowed; 0 turns flood control off
     #[arg(long, value_name = "R", default_value = "5", value_parser = parse_rate)]
     message_rate: Rate,
     /// Requests a connection that was quiet may make at once (S12)
     #[arg(long, value_name = "B", default_value = "20")]
     message_burst: NonZeroU32,
-    /// 429s within one minute after which a connection is closed (S12)
-    #[arg(long, value_name = "K", default_value = "50")]
-    flood_kick: NonZeroU32,
+    /// 429s within one minute after which a connection is closed (S12); at most 10000
+    #[arg(long, value_name = "K", default_value = "50",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    flood_kick: u32,
     /// Share the room with every server started with the same Redis and --room: a Redis
     /// URL such as redis://127.0.0.1:6379 (docs/CLUSTER.md). Without it the room is this
     /// process's alone
@@ -164,7 +166,7 @@ impl Flags {
             flood: FloodLimits {
                 interval: self.message_rate.0,
                 burst: self.message_burst.get(),
-                kick: self.flood_kick.get(),
+                kick: self.flood_kick,
             },
             ..ServerConfig::default()
         };
@@ -264,6 +266,7 @@ mod tests {
             &["--message-rate", "1e300"],
             &["--message-burst", "0"],
             &["--flood-kick", "0"],
+            &["--flood-kick", "10001"],
             &["--request-timeout", "0.0009"],
             &["--max-body-bytes", "lots"],
             &["--bind", "example.com:80"],

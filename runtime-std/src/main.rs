@@ -282,6 +282,7 @@ fn write_loop(conn: ConnId, stream: &TcpStream, queue: &Mutex<Outgoing>, to_driv
             Step::Stop => break,
         }
     }
+    buffers::lock(queue).end_writing();
     let _ = stream.shutdown(Shutdown::Both);
     let _ = to_driver.send(Input::WriterFinished);
 }
