@@ -13,6 +13,8 @@
 //! * [`server`]: the room machine, [`Server`]; in [`server::log`], the log that sequences
 //!   every change to the room, either inside one machine or shared by several machines that
 //!   so serve one room; in [`server::room`], this machine's members.
+//!   [`server::flood`] is flood control (S12), a token bucket per connection.
+//! * [`names`]: which user names are valid (S2.1) and when two collide (S2.2).
 //! * [`client`]: the client session machine, [`client::ClientSession`].
 //! * [`time`], [`ids`], [`limits`], [`error`]: the vocabulary.
 //!
