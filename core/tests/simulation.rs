@@ -11,7 +11,9 @@
 //! * every broadcast goes to exactly the members present (and open) when it is applied;
 //! * every client has received, decoded from its byte stream, exactly the broadcasts of its
 //!   membership, in the order they were applied: none lost, none doubled, one order for all;
-//! * memory per connection stays within the limits.
+//! * memory per connection stays within the limits;
+//! * flooders (thirty messages at once) get no more chat lines through at one instant than
+//!   the bucket's burst (S12), and are kicked after repeated `429`s.
 //!
 //! `SIM_SEED=<n>` replays one seed; `SIM_STEPS=<n>` sets the steps per seed;
 //! `SIM_SEEDS=<n>` the number of seeds. A failure prints the seed and the step.
@@ -21,6 +23,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
+use chathttp_core::limits::FloodLimits;
 use chathttp_core::server::{CloseMode, Disconnect, Event, Output, Server};
 use chathttp_core::wire::{Frame, ResponseDecoder};
 use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp, UserName};
@@ -90,6 +93,9 @@ struct World {
     broadcasts: u64,
     /// How often each kind of event happened, to show the faults were exercised.
     tally: BTreeMap<String, u64>,
+    /// Chat lines each client got through at the current instant (S12): never more than
+    /// the bucket's burst, however fast it floods.
+    lines_now: (u64, HashMap<usize, u32>),
 }
 
 impl World {
@@ -104,6 +110,11 @@ impl World {
             max_output_bytes: 4096,
             idle_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(5),
+            // Flooders are kicked soon enough to be seen doing it.
+            flood: FloodLimits {
+                kick: 5,
+                ..FloodLimits::default()
+            },
             ..ServerConfig::default()
         };
         Self {
@@ -119,6 +130,7 @@ impl World {
             largest_frame: 0,
             broadcasts: 0,
             tally: BTreeMap::new(),
+            lines_now: (0, HashMap::new()),
         }
     }
 
@@ -188,9 +200,18 @@ impl World {
                 c.joining = Some(name.to_owned());
                 support::add(name)
             }
-            (Phase::Member, 0..=79) => {
+            (Phase::Member, 0..=77) => {
                 c.posts += 1;
                 support::post(&format!("m{i}-{}", c.posts))
+            }
+            // A flooder: thirty messages at once, far past the bucket (S12).
+            (Phase::Member, 78..=79) => {
+                let mut burst = Vec::new();
+                for _ in 0..30 {
+                    c.posts += 1;
+                    burst.extend(support::post(&format!("m{i}-{}", c.posts)));
+                }
+                burst
             }
             (Phase::Member, 80..=83) => support::request("DELETE", None, ""),
             (_, 84..=89) => support::request("POST", None, "\n"),
@@ -356,6 +377,7 @@ impl World {
                             .map(|(c, n)| (self.by_conn[&c], n.as_str().to_owned()))
                             .collect::<Vec<_>>()
                     );
+                    self.count_chat_line(&body);
                     for &m in &got {
                         self.clients[m].expected.push(body.clone());
                         self.clients[m].inbox.push_back(frame.clone());
@@ -405,6 +427,29 @@ impl World {
                 }
             }
         }
+    }
+
+    /// S12: a speaker's chat lines at one instant never pass the bucket's burst, so a
+    /// flooder cannot take the room for more than that before the others' turn.
+    fn count_chat_line(&mut self, body: &str) {
+        let Some(speaker) = body
+            .split_once(" ] : m")
+            .and_then(|(_, rest)| rest.split_once('-'))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+        else {
+            return;
+        };
+        if self.lines_now.0 != self.now_ms {
+            self.lines_now = (self.now_ms, HashMap::new());
+        }
+        let lines = self.lines_now.1.entry(speaker).or_default();
+        *lines += 1;
+        let burst = self.config.flood.burst;
+        assert!(
+            *lines <= burst,
+            "client {speaker} got {lines} chat lines through at {} ms; the burst is {burst}",
+            self.now_ms
+        );
     }
 
     fn deliver_one(&mut self, conn: ConnId, frame: Frame) {
