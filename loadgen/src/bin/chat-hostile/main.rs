@@ -48,7 +48,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "emfile,stalled,slowloris,badflood"
+        default_value = "emfile,stalled,slowloris,badflood,flood"
     )]
     scenarios: Vec<Scenario>,
     /// Chatting members
@@ -81,6 +81,9 @@ struct Args {
     /// Where the servers' standard error goes
     #[arg(long, default_value = "target/hostile-server.log")]
     server_log: PathBuf,
+    /// Set by a scenario that runs with flood control on: the members' rate stays under it.
+    #[arg(skip)]
+    rate_cap: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +92,7 @@ enum Scenario {
     Stalled,
     Slowloris,
     Badflood,
+    Flood,
 }
 
 /// The outcome of one scenario: figures to print, and failed checks.
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
             Scenario::Stalled => stalled(&args),
             Scenario::Slowloris => slowloris(&args),
             Scenario::Badflood => badflood(&args),
+            Scenario::Flood => flood(&args),
         };
         let outcome = outcome.unwrap_or_else(|e| Outcome {
             figures: Vec::new(),
@@ -157,7 +162,7 @@ impl Args {
     fn chat(&self) -> ChatConfig {
         ChatConfig {
             members: self.members,
-            rate: self.rate,
+            rate: self.rate_cap.map_or(self.rate, |cap| self.rate.min(cap)),
             body_len: self.body,
         }
     }
@@ -598,6 +603,132 @@ fn slowloris_attack(addr: SocketAddr, clients: usize) -> SlowlorisReport {
 }
 
 /// Unframeable requests of the W8 table, one per connection.
+/// S12: 100 members post as fast as their sockets take, at the server's default flood
+/// control (5 requests/s, 20 at once, a kick at the 50th 429 in a minute). A kicked flooder
+/// joins again and goes on. The members chat under the default rate, so only the flooders
+/// meet 429s; the room carries no more of a flooder's messages than its bucket lets through.
+fn flood(args: &Args) -> Result<Outcome, String> {
+    const FLOODERS: usize = 100;
+    let flags = [
+        "--message-rate",
+        "5",
+        "--message-burst",
+        "20",
+        "--flood-kick",
+        "50",
+    ]
+    .map(String::from);
+    let members = Args {
+        rate_cap: Some(4.0),
+        server: args.server.clone(),
+        scenarios: Vec::new(),
+        server_log: args.server_log.clone(),
+        ..*args
+    };
+    members.under_attack(&flags, |server, chat, outcome| {
+        let addr = server.addr;
+        let seconds = members.seconds;
+        let flood = thread::spawn(move || flood_attack(addr, FLOODERS, seconds));
+        let run = chat.talk(Duration::from_secs(members.seconds));
+        let report = flood
+            .join()
+            .map_err(|_| "the flood thread panicked".to_owned())?;
+        outcome.figure(format!(
+            "{FLOODERS} flooders: {} posts sent, {} carried, {} refused with 429, {} kicks \
+             (each rejoined), {} other replies",
+            report.sent, report.carried, report.too_many, report.kicks, report.other
+        ));
+        outcome.check(
+            report.too_many > 0 && report.kicks > 0,
+            "flooders met 429s and were kicked".into(),
+        );
+        outcome.check(
+            report.over_bucket.is_empty(),
+            format!(
+                "no flooder got more through than its bucket ({} over{})",
+                report.over_bucket.len(),
+                report
+                    .over_bucket
+                    .first()
+                    .map(|o| format!(", first: {o}"))
+                    .unwrap_or_default()
+            ),
+        );
+        Ok(run)
+    })
+}
+
+#[derive(Debug, Default)]
+struct FloodReport {
+    sent: usize,
+    carried: usize,
+    too_many: usize,
+    kicks: usize,
+    other: usize,
+    /// Connection lives that got more chat lines through than `burst + rate × life` allows.
+    over_bucket: Vec<String>,
+}
+
+/// Each flooder pipelines 20 posts, reads what came back, and does it again until `seconds`
+/// pass; one that is kicked joins again under the same name.
+fn flood_attack(addr: SocketAddr, flooders: usize, seconds: u64) -> FloodReport {
+    let mut report = FloodReport::default();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let join = |i: usize| -> Option<(Peer, Instant, usize)> {
+        let mut peer = Peer::connect(addr, None).ok()?;
+        peer.join(&format!("flood{i}"), Duration::from_secs(5))
+            .ok()?;
+        Some((peer, Instant::now(), 0))
+    };
+    let mut peers: Vec<Option<(Peer, Instant, usize)>> = (0..flooders).map(join).collect();
+    let batch: Vec<u8> = (0..20)
+        .flat_map(|k| {
+            chathttp_loadgen::wire::request_bytes(Method::Post, "", format!("x{k}").as_bytes())
+        })
+        .collect();
+    while Instant::now() < end {
+        for (i, slot) in peers.iter_mut().enumerate() {
+            let Some((peer, born, carried)) = slot else {
+                *slot = join(i);
+                continue;
+            };
+            if peer.stream.write_all(&batch).is_err() {
+                report.kicks += 1;
+                *slot = join(i);
+                continue;
+            }
+            report.sent += 20;
+            let own = format!("[ flood{i} ] : x");
+            let deadline = Instant::now() + Duration::from_millis(1);
+            let ended = loop {
+                match peer.next_reply(deadline) {
+                    Ok(Some(reply)) if reply.code == 200 && reply.body.starts_with(&own) => {
+                        *carried += 1;
+                        report.carried += 1;
+                    }
+                    Ok(Some(reply)) if reply.code == 429 => report.too_many += 1,
+                    Ok(Some(reply)) if reply.code == 200 => {}
+                    Ok(Some(_)) => report.other += 1,
+                    Ok(None) => break false,
+                    Err(_) => break true,
+                }
+            };
+            // The server's bucket: 20 at once, then 5 a second (one more of slack).
+            let allowed = 20.0 + 5.0 * born.elapsed().as_secs_f64() + 1.0;
+            if *carried as f64 > allowed {
+                report
+                    .over_bucket
+                    .push(format!("flood{i}: {carried} carried, {allowed:.0} allowed"));
+            }
+            if ended {
+                report.kicks += 1;
+                *slot = join(i);
+            }
+        }
+    }
+    report
+}
+
 fn bad_requests() -> Vec<Vec<u8>> {
     let mut oversized = b"GET / HTTP/1.1\nX_Big: ".to_vec();
     oversized.resize(9_000, b'a');
