@@ -655,3 +655,35 @@ fn s7_s12_a_429_keeps_its_place_behind_the_replies_in_flight() {
     );
     assert!(tail[19].starts_with("429 Too Many Requests"), "{tail:#?}");
 }
+
+#[test]
+fn s2_2_a_member_whose_name_a_look_alike_took_during_a_reset_is_told_and_let_go() {
+    let mut w = World::new(&["a", "b"]);
+    let alice = w.join(A, "alice");
+    let bob = w.join(B, "bob");
+    w.settle();
+    // The log is lost; both nodes reset from an empty snapshot and claim their members again.
+    w.log.clear();
+    w.claims.clear();
+    w.owner.clear();
+    for node in [A, B] {
+        w.nodes[node].read = 0;
+        let now = w.now();
+        w.nodes[node].server.handle_log_reset(now, Vec::new(), true);
+        w.outputs(node);
+    }
+    // Meanwhile a look-alike joins on b, and its join reaches the log before alice's rejoin
+    // (the log claims names by comparison form, so it takes both claims).
+    let mimic = w.join(B, "aIice");
+    w.append(B);
+    w.settle();
+    let told = w.received[&(A, alice)]
+        .iter()
+        .any(|l| l.starts_with("503") && l.contains("too close"));
+    assert!(told, "alice is told why: {:#?}", w.received[&(A, alice)]);
+    assert!(!w.nodes[A].server.is_open(alice), "and let go");
+    assert_eq!(w.roster(A), w.roster(B));
+    assert_eq!(w.roster(A), ["bob", "aIice"]);
+    assert!(w.last(B, mimic).contains("Welcome, aIice!"));
+    let _ = bob;
+}
