@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fan-out benchmarks of the three ChatHTTP servers against ngIRCd (issue #5).
+"""Fan-out benchmarks of the three ChatHTTP servers against ngIRCd.
 
 Every run gets a freshly started server (started here, stopped by its own PID), so runs
 share no state; peers are interleaved within each repetition and the order rotates from

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fan-out benchmarks (issue #5): our three ChatHTTP servers against ngIRCd, interleaved,
+# Fan-out benchmarks: our three ChatHTTP servers against ngIRCd, interleaved,
 # each server started fresh for every run. Builds what it needs, then hands its arguments
 # to scripts/bench.py (see `scripts/bench.py --help`):
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak (issue #6): a churning room against each server for MINUTES, then the delivery check
+# Soak: a churning room against each server for MINUTES, then the delivery check
 # of chat-soak (exactly once, one order, no ghosts, RSS back near the start).
 #
 #   scripts/soak.sh MINUTES [RUNTIME…]      # RUNTIME: smol, std, asyncstd (default: all three)

@@ -690,7 +690,7 @@ mod tests {
     fn a_cr_ending_one_chunk_is_forgotten_once_the_next_message_is_read() {
         // A blank line split after its CR, then a whole message in the next chunk, then the
         // start of another: the remembered CR must not outlive the message and reject the
-        // next start line (a case the request_decoder fuzz target found).
+        // next start line.
         let mut decoder = RequestDecoder::new(FrameLimits::default());
         let mut out = Vec::new();
         for chunk in [&b"\r"[..], b"\nGET / HTTP/1.1\n\nPO", b"ST / HTTP/1.1\n\n"] {

@@ -1,5 +1,5 @@
 //! `chat-soak`: a churning room against a real server for a configurable time, then a check
-//! that nothing was lost, doubled or reordered (issue #6, S6–S8).
+//! that nothing was lost, doubled or reordered (S6–S8).
 //!
 //! It starts the server binary itself (`--bind 127.0.0.1:0`), so it can read its RSS.
 //!

@@ -1,4 +1,4 @@
-//! `chat-hostile`: resource-exhaustion scenarios against a real server binary (issue #6).
+//! `chat-hostile`: resource-exhaustion scenarios against a real server binary.
 //!
 //! Every scenario starts a fresh server as a child process on a loopback port, joins
 //! `--members` chatting members (`m0`…, see [`chat`]) and then turns hostile clients loose:
