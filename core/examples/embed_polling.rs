@@ -5,7 +5,8 @@
 //!
 //! 1. wait for readiness, but no longer than [`Server::poll_timeout`] allows;
 //! 2. read the clock once and feed what happened (`handle_open`, `handle_received`,
-//!    `handle_closed`, `handle_drained`, `handle_timeout`), all with that timestamp;
+//!    `handle_closed`, `handle_drained`, `handle_timeout`, and `handle_released` once a
+//!    closed connection's socket is dropped), all with that timestamp;
 //! 3. drain [`Server::poll_output`] until it returns `None`, queueing bytes per connection
 //!    and closing what it says to close;
 //! 4. write what sockets will take, and report it with `handle_drained`.
@@ -156,8 +157,10 @@ fn main() -> io::Result<()> {
             if let Some(c) = connections.remove(&conn) {
                 poller.delete(&c.stream)?;
                 keys.remove(&(conn.as_u64() as usize));
-                // Only a connection whose writes failed is still known to the machine.
+                // Only a connection whose writes failed is still open in the machine.
                 server.handle_closed(t, conn, Disconnect::Error);
+                // The socket is gone: its id and its place under the limit are free (S13).
+                server.handle_released(conn);
             }
         }
 

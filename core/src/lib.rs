@@ -25,7 +25,9 @@
 //! 1. **Feed one input.** A connection was accepted: [`Server::handle_open`]. Bytes arrived:
 //!    [`Server::handle_received`]. The socket took some queued bytes:
 //!    [`Server::handle_drained`] (this is what lets the machine cut slow readers, S8). The
-//!    peer went away: [`Server::handle_closed`]. The deadline passed:
+//!    peer went away: [`Server::handle_closed`]. The socket of a closed connection is gone
+//!    (after a close the machine asked for, or the peer's): [`Server::handle_released`], which
+//!    frees its id and its place under the connection limit (S13). The deadline passed:
 //!    [`Server::handle_timeout`]. A signal asked to stop: [`Server::handle_shutdown`].
 //! 2. **Drain the outputs** with [`Server::poll_output`] until it returns `None`, carrying out
 //!    each in order: queue a [`Frame`] for one connection ([`Output::Send`]) or the same frame

@@ -41,7 +41,8 @@ impl FrameLimits {
 pub struct ServerConfig {
     /// Framing limits for requests (W5).
     pub frame: FrameLimits,
-    /// Connections served at once; the next one gets `503` (S10).
+    /// Connections served at once, counting those still closing (S13); the next one gets
+    /// `503` (S10).
     pub max_connections: usize,
     /// Unsent output per connection before it is cut as a slow reader (S8).
     pub max_output_bytes: usize,

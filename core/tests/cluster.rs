@@ -86,6 +86,7 @@ impl World {
         self.nodes[node]
             .server
             .handle_closed(now, conn, Disconnect::Eof);
+        self.nodes[node].server.handle_released(conn);
         self.outputs(node);
     }
 
@@ -225,7 +226,10 @@ impl World {
                             .push(text.clone());
                     }
                 }
-                Output::Close { conn, mode } => self.line(format!("{id}:{conn:?} closed {mode:?}")),
+                Output::Close { conn, mode } => {
+                    self.line(format!("{id}:{conn:?} closed {mode:?}"));
+                    self.nodes[node].server.handle_released(conn);
+                }
                 Output::Event(_) => {}
             }
         }

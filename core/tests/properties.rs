@@ -2,7 +2,7 @@
 
 mod support;
 
-use chathttp_core::server::{Disconnect, Server};
+use chathttp_core::server::{Disconnect, Output, Server};
 use chathttp_core::wire::encode::{RequestFields, ResponseFields, write_request, write_response};
 use chathttp_core::wire::{Method, Progress, RequestDecoder, ResponseDecoder, Status, UserAgent};
 use chathttp_core::{FrameLimits, ServerConfig, Timestamp, UserName};
@@ -408,10 +408,15 @@ fn s2_2_two_admitted_names_never_share_a_comparison_form_or_a_confusable_key() {
                 Op::Hangup(i) if !conns.is_empty() => {
                     let conn = conns[i % conns.len()];
                     server.handle_closed(now, conn, Disconnect::Eof);
+                    server.handle_released(conn);
                 }
                 _ => {}
             }
-            while server.poll_output().is_some() {}
+            while let Some(output) = server.poll_output() {
+                if let Output::Close { conn, .. } = output {
+                    server.handle_released(conn);
+                }
+            }
             let (mut forms, mut confusables) = (HashSet::new(), HashSet::new());
             for (conn, name) in server.room().members() {
                 let again = UserName::parse(name.as_str()).expect("members have valid names");

@@ -280,7 +280,10 @@ impl World {
         });
         if c.phase == Phase::Closing && c.inbox.is_empty() {
             c.phase = Phase::Gone;
+            // The peer took the last bytes: the host lets go of the socket (S13).
+            self.server.handle_released(c.conn);
         }
+        let c = &self.clients[i];
         let (conn, count) = (c.conn, read.len());
         let now = Timestamp::from_millis(self.now_ms);
         if count > 0 && c.phase != Phase::Gone && c.phase != Phase::Closing {
@@ -297,6 +300,7 @@ impl World {
         c.cut_now = true;
         let (conn, now) = (c.conn, self.now());
         self.server.handle_closed(now, conn, Disconnect::Error);
+        self.server.handle_released(conn);
     }
 
     fn send_garbage(&mut self, i: usize) {
@@ -396,6 +400,9 @@ impl World {
                     }
                     if c.phase == Phase::Closing && c.inbox.is_empty() {
                         c.phase = Phase::Gone;
+                    }
+                    if c.phase == Phase::Gone {
+                        self.server.handle_released(conn);
                     }
                 }
                 Output::Event(Event::Left { conn, cause, .. }) => {
@@ -530,6 +537,16 @@ impl World {
             .map(|&m| (self.clients[m].conn, self.member_name(m)))
             .collect();
         assert_eq!(room, model, "the room's members differ from the model's");
+        let sockets = self
+            .clients
+            .iter()
+            .filter(|c| c.phase != Phase::Gone)
+            .count();
+        assert_eq!(
+            self.server.connection_count() + self.server.closing_count(),
+            sockets,
+            "the machine counts a connection against the limit exactly while its socket exists"
+        );
         let mut keys = std::collections::HashSet::new();
         for (conn, name) in &room {
             assert!(

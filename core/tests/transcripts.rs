@@ -278,6 +278,30 @@ fn s10_connections_past_the_limit_get_503() {
 }
 
 #[test]
+fn s13_a_closing_connection_counts_against_the_limit_until_released() {
+    let mut s = Script::new(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    });
+    s.hold_releases = true;
+    let a = s.open();
+    s.send(a, &add("alice"));
+    let b = s.open();
+    s.send(b, &add("bob"));
+    s.send(b, &support::request("DELETE", None, ""));
+    s.note("bob's socket still lingers: carol is turned away");
+    let c = s.open();
+    s.release(b);
+    s.release(c);
+    s.note("both released: dave gets in");
+    let d = s.open();
+    s.send(d, &add("dave"));
+    assert_snapshot!(s.transcript);
+    assert_eq!(s.server.closing_count(), 0);
+    s.server.check_invariants().expect("consistent");
+}
+
+#[test]
 fn s11_shutdown_notice_without_leave_notices() {
     let mut s = Script::with_defaults();
     let a = s.open();

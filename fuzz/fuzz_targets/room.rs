@@ -39,12 +39,14 @@ fuzz_target!(|data: &[u8]| {
     let mut server = Server::new(config, Timestamp::from_millis(0));
     let mut conns: Vec<ConnId> = Vec::new();
     let mut unwritten: HashMap<ConnId, usize> = HashMap::new();
+    // Closed connections whose sockets the host has not released yet (S13).
+    let mut closing: Vec<ConnId> = Vec::new();
     let mut bytes = data.iter().copied();
     while let Some(op) = bytes.next() {
         let arg = bytes.next().unwrap_or(0);
         let now = Timestamp::from_millis(now_ms);
         let pick = |conns: &[ConnId]| conns.get(usize::from(arg) % conns.len().max(1)).copied();
-        match op % 7 {
+        match op % 8 {
             0 => conns.push(server.handle_open(now)),
             1 => {
                 if let Some(conn) = pick(&conns) {
@@ -62,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(conn) = pick(&conns) {
                     server.handle_closed(now, conn, Disconnect::Eof);
                     unwritten.remove(&conn);
+                    closing.push(conn);
                 }
             }
             4 => {
@@ -76,9 +79,18 @@ fuzz_target!(|data: &[u8]| {
                 now_ms += u64::from(arg) * 50;
                 server.handle_timeout(Timestamp::from_millis(now_ms));
             }
-            _ => {
+            6 => {
                 if arg == 0xff {
                     server.handle_shutdown(now);
+                }
+            }
+            _ => {
+                // Mostly a closed connection's socket going away; sometimes a stray release
+                // of an open one, which the machine must ignore.
+                let list = if closing.is_empty() || arg & 1 == 1 { &conns } else { &closing };
+                if let Some(conn) = pick(list) {
+                    server.handle_released(conn);
+                    closing.retain(|&c| c != conn);
                 }
             }
         }
@@ -97,6 +109,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     Output::Close { conn, .. } => {
                         unwritten.remove(&conn);
+                        closing.push(conn);
                     }
                     Output::Event(_) => {}
                 }

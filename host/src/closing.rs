@@ -40,6 +40,7 @@ pub(crate) fn close<O: Outbox>(
             CloseMode::Now => {
                 drop(queue);
                 slot.outbox.release();
+                lingering.released.push(slot.conn);
                 return 0;
             }
             CloseMode::AfterFlush => {
@@ -58,10 +59,14 @@ pub(crate) fn close<O: Outbox>(
     let start = queue.close(mode);
     drop(queue);
     let started = if start { start_writer(&slot.outbox) } else { 0 };
-    if mode == CloseMode::AfterFlush {
+    match mode {
         // The writer owns the socket now; the driver keeps a handle only to hold it to the
         // linger deadline (S13), so a peer that never takes the last bytes is reset.
-        lingering.watch(slot.conn, slot.outbox, now.saturating_add(LINGER));
+        CloseMode::AfterFlush => {
+            lingering.watch(slot.conn, slot.outbox, now.saturating_add(LINGER))
+        }
+        // Aborted above: the writer stops at its next write.
+        CloseMode::Now => lingering.released.push(slot.conn),
     }
     started
 }
@@ -78,12 +83,17 @@ pub(crate) fn close<O: Outbox>(
 ///
 /// At the deadline a connection still waiting is aborted: a reset, which also frees what the
 /// kernel holds for it, however the peer's window behaves.
+///
+/// Until then each still counts against the connection limit: the ids of those done (and of
+/// those cut at once) are collected in `released`, for the driver to report to the machine.
 #[derive(Debug)]
 pub(crate) struct Lingering<O> {
     outboxes: HashMap<ConnId, (O, Wait)>,
     /// When each one's time is up, earliest first (every connection lingers as long).
     /// Connections whose peers closed early stay here until then, matching nothing.
     deadlines: VecDeque<(Timestamp, ConnId)>,
+    /// Closed connections whose sockets are let go, not yet reported to the machine.
+    pub(crate) released: Vec<ConnId>,
 }
 
 impl<O> Default for Lingering<O> {
@@ -91,6 +101,7 @@ impl<O> Default for Lingering<O> {
         Self {
             outboxes: HashMap::new(),
             deadlines: VecDeque::new(),
+            released: Vec::new(),
         }
     }
 }
@@ -129,6 +140,7 @@ impl<O: Outbox> Lingering<O> {
         };
         if done && let Some((outbox, _)) = self.outboxes.remove(&conn) {
             outbox.release();
+            self.released.push(conn);
         }
     }
 
@@ -155,6 +167,7 @@ impl<O: Outbox> Lingering<O> {
                 abort_socket(&outbox);
             }
             outbox.release();
+            self.released.push(conn);
         }
     }
 

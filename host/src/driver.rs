@@ -171,6 +171,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                     Err(error) => {
                         tracing::error!(%conn, %error, "cannot start a connection");
                         self.server.handle_closed(now, conn, Disconnect::Error);
+                        self.server.handle_released(conn);
                     }
                 }
             }
@@ -199,6 +200,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         }
         self.shut_down_if_requested();
         self.carry_out();
+        self.report_released();
     }
 
     /// The clock passed [`next_wakeup`](Self::next_wakeup): let the machine cut what timed out.
@@ -208,6 +210,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.server.handle_timeout(self.now);
         self.shut_down_if_requested();
         self.carry_out();
+        self.report_released();
         if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due())
             && self.now >= due
         {
@@ -267,6 +270,15 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             };
             self.writers += closing::close(slot, mode, self.now, &mut self.lingering);
         }
+        self.report_released();
+    }
+
+    /// Tells the machine which closed connections' sockets are gone, so that their places
+    /// under the connection limit are free again (S13).
+    fn report_released(&mut self) {
+        for conn in self.lingering.released.drain(..) {
+            self.server.handle_released(conn);
+        }
     }
 
     fn shut_down_if_requested(&mut self) {
@@ -321,11 +333,11 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                         self.queue(conn, bytes.clone());
                     }
                 }
-                Output::Close { conn, mode } => {
-                    if let Some(slot) = self.outboxes.remove(conn) {
-                        self.closing.push_back((slot, mode));
-                    }
-                }
+                Output::Close { conn, mode } => match self.outboxes.remove(conn) {
+                    Some(slot) => self.closing.push_back((slot, mode)),
+                    // Never started (see `handle`): there is no socket to wait for.
+                    None => self.lingering.released.push(conn),
+                },
                 Output::Event(event) => log_event(&event),
             }
         }

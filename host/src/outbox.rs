@@ -136,6 +136,7 @@ mod tests {
         let old = server.handle_open(now);
         outboxes.insert(old, "old");
         server.handle_closed(now, old, Disconnect::Eof);
+        server.handle_released(old);
         assert_eq!(outboxes.remove(old).map(|slot| slot.outbox), Some("old"));
         let new = server.handle_open(now);
         assert_eq!(new.index(), old.index(), "the slot is reused");

@@ -164,6 +164,24 @@ impl Server {
         self.child.id()
     }
 
+    /// Descriptors the server's process holds open, from `/proc/PID/fd`.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the server's /proc entry is readable")
+            .count()
+    }
+
+    /// The server's resident memory in KiB, from `/proc/PID/status`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc entry is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS is listed")
+    }
+
     /// A connection that has not read anything yet.
     pub fn connect(&self) -> Client {
         Client::new(TcpStream::connect(self.addr).expect("the server accepts connections"))
@@ -175,6 +193,24 @@ impl Server {
         let greeting = client.read_response();
         assert_eq!(greeting.status_line, "HTTP/1.1 202 Accept", "S1 greeting");
         client
+    }
+
+    /// A connection that has read its greeting, once the server has a place for it: past
+    /// `--max-connections`, connections that close, or whose closes end, free places (S10,
+    /// S13), and the server may learn of it a moment after the peer. Until then each try gets
+    /// `503` and is dropped.
+    pub fn guest_once_a_place_is_free(&self) -> Client {
+        let started = Instant::now();
+        loop {
+            let mut client = self.connect();
+            let reply = client.read_response();
+            match reply.code() {
+                202 => return client,
+                503 => assert!(started.elapsed() < GUARD, "no place was freed"),
+                _ => panic!("expected a greeting or 503, got {reply:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A connection that has joined as `name` (S2).

@@ -1,8 +1,9 @@
-//! S8 (slow readers), S9 (timeouts) and S10 (capacity).
+//! S8 (slow readers), S9 (timeouts), S10 (capacity), S12 (flood control) and S13 (bounded
+//! closes).
 
 use std::time::{Duration, Instant};
 
-use chathttp_tests::{GUARD, Server, assert_still_serving, conformance, request};
+use chathttp_tests::{Client, GUARD, Server, assert_still_serving, conformance, request};
 
 conformance! {
     fn s8_a_slow_reader_is_cut_while_the_others_keep_chatting(rt: Runtime) {
@@ -142,10 +143,12 @@ conformance! {
         let refused = extra.read_response();
         assert_eq!(refused.status_line, "HTTP/1.1 503 Service Unavailable");
         extra.expect_closed();
+        drop(extra);
         assert_eq!(alice.request("POST", "Alice", b"untouched").text(), "[ Alice ] : untouched\n");
         assert_eq!(alice.request("DELETE", "Alice", b"").code(), 200);
         alice.expect_closed();
-        let mut next = server.guest();
+        drop(alice);
+        let mut next = server.guest_once_a_place_is_free();
         assert_eq!(next.request("ADD", "Alice", b"").code(), 200, "the slot and the name are free");
     }
 
@@ -177,4 +180,127 @@ conformance! {
         assert_eq!(calm.read_response().text(), "Flood has just left the chat room...\n");
         assert_eq!(calm.request("GET", "Calm", b"").text(), "Online users:\nCalm\n");
     }
+
+    fn s13_five_hundred_closes_that_are_never_read_are_gone_within_the_linger(rt: Runtime) {
+        let server = Server::start(rt, &[]);
+        let mut witness = server.member("Witness");
+        // A first wave warms what a server keeps for reuse once it has served that many
+        // connections at once (chat-server-std's thread stacks, which glibc caches, and the
+        // allocators' pools); the second must bring the server back to where the first left it.
+        let (fds, _) = settled(&server);
+        let first = close_wave(&server, &mut witness);
+        let back = wait_for_descriptors(&server, fds);
+        drop(first);
+        let (fds, rss) = settled(&server);
+        let second = close_wave(&server, &mut witness);
+        let back = back.max(wait_for_descriptors(&server, fds));
+        assert!(back >= LINGER / 2, "closes were cut at {back:?}, long before the linger");
+        // Memory is given back once the queues are dropped (the allocator may keep a little).
+        let limit = rss + 4 * 1024;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while server.rss_kib() > limit && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(server.rss_kib() <= limit, "RSS {} KiB, {rss} KiB before", server.rss_kib());
+        let echo = witness.request("POST", "Witness", b"after");
+        assert_eq!(echo.text(), "[ Witness ] : after\n");
+        drop(second);
+    }
+
+    fn s13_a_close_that_waits_holds_its_place_under_the_limit_until_the_linger(rt: Runtime) {
+        let server = Server::start(rt, &["--max-connections", "2"]);
+        let mut alice = server.member("Alice");
+        // Answered and closed, but the peer neither reads nor closes: the close waits.
+        let mut bad = server.connect();
+        bad.send(b"GET\t/ HTTP/1.1\n\n");
+        assert_eq!(alice.request("GET", "Alice", b"").code(), 200, "the 400 went out");
+        let mut refused = server.connect();
+        assert_eq!(refused.read_response().code(), 503, "the waiting close counts");
+        refused.expect_closed();
+        // Once the linger has run out, its place is free.
+        let started = Instant::now();
+        let mut next = server.guest_once_a_place_is_free();
+        assert!(started.elapsed() >= LINGER / 2, "freed at {:?}", started.elapsed());
+        assert_eq!(next.request("GET", "Next", b"").text(), "Online users:\nAlice\n");
+        drop(bad);
+    }
+}
+
+/// S13's linger.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// 500 clients each make the server close them after a reply (a bad request, W8) and then
+/// neither read nor close. Half first pipeline GETs whose replies do not fit their small
+/// receive window, so that the close waits behind unsent bytes. Every 50 clients, the
+/// witness must be served as usual. Returns the clients, still open.
+fn close_wave(server: &Server, witness: &mut Client) -> Vec<Client> {
+    let pipelined: Vec<u8> = b"GET / HTTP/1.1\n\n".repeat(400);
+    let mut clients = Vec::new();
+    for i in 0..500 {
+        let mut client = if i % 2 == 0 {
+            small_window(server)
+        } else {
+            server.connect()
+        };
+        if i % 2 == 0 {
+            client.send(&pipelined);
+        }
+        client.send(b"GET\t/ HTTP/1.1\n\n");
+        clients.push(client);
+        if i % 50 == 49 {
+            let text = format!("during the wave {i}");
+            let echo = witness.request("POST", "Witness", text.as_bytes());
+            assert_eq!(
+                echo.text(),
+                format!("[ Witness ] : {text}\n"),
+                "served throughout"
+            );
+        }
+    }
+    clients
+}
+
+/// Waits until the server holds no more than `fds` descriptors, which must happen within
+/// the linger and one second (S13), however the peers behave; returns how long it took.
+fn wait_for_descriptors(server: &Server, fds: usize) -> Duration {
+    let bound = LINGER + Duration::from_secs(1);
+    let sent = Instant::now();
+    while sent.elapsed() < bound {
+        if server.open_fds() <= fds {
+            return sent.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "{} descriptors open {bound:?} after the wave, {fds} before",
+        server.open_fds()
+    );
+}
+
+/// The server's descriptors and resident memory once nothing is closing (a probe's socket
+/// may still linger for a moment).
+fn settled(server: &Server) -> (usize, u64) {
+    let mut fds = server.open_fds();
+    let started = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server.open_fds();
+        if now == fds || started.elapsed() > GUARD {
+            return (now, server.rss_kib());
+        }
+        fds = now;
+    }
+}
+
+/// A client whose receive window is small (4 KiB), set before connecting as TCP requires.
+fn small_window(server: &Server) -> Client {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    socket
+        .connect(&server.addr().into())
+        .expect("the server accepts connections");
+    Client::new(socket.into())
 }

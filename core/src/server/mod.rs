@@ -31,6 +31,16 @@
 //! A peer's mistakes never surface as `Err`: they become `4xx` frames, closes and
 //! [`Event`]s.
 //!
+//! # Connection ids
+//!
+//! An id is held from [`handle_open`](Server::handle_open) until the host reports with
+//! [`handle_released`](Server::handle_released) that the socket is gone, whether the machine
+//! asked for the close ([`Output::Close`]) or the peer went away
+//! ([`handle_closed`](Server::handle_closed)). In between the connection is *closing*: the
+//! machine has forgotten it and ignores its events, but it still counts against
+//! `max_connections`, since its socket still holds a descriptor and kernel buffers until the
+//! host's linger ends (S13). An id is never handed out again while its socket may exist.
+//!
 //! # Phases
 //!
 //! A connection is a guest, then joining (its `ADD` is in the log), then a member; closing
@@ -190,10 +200,26 @@ struct Connection {
     bucket: flood::Bucket,
 }
 
+/// One entry of the connection table.
 #[derive(Debug, Default)]
 struct Slot {
     generation: u32,
-    connection: Option<Connection>,
+    state: SlotState,
+}
+
+/// Where an id is between [`Server::handle_open`] and [`Server::handle_released`].
+// Inline, not boxed: slots are reused, so the table's size follows the peak number of
+// connections, and opening one allocates nothing beyond its decoder.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+enum SlotState {
+    /// Free for the next connection, under the next generation.
+    #[default]
+    Free,
+    /// Open: guest, joining or member.
+    Open(Connection),
+    /// Forgotten by the machine, its socket not yet released by the host (S13).
+    Closing,
 }
 
 /// The most connections one [`Server::handle_timeout`] call cuts. Many slowloris
@@ -209,7 +235,10 @@ pub struct Server {
     config: ServerConfig,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
+    /// Slots in [`SlotState::Open`].
     live: usize,
+    /// Slots in [`SlotState::Closing`].
+    closing: usize,
     /// This node's id: the `node` of its members' [`MemberRef`]s.
     node: Arc<str>,
     /// Every member of the room, as applied from the log.
@@ -235,6 +264,7 @@ impl Server {
             slots: Vec::new(),
             free_slots: Vec::new(),
             live: 0,
+            closing: 0,
             node: "local".into(),
             roster: Roster::default(),
             room: Room::default(),
@@ -266,6 +296,12 @@ impl Server {
         self.live
     }
 
+    /// Connections closed (by the machine or the peer) whose sockets the host has not yet
+    /// released; they count against `max_connections` (S13).
+    pub fn closing_count(&self) -> usize {
+        self.closing
+    }
+
     /// Bytes emitted for `conn` and not yet reported drained; `None` if `conn` is closed.
     pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
         self.connection(conn).map(|c| c.queued)
@@ -284,8 +320,8 @@ impl Server {
     /// Checks the machine's internal invariants; `Err` says which one is broken. It walks
     /// every connection, so call it from tests and fuzzers, not from a production loop.
     ///
-    /// At any time, even between two calls of `poll_output`: the connection count matches
-    /// the table; a connection is in the room exactly when its phase is member, and names
+    /// At any time, even between two calls of `poll_output`: the open and closing counts
+    /// match the table; a connection is in the room exactly when its phase is member, and names
     /// there are unique by their S2.2 key; requests are held only behind entries in flight;
     /// every deadline in the timer index belongs to an open connection and every
     /// connection's deadline is indexed; no decoder holds more than the head and body
@@ -295,11 +331,9 @@ impl Server {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, slot)| {
-                Some((
-                    ConnId::new(i as u32, slot.generation),
-                    slot.connection.as_ref()?,
-                ))
+            .filter_map(|(i, slot)| match &slot.state {
+                SlotState::Open(c) => Some((ConnId::new(i as u32, slot.generation), c)),
+                _ => None,
             })
             .collect();
         if open.len() != self.live {
@@ -307,6 +341,17 @@ impl Server {
                 "{} connections open, {} counted",
                 open.len(),
                 self.live
+            ));
+        }
+        let closing = self
+            .slots
+            .iter()
+            .filter(|slot| matches!(slot.state, SlotState::Closing))
+            .count();
+        if closing != self.closing {
+            return Err(format!(
+                "{closing} connections closing, {} counted",
+                self.closing
             ));
         }
         let mut names = crate::names::NameIndex::default();
@@ -354,11 +399,12 @@ impl Server {
     // ----- inputs --------------------------------------------------------------------------
 
     /// A connection was accepted. Returns its id; the greeting (or, past the connection
-    /// limit or during shutdown, a `503` and a close) is in the outputs.
+    /// limit or during shutdown, a `503` and a close) is in the outputs. Connections still
+    /// closing count against the limit (S13).
     pub fn handle_open(&mut self, now: Timestamp) -> ConnId {
         self.begin(now);
         let conn = self.allocate();
-        if self.shutting_down || self.live > self.config.max_connections {
+        if self.shutting_down || self.live + self.closing > self.config.max_connections {
             let body = if self.shutting_down {
                 SHUTDOWN_NOTICE
             } else {
@@ -438,7 +484,8 @@ impl Server {
         self.run_log();
     }
 
-    /// `conn` ended without the machine asking (S6). A member leaves; its name is free.
+    /// `conn` ended without the machine asking (S6). A member leaves; its name is free. The
+    /// id stays taken until [`handle_released`](Self::handle_released).
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, how: Disconnect) {
         self.begin(now);
         let cause = match how {
@@ -449,6 +496,23 @@ impl Server {
             self.close(conn, None, cause);
         }
         self.run_log();
+    }
+
+    /// The host has let go of `conn`'s socket: its last bytes were taken, the peer closed
+    /// or the linger time ran out. Call it once for every id, after the machine's
+    /// [`Output::Close`] or the host's [`handle_closed`](Self::handle_closed); the id is free
+    /// again and no longer counts against `max_connections` (S13). Ignored for an id that is
+    /// open or already released.
+    pub fn handle_released(&mut self, conn: ConnId) {
+        let Some(slot) = self.slots.get_mut(conn.index()) else {
+            return;
+        };
+        if slot.generation == conn.generation() && matches!(slot.state, SlotState::Closing) {
+            slot.state = SlotState::Free;
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free_slots.push(conn.index() as u32);
+            self.closing -= 1;
+        }
     }
 
     /// The clock reached `now`: cut connections whose deadline passed (S9), at most
@@ -494,7 +558,7 @@ impl Server {
         let frame = self.response(Status::SERVICE_UNAVAILABLE, SHUTDOWN_NOTICE.as_bytes());
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
-            if slot.connection.is_some() {
+            if matches!(slot.state, SlotState::Open(_)) {
                 let conn = ConnId::new(index as u32, slot.generation);
                 self.outputs.push_back(Output::Send {
                     conn,
@@ -611,29 +675,30 @@ impl Server {
         }
         match mode {
             Some(mode) => self.forget(conn, mode),
-            None => self.release(conn),
+            None => self.retire(conn),
         }
     }
 
     fn forget(&mut self, conn: ConnId, mode: CloseMode) {
-        self.release(conn);
+        self.retire(conn);
         self.outputs.push_back(Output::Close { conn, mode });
     }
 
-    fn release(&mut self, conn: ConnId) {
+    /// Moves an open `conn` to closing: its state is dropped, its id kept until the host
+    /// releases it.
+    fn retire(&mut self, conn: ConnId) {
         let Some(slot) = self.slots.get_mut(conn.index()) else {
             return;
         };
-        if slot.generation != conn.generation() {
+        if slot.generation != conn.generation() || !matches!(slot.state, SlotState::Open(_)) {
             return;
         }
-        if let Some(c) = slot.connection.take() {
+        if let SlotState::Open(c) = std::mem::replace(&mut slot.state, SlotState::Closing) {
             if let Some(deadline) = c.deadline {
                 self.deadlines.remove(&(deadline, conn));
             }
-            slot.generation = slot.generation.wrapping_add(1);
-            self.free_slots.push(conn.index() as u32);
             self.live -= 1;
+            self.closing += 1;
         }
     }
 
@@ -696,16 +761,19 @@ impl Server {
             }
         };
         let slot = &mut self.slots[index as usize];
-        slot.connection = Some(connection);
+        slot.state = SlotState::Open(connection);
         self.live += 1;
         ConnId::new(index, slot.generation)
     }
 
     fn connection(&self, conn: ConnId) -> Option<&Connection> {
-        let slot = self.slots.get(conn.index())?;
-        (slot.generation == conn.generation())
-            .then_some(slot.connection.as_ref())
-            .flatten()
+        match self.slots.get(conn.index())? {
+            Slot {
+                generation,
+                state: SlotState::Open(c),
+            } if *generation == conn.generation() => Some(c),
+            _ => None,
+        }
     }
 
     fn phase(&self, conn: ConnId) -> Option<&Phase> {
@@ -721,16 +789,19 @@ impl Server {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.connection.is_some())
+            .filter(|(_, slot)| matches!(slot.state, SlotState::Open(_)))
             .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
             .collect()
     }
 
     fn connection_mut(&mut self, conn: ConnId) -> Option<&mut Connection> {
-        let slot = self.slots.get_mut(conn.index())?;
-        (slot.generation == conn.generation())
-            .then_some(slot.connection.as_mut())
-            .flatten()
+        match self.slots.get_mut(conn.index())? {
+            Slot {
+                generation,
+                state: SlotState::Open(c),
+            } if *generation == conn.generation() => Some(c),
+            _ => None,
+        }
     }
 }
 

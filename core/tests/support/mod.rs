@@ -42,6 +42,10 @@ pub struct Script {
     pub transcript: String,
     /// Show whole frames, headers included, instead of status and body.
     pub full_frames: bool,
+    /// Keep closed connections' ids until [`Script::release`], as a host does while a
+    /// socket lingers (S13). Otherwise each is released as soon as it is closed, as by a
+    /// host whose sockets close at once.
+    pub hold_releases: bool,
 }
 
 impl Script {
@@ -51,6 +55,7 @@ impl Script {
             now_ms: 0,
             transcript: String::new(),
             full_frames: false,
+            hold_releases: false,
         }
     }
 
@@ -106,6 +111,20 @@ impl Script {
         self.line(format!("{conn:?} hangs up"));
         self.server.handle_closed(now, conn, Disconnect::Eof);
         self.pump();
+        self.closed(conn);
+    }
+
+    /// The host let go of `conn`'s socket (see `hold_releases`).
+    pub fn release(&mut self, conn: ConnId) {
+        self.line(format!("{conn:?} released by the host"));
+        self.server.handle_released(conn);
+        self.pump();
+    }
+
+    fn closed(&mut self, conn: ConnId) {
+        if !self.hold_releases {
+            self.server.handle_released(conn);
+        }
     }
 
     pub fn drained(&mut self, conn: ConnId, count: usize) {
@@ -140,6 +159,9 @@ impl Script {
 
     pub fn pump(&mut self) {
         while let Some(output) = self.server.poll_output() {
+            if let Output::Close { conn, .. } = output {
+                self.closed(conn);
+            }
             let text = match output {
                 Output::Send { conn, frame } => format!("{conn:?} << {}", self.render(&frame)),
                 Output::Broadcast { to, frame } => {

@@ -61,21 +61,25 @@ fn driver_with_clients(
 ) -> (TestDriver, Vec<ConnId>, Vec<std::net::TcpStream>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut driver = Driver::with_clock(config, TestClock::default());
-    let mut conns = Vec::new();
-    let mut clients = Vec::new();
-    for _ in 0..count {
-        let addr = listener.local_addr().expect("addr");
-        let client = std::net::TcpStream::connect(addr).expect("connect");
-        client.set_nonblocking(true).expect("non-blocking");
-        let (stream, _) = listener.accept().expect("accept");
-        driver.handle(Input::Accepted(stream), |id, stream| {
-            conns.push(id);
-            let queue = Mutex::default();
-            Ok(Loopback { stream, queue })
-        });
-        clients.push(client);
-    }
+    let (conns, clients) = (0..count).map(|_| connect(&mut driver, &listener)).unzip();
     (driver, conns, clients)
+}
+
+/// A client connects to `listener` and `driver` accepts it; returns its id and the
+/// client's end.
+fn connect(driver: &mut TestDriver, listener: &TcpListener) -> (ConnId, std::net::TcpStream) {
+    let addr = listener.local_addr().expect("addr");
+    let client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_nonblocking(true).expect("non-blocking");
+    let (stream, _) = listener.accept().expect("accept");
+    let mut conn = None;
+    driver.handle(Input::Accepted(stream), |id, stream| {
+        conn = Some(id);
+        let queue = Mutex::default();
+        Ok(Loopback { stream, queue })
+    });
+    driver.flush(no_arrivals, |_, _| unreachable!());
+    (conn.expect("opened"), client)
 }
 
 /// Opens `wave` connections on a fresh driver, each sending `bytes` in one round.
@@ -360,4 +364,54 @@ fn s13_a_close_whose_last_bytes_the_peer_never_takes_is_reset_at_the_linger() {
         driver.lingering.is_empty(),
         "nothing is held past the linger"
     );
+}
+
+#[test]
+fn s13_a_lingering_close_counts_against_the_limit_until_it_ends() {
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut driver = Driver::with_clock(config, TestClock::default());
+    let status_line = |client: &mut std::net::TcpStream| {
+        let text = read_all(std::slice::from_mut(client)).remove(0);
+        text.lines().next().unwrap_or_default().to_owned()
+    };
+
+    // A bad request is answered and closed; the peer neither reads nor closes, so its
+    // socket lingers, and holds the one place.
+    let (first, mut bad) = connect(&mut driver, &listener);
+    received(&mut driver, first, b"GET\t/ HTTP/1.1\n\n".to_vec());
+    driver.flush(no_arrivals, |_, _| unreachable!());
+    let (_, mut turned_away) = connect(&mut driver, &listener);
+    assert_eq!(
+        status_line(&mut turned_away),
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    assert_eq!(driver.server.closing_count(), 2, "both closes linger");
+
+    // At the linger deadline both are aborted and their places are free.
+    driver.clock.advance(LINGER + Duration::from_millis(1));
+    driver.handle_timeout();
+    assert_eq!(driver.server.closing_count(), 0);
+    let answered = read_all(std::slice::from_mut(&mut bad)).remove(0);
+    assert!(answered.contains("HTTP/1.1 400 Bad Request"), "{answered}");
+    let (second, mut welcome) = connect(&mut driver, &listener);
+    assert_eq!(status_line(&mut welcome), "HTTP/1.1 202 Accept");
+
+    // A peer that closes as it should frees its place at once, without waiting for the
+    // deadline.
+    received(&mut driver, second, b"GET\t/ HTTP/1.1\n\n".to_vec());
+    driver.flush(no_arrivals, |_, _| unreachable!());
+    assert_eq!(driver.server.closing_count(), 1);
+    let input = Input::Closed(second, Disconnect::Eof);
+    driver.handle::<std::net::TcpStream>(input, |_, _| unreachable!());
+    assert_eq!(
+        driver.server.closing_count(),
+        0,
+        "released when the peer closed"
+    );
+    let (_, mut third) = connect(&mut driver, &listener);
+    assert_eq!(status_line(&mut third), "HTTP/1.1 202 Accept");
 }
