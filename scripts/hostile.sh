@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resource-exhaustion scenarios: EMFILE on accept, 1,000 clients that stop reading, 1,000
-# slowloris connections, a flood of bad requests, 100 flooders (S12), each against a fresh
-# server with 10 members chatting. See loadgen/src/bin/chat-hostile/main.rs and docs/RELIABILITY.md.
+# slowloris connections, a flood of bad requests, 100 flooders (S12), closes that are never
+# read (S13), each against a fresh server with 10 members chatting. See loadgen/src/bin/chat-hostile/main.rs and docs/RELIABILITY.md.
 #
 #   scripts/hostile.sh [RUNTIME…]     # RUNTIME: smol, std, asyncstd (default: all three)
 #

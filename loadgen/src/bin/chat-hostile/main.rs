@@ -17,6 +17,12 @@
 //! * `badflood`: a round a second of 100 connections that each send one unframeable request
 //!   at the same moment. Each must get `400` with a one-line reason and an orderly close, not a reset
 //!   (W8); members as above.
+//! * `closing`: a round a second of 100 connections that make the server close them after a
+//!   reply (one bad request) and then neither read nor close; half first pipeline GETs whose
+//!   replies their 4 KiB receive window cannot take, so the close waits behind unsent bytes.
+//!   The server's descriptors must never hold more than what the linger allows (S13: the
+//!   connections of the last linger + 1 s), must be back at their baseline within linger +
+//!   1 s of the last round, and its RSS back near its baseline; members as above.
 //!
 //! Loops are bounded in count and time. The exit code is 0 when every scenario passed.
 
@@ -48,7 +54,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "emfile,stalled,slowloris,badflood,flood"
+        default_value = "emfile,stalled,slowloris,badflood,flood,closing"
     )]
     scenarios: Vec<Scenario>,
     /// Chatting members
@@ -75,6 +81,9 @@ struct Args {
     /// `--request-timeout` of the server in `slowloris` (S9), seconds
     #[arg(long, default_value = "2")]
     request_timeout: f64,
+    /// GETs each small-window client of `closing` pipelines before its bad request
+    #[arg(long, default_value = "400")]
+    closing_gets: usize,
     /// Open-file limit of the server in `emfile`
     #[arg(long, default_value = "64")]
     nofile: u64,
@@ -93,6 +102,7 @@ enum Scenario {
     Slowloris,
     Badflood,
     Flood,
+    Closing,
 }
 
 /// The outcome of one scenario: figures to print, and failed checks.
@@ -135,6 +145,7 @@ fn main() -> ExitCode {
             Scenario::Slowloris => slowloris(&args),
             Scenario::Badflood => badflood(&args),
             Scenario::Flood => flood(&args),
+            Scenario::Closing => closing(&args),
         };
         let outcome = outcome.unwrap_or_else(|e| Outcome {
             figures: Vec::new(),
@@ -828,6 +839,127 @@ fn badflood(args: &Args) -> Result<Outcome, String> {
             sent > 0 && answered == sent && clean == sent,
             "every bad request answered 400 and closed without a reset".into(),
         );
+        Ok(run)
+    })
+}
+
+/// Closes that are never read (S13): rounds of connections that each get a reply and a close
+/// and then neither read nor close, while the server's descriptors and memory are watched.
+fn closing(args: &Args) -> Result<Outcome, String> {
+    const CONNECTIONS: usize = 100;
+    const LINGER: Duration = Duration::from_secs(2);
+    args.under_attack(&[], |server, chat, outcome| {
+        let addr = server.addr;
+        let (seconds, gets) = (args.seconds, args.closing_gets);
+        thread::sleep(Duration::from_millis(500));
+        let (fds_before, rss_before) = (
+            server.open_fds().unwrap_or(0),
+            server.rss_kib().unwrap_or(0),
+        );
+        let attack = thread::spawn(move || {
+            let gets = b"GET / HTTP/1.1\n\n".repeat(gets);
+            let end = Instant::now() + Duration::from_secs(seconds);
+            let mut held: Vec<Peer> = Vec::new();
+            let mut next_round = Instant::now();
+            // A tenth of a round every 100 ms: the load is the closes, not a burst of GETs.
+            while Instant::now() < end && held.len() < 60 * CONNECTIONS {
+                if let Some(wait) = next_round.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+                next_round += Duration::from_millis(100);
+                for i in 0..CONNECTIONS / 10 {
+                    let small = i % 2 == 0;
+                    let Ok(mut peer) = Peer::connect(addr, small.then_some(4096)) else {
+                        continue;
+                    };
+                    if small {
+                        let _ = peer.stream.write_all(&gets);
+                    }
+                    if peer.stream.write_all(b"GET\t/ HTTP/1.1\n\n").is_ok() {
+                        held.push(peer);
+                    }
+                }
+            }
+            (held, Instant::now())
+        });
+        // Watch the descriptors while the members chat and the rounds go on.
+        let watch = {
+            let pid_fds = format!("/proc/{}/fd", server.pid);
+            thread::spawn(move || {
+                let end = Instant::now() + Duration::from_secs(seconds + 1);
+                let mut peak = 0;
+                while Instant::now() < end {
+                    let fds = std::fs::read_dir(&pid_fds).map_or(0, |d| d.count());
+                    peak = peak.max(fds);
+                    thread::sleep(Duration::from_millis(20));
+                }
+                peak
+            })
+        };
+        let run = chat.talk(Duration::from_secs(args.seconds));
+        let (mut held, last_round) = attack
+            .join()
+            .map_err(|_| "the attack thread panicked".to_owned())?;
+        let peak_fds = watch
+            .join()
+            .map_err(|_| "the watch thread panicked".to_owned())?;
+        let back = loop {
+            if server.open_fds().unwrap_or(usize::MAX) <= fds_before {
+                break Some(last_round.elapsed());
+            }
+            if last_round.elapsed() > LINGER + Duration::from_secs(5) {
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        thread::sleep(Duration::from_secs(1));
+        let rss_after = server.rss_kib().unwrap_or(0);
+        let peak_rss = server.peak_rss_kib().unwrap_or(0);
+        // What each held connection saw once it finally reads: its replies, then a reset.
+        let (mut answered, mut reset) = (0, 0);
+        for peer in &mut held {
+            let _ = peer.stream.set_nonblocking(false);
+            let deadline = Instant::now() + Duration::from_millis(200);
+            loop {
+                match peer.next_reply(deadline) {
+                    Ok(Some(reply)) if reply.code == 400 => answered += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(ended) => {
+                        reset += usize::from(matches!(ended, Ended::Reset));
+                        break;
+                    }
+                }
+            }
+        }
+        // The connections of one linger, plus a round's and a second's slack.
+        let allowed = fds_before + CONNECTIONS * (LINGER.as_secs() as usize + 2);
+        outcome.figure(format!(
+            "{} connections closed after a reply and never read ({} with {} \
+             pipelined GETs behind a 4 KiB window); {answered} of them got their 400 before \
+             the end, {reset} then saw the reset",
+            held.len(),
+            held.len().div_ceil(2),
+            args.closing_gets,
+        ));
+        outcome.figure(format!(
+            "server descriptors: {fds_before} before, peak {peak_fds} (allowed {allowed}), back \
+             to {fds_before} {} after the last round",
+            back.map_or("never".into(), |b| format!("{} ms", b.as_millis()))
+        ));
+        outcome.figure(format!(
+            "server RSS: {rss_before} KiB before, peak {peak_rss} KiB, {rss_after} KiB a second \
+             after the descriptors were back"
+        ));
+        outcome.check(
+            peak_fds <= allowed,
+            format!("descriptors bounded by the linger ({peak_fds} <= {allowed})"),
+        );
+        outcome.check(
+            back.is_some_and(|b| b <= LINGER + Duration::from_secs(1)),
+            "descriptors back at the baseline within linger + 1 s of the last round".into(),
+        );
+        drop(held);
         Ok(run)
     })
 }
