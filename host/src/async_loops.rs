@@ -43,6 +43,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 use chathttp_cluster::ClusterSettings;
 
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
+use crate::tls::Tls;
 use crate::{self as host, Driver, Input, Outbox};
 
 /// What an async runtime must provide to serve the room.
@@ -82,6 +83,7 @@ pub struct Service<R: Runtime> {
     to_driver: ToDriver<R>,
     inputs: Receiver<Input<R::Stream>>,
     cluster: Option<ClusterSettings>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl<R: Runtime> Service<R> {
@@ -98,12 +100,19 @@ impl<R: Runtime> Service<R> {
             to_driver,
             inputs,
             cluster: None,
+            tls: None,
         }
     }
 
     /// With `--redis`: share the room through Redis (see [`chathttp_cluster`]).
     pub fn share(mut self, cluster: Option<ClusterSettings>) -> Self {
         self.cluster = cluster;
+        self
+    }
+
+    /// With `--tls-cert`: speak TLS on every connection (see [`crate::tls`]).
+    pub fn tls(mut self, tls: Option<Arc<Tls>>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -117,6 +126,9 @@ impl<R: Runtime> Service<R> {
         ));
         let mut driver = Driver::new(self.config);
         driver.tidy_when_quiet(host::return_freed_memory);
+        if let Some(tls) = self.tls {
+            driver.use_tls(tls);
+        }
         if let Some(cluster) = &self.cluster {
             let to_driver = self.to_driver.clone();
             let deliver = move |event| {

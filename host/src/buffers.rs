@@ -121,9 +121,19 @@ impl Frames {
 
     /// Points `slices` at the front frames, for one vectored write; returns how many.
     fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut count = 0;
+        self.io_slices_upto(slices, usize::MAX)
+    }
+
+    /// [`io_slices`](Self::io_slices), covering at most `limit` bytes.
+    pub(crate) fn io_slices_upto<'a>(&'a self, slices: &mut [IoSlice<'a>], limit: usize) -> usize {
+        let (mut count, mut left) = (0, limit);
         for (slot, frame) in slices.iter_mut().zip(&self.frames) {
-            *slot = IoSlice::new(frame);
+            if left == 0 {
+                break;
+            }
+            let take = frame.len().min(left);
+            *slot = IoSlice::new(&frame[..take]);
+            left -= take;
             count += 1;
         }
         count
@@ -185,6 +195,11 @@ impl Outgoing {
     /// Whether the writer owns the socket (the driver must only queue).
     pub fn with_writer(&self) -> bool {
         self.with_writer
+    }
+
+    /// The bytes the writer has yet to write.
+    pub fn backlog(&self) -> usize {
+        self.frames.len()
     }
 
     /// Queues `frames` for the writer, after what it already has.

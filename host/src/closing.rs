@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use chathttp_core::{CloseMode, ConnId, Timestamp};
 
-use crate::buffers;
+use crate::buffers::{self, Frames};
 use crate::driver::CLOSES_PER_ROUND;
 use crate::outbox::{Outbox, Slot, start_writer};
 use crate::socket::abort_socket;
+use crate::tls::Session;
 
 /// How long a connection that has sent its last bytes and shut down its sending side waits
 /// for the peer to close, while the reader discards what still arrives (W8). Closing with
@@ -34,6 +35,19 @@ pub(crate) fn close<O: Outbox>(
     if mode == CloseMode::Now {
         abort_socket(&slot.outbox);
     }
+    let deadline = now.saturating_add(LINGER);
+    if let Some((mut session, mut records)) = slot.tls.take() {
+        if mode == CloseMode::AfterFlush {
+            // Before the handshake nothing can be sealed: the last frames (a 503) wait for it,
+            // within the linger (T1).
+            if session.is_handshaking() && !buffers::lock(slot.outbox.queue()).with_writer() {
+                lingering.handshake(slot.conn, slot.outbox, session, slot.batch, deadline);
+                return 0;
+            }
+            session.finish(&mut slot.batch, &mut records);
+        }
+        slot.batch = records;
+    }
     let mut queue = buffers::lock(slot.outbox.queue());
     if !queue.with_writer() {
         match mode {
@@ -48,7 +62,6 @@ pub(crate) fn close<O: Outbox>(
                 slot.batch.send_now(&slot.outbox);
                 if slot.batch.is_empty() {
                     drop(queue);
-                    let deadline = now.saturating_add(LINGER);
                     lingering.start(slot.conn, slot.outbox, deadline);
                     return 0;
                 }
@@ -62,9 +75,7 @@ pub(crate) fn close<O: Outbox>(
     match mode {
         // The writer owns the socket now; the driver keeps a handle only to hold it to the
         // linger deadline (S13), so a peer that never takes the last bytes is reset.
-        CloseMode::AfterFlush => {
-            lingering.watch(slot.conn, slot.outbox, now.saturating_add(LINGER))
-        }
+        CloseMode::AfterFlush => lingering.watch(slot.conn, slot.outbox, deadline),
         // Aborted above: the writer stops at its next write.
         CloseMode::Now => lingering.released.push(slot.conn),
     }
@@ -107,12 +118,14 @@ impl<O> Default for Lingering<O> {
 }
 
 /// What a lingering connection waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Wait {
     /// Half-closed: the peer's end of stream.
     PeerClose,
     /// Its writer, which owns the socket, to finish.
     Writer,
+    /// With TLS, the end of the handshake, to seal these last frames; then as `PeerClose`.
+    Handshake(Box<Session>, Frames),
 }
 
 impl<O: Outbox> Lingering<O> {
@@ -129,12 +142,60 @@ impl<O: Outbox> Lingering<O> {
         self.deadlines.push_back((deadline, conn));
     }
 
+    /// Holds `outbox`, whose TLS handshake is not done, until `deadline`: what the reader
+    /// reads goes to [`receive`](Self::receive), which finishes the handshake and the close.
+    pub(crate) fn handshake(
+        &mut self,
+        conn: ConnId,
+        outbox: O,
+        session: Box<Session>,
+        last: Frames,
+        deadline: Timestamp,
+    ) {
+        self.outboxes
+            .insert(conn, (outbox, Wait::Handshake(session, last)));
+        self.deadlines.push_back((deadline, conn));
+    }
+
+    /// Bytes read from a lingering connection. Discarded, unless its TLS handshake is still
+    /// going on: then they go to the session, whose replies are written at once, and once
+    /// the handshake is done the last frames, sealed, and the `close_notify`; then the socket
+    /// is half-closed as in [`start`](Self::start). A failed handshake, or replies the kernel
+    /// does not take at once, end it with a reset.
+    pub(crate) fn receive(&mut self, conn: ConnId, bytes: &[u8]) {
+        let Some((outbox, Wait::Handshake(session, last))) = self.outboxes.get_mut(&conn) else {
+            return;
+        };
+        let mut records = Frames::default();
+        let received = session.receive(bytes);
+        let done = received.is_ok() && !session.is_handshaking();
+        if done {
+            session.finish(last, &mut records);
+        } else {
+            session.take_records(&mut records);
+        }
+        let length = records.len();
+        let sent = records.send_now(outbox) == length;
+        if received.is_err() || !sent {
+            if let Some((outbox, _)) = self.outboxes.remove(&conn) {
+                abort_socket(&outbox);
+                outbox.release();
+                self.released.push(conn);
+            }
+        } else if done {
+            let _ = socket2::SockRef::from(&*outbox).shutdown(std::net::Shutdown::Write);
+            if let Some(entry) = self.outboxes.get_mut(&conn) {
+                entry.1 = Wait::PeerClose;
+            }
+        }
+    }
+
     /// The peer closed. A half-closed socket can now close cleanly, and so can one whose
     /// writer has returned; one whose writer is still at work is held to its deadline, since
     /// a peer that stopped sending may still not read.
     pub(crate) fn release(&mut self, conn: ConnId) {
         let done = match self.outboxes.get(&conn) {
-            Some((_, Wait::PeerClose)) => true,
+            Some((_, Wait::PeerClose | Wait::Handshake(..))) => true,
             Some((outbox, Wait::Writer)) => buffers::lock(outbox.queue()).is_writer_gone(),
             None => false,
         };
@@ -159,7 +220,7 @@ impl<O: Outbox> Lingering<O> {
                 continue;
             };
             let unfinished = match wait {
-                Wait::PeerClose => true,
+                Wait::PeerClose | Wait::Handshake(..) => true,
                 Wait::Writer => !buffers::lock(outbox.queue()).is_writer_gone(),
             };
             if unfinished {

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use crate::closing::{self, Lingering};
 use crate::log::log_event;
 use crate::outbox::{Outbox, Outboxes, Slot};
 use crate::signals;
+use crate::tls::Tls;
 
 /// How long a driver that has been busy must have no input before it calls its tidying
 /// function (see [`Driver::tidy_when_quiet`]). Past mimalloc's delays (100 ms for free
@@ -92,6 +94,11 @@ pub struct Driver<O, C = SystemClock> {
     exit_by: Option<Timestamp>,
     /// The shared log, with `--redis`.
     log: Option<Link>,
+    /// With `--tls-cert`: every connection speaks TLS (see [`crate::tls`]).
+    tls: Option<Arc<Tls>>,
+    /// TLS connections by the time their handshake must be done (S9's request timeout),
+    /// earliest first. Those done or gone by then stay here until then, matching nothing.
+    handshakes: VecDeque<(Timestamp, ConnId)>,
     /// Called once the driver has had no input for [`QUIET_BEFORE_TIDY`].
     tidy: Option<fn()>,
     /// The time of the last input since `tidy` was last called; `None` once it has been.
@@ -122,6 +129,8 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             lingering: Lingering::default(),
             exit_by: None,
             log: None,
+            tls: None,
+            handshakes: VecDeque::new(),
             tidy: None,
             untidy_since: None,
         }
@@ -138,6 +147,12 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn tidy_due(&self) -> Option<Timestamp> {
         self.untidy_since
             .map(|since| since.saturating_add(QUIET_BEFORE_TIDY))
+    }
+
+    /// Speaks TLS on every connection accepted from now on (T1): call it once, before the
+    /// first input.
+    pub fn use_tls(&mut self, tls: Arc<Tls>) {
+        self.tls = Some(tls);
     }
 
     /// Shares the room through Redis (see [`chathttp_cluster`]): call it once, before the first
@@ -164,9 +179,19 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         match input {
             Input::Accepted(stream) => {
                 let conn = self.server.handle_open(now);
-                match open(conn, stream) {
-                    Ok(outbox) => {
-                        self.outboxes.insert(conn, outbox);
+                let session = self.tls.as_ref().map(|tls| tls.accept());
+                match session
+                    .transpose()
+                    .map_err(io::Error::other)
+                    .and_then(|session| open(conn, stream).map(|outbox| (outbox, session)))
+                {
+                    Ok((outbox, session)) => {
+                        if session.is_some() {
+                            let timeout = self.server.config().request_timeout;
+                            self.handshakes
+                                .push_back((now.saturating_add(timeout), conn));
+                        }
+                        self.outboxes.insert(conn, outbox, session);
                     }
                     Err(error) => {
                         tracing::error!(%conn, %error, "cannot start a connection");
@@ -175,8 +200,17 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                     }
                 }
             }
-            Input::Received(conn, bytes) => self.server.handle_received(now, conn, &bytes),
-            Input::Drained(conn, count) => self.server.handle_drained(now, conn, count),
+            Input::Received(conn, bytes) => self.receive(conn, &bytes),
+            Input::Drained(conn, count) => match self.outboxes.get_mut(conn) {
+                // With TLS the machine heard of these bytes when they were sealed; the frames
+                // that could not be sealed then can be now.
+                Some(slot) if slot.tls.is_some() => {
+                    if slot.has_unsealed() && !std::mem::replace(&mut slot.listed, true) {
+                        self.unflushed.push(conn);
+                    }
+                }
+                _ => self.server.handle_drained(now, conn, count),
+            },
             Input::Closed(conn, how) => {
                 tracing::debug!(%conn, ?how, "peer closed");
                 self.server.handle_closed(now, conn, how);
@@ -203,10 +237,70 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.report_released();
     }
 
+    /// Bytes read from `conn`: for the machine, decrypted first with TLS. A TLS connection
+    /// whose peer does not speak TLS, or fails its handshake, is closed with an alert (T1).
+    fn receive(&mut self, conn: ConnId, bytes: &[u8]) {
+        let now = self.now;
+        let Some(slot) = self.outboxes.get_mut(conn) else {
+            self.lingering.receive(conn, bytes);
+            return;
+        };
+        let Some((session, _)) = &mut slot.tls else {
+            self.server.handle_received(now, conn, bytes);
+            return;
+        };
+        match session.receive(bytes) {
+            Ok(plaintext) => {
+                if session.wants_write() && !std::mem::replace(&mut slot.listed, true) {
+                    self.unflushed.push(conn);
+                }
+                if !plaintext.is_empty() {
+                    self.server.handle_received(now, conn, &plaintext);
+                }
+            }
+            Err(error) => {
+                tracing::info!(%conn, %error, "TLS failed; closing the connection");
+                self.server.handle_closed(now, conn, Disconnect::Error);
+                if let Some(mut slot) = self.outboxes.remove(conn) {
+                    // Only the alert goes out.
+                    slot.batch = Default::default();
+                    self.closing.push_back((slot, CloseMode::AfterFlush));
+                }
+            }
+        }
+    }
+
+    /// Closes TLS connections whose handshake is not done by their deadline (S9, T1), a
+    /// slice at a time.
+    fn expire_handshakes(&mut self) {
+        for _ in 0..CLOSES_PER_ROUND {
+            let Some(&(deadline, conn)) = self.handshakes.front() else {
+                break;
+            };
+            if deadline > self.now {
+                break;
+            }
+            self.handshakes.pop_front();
+            let handshaking = self.outboxes.get_mut(conn).is_some_and(|slot| {
+                slot.tls
+                    .as_ref()
+                    .is_some_and(|(session, _)| session.is_handshaking())
+            });
+            if handshaking {
+                tracing::info!(%conn, "TLS handshake not done within the request timeout; closing");
+                self.server.handle_closed(self.now, conn, Disconnect::Error);
+                if let Some(slot) = self.outboxes.remove(conn) {
+                    self.closing.push_back((slot, CloseMode::Now));
+                }
+            }
+        }
+    }
+
     /// The clock passed [`next_wakeup`](Self::next_wakeup): let the machine cut what timed out.
     pub fn handle_timeout(&mut self) {
         self.now = self.clock.now();
         self.lingering.expire(self.now);
+        self.expire_handshakes();
         self.server.handle_timeout(self.now);
         self.shut_down_if_requested();
         self.carry_out();
@@ -302,6 +396,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             self.server.poll_timeout(),
             self.exit_by,
             self.lingering.next_deadline(),
+            self.handshakes.front().map(|&(deadline, _)| deadline),
             self.tidy_due(),
         ]
         .into_iter()

@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod settings;
 pub mod signals;
 pub mod socket;
+pub mod tls;
 
 pub use clock::{Clock, SystemClock};
 pub use closing::LINGER;
@@ -47,6 +48,7 @@ pub use outbox::Outbox;
 pub use settings::Settings;
 pub use signals::on_shutdown_signal;
 pub use socket::{ACCEPT_BACKOFF, abort_socket, accept_failed, listen, tune_socket};
+pub use tls::{Tls, TlsError};
 
 /// Parses the command line of `program`, starts logging and raises the descriptor limit
 /// (S13). `--help` and `--version` print
@@ -56,5 +58,8 @@ pub fn start(program: &'static str) -> Settings {
     settings.log = Some(std::sync::Arc::new(log::init()));
     memory::use_small_pages();
     settings.descriptors = Some(descriptors::raise());
+    if let Some((cert, key)) = &settings.tls_files {
+        settings.tls = Some(signals::load_tls(cert, key));
+    }
     settings
 }

@@ -9,6 +9,7 @@ use chathttp_core::ConnId;
 
 use crate::buffers::{self, Frames, Outgoing};
 use crate::socket::abort_socket;
+use crate::tls::{SEALED_BACKLOG, Session};
 
 /// One connection as the [`Driver`](crate::Driver) holds it: the socket, and the queue it
 /// shares with the connection's writer (which also holds the writer's waker).
@@ -38,28 +39,48 @@ pub(crate) struct Slot<O> {
     pub(crate) batch: Frames,
     /// On the driver's list of connections to write at the end of the round.
     pub(crate) listed: bool,
+    /// With TLS: the connection's session, and the records it has sealed that are not yet
+    /// written or handed to the writer.
+    pub(crate) tls: Option<(Box<Session>, Frames)>,
 }
 
 impl<O: Outbox> Slot<O> {
-    /// Writes the batch now, or gives it to the writer if the writer owns the socket or the
-    /// kernel does not take it all. Returns the bytes written, and how many writers were
-    /// started (zero or one).
+    /// Writes the batch now (sealed first, with TLS), or gives it to the writer if the writer
+    /// owns the socket or the kernel does not take it all. Returns the bytes of the batch
+    /// written (with TLS, sealed: see [`crate::tls`]), and how many writers were started
+    /// (zero or one).
     pub(crate) fn write(&mut self) -> (usize, usize) {
         let mut queue = buffers::lock(self.outbox.queue());
+        let (out, sealed) = match &mut self.tls {
+            None => (&mut self.batch, None),
+            Some((session, records)) => {
+                let room = SEALED_BACKLOG.saturating_sub(queue.backlog() + records.len());
+                let sealed = session.seal(&mut self.batch, room);
+                session.take_records(records);
+                (records, Some(sealed))
+            }
+        };
         let written = if queue.with_writer() {
             0
         } else {
-            self.batch.send_now(&self.outbox)
+            out.send_now(&self.outbox)
         };
-        if self.batch.is_empty() {
-            return (written, 0);
+        let reported = sealed.unwrap_or(written);
+        if out.is_empty() {
+            return (reported, 0);
         }
-        queue.append(&mut self.batch);
+        queue.append(out);
         if queue.hand_to_writer() {
             drop(queue);
-            return (written, start_writer(&self.outbox));
+            return (reported, start_writer(&self.outbox));
         }
-        (written, 0)
+        (reported, 0)
+    }
+
+    /// Whether a TLS connection still holds frames it could not seal for want of room (see
+    /// [`write`](Self::write)), to be written once its writer has made some.
+    pub(crate) fn has_unsealed(&self) -> bool {
+        self.tls.is_some() && !self.batch.is_empty()
     }
 }
 
@@ -78,7 +99,7 @@ impl<O> Default for Outboxes<O> {
 }
 
 impl<O> Outboxes<O> {
-    pub(crate) fn insert(&mut self, conn: ConnId, outbox: O) {
+    pub(crate) fn insert(&mut self, conn: ConnId, outbox: O, tls: Option<Session>) {
         let index = conn.index();
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
@@ -88,6 +109,7 @@ impl<O> Outboxes<O> {
             outbox,
             batch: Frames::default(),
             listed: false,
+            tls: tls.map(|session| (Box::new(session), Frames::default())),
         });
     }
 
@@ -134,13 +156,13 @@ mod tests {
         let mut server = Server::new(ServerConfig::default(), now);
         let mut outboxes = Outboxes::default();
         let old = server.handle_open(now);
-        outboxes.insert(old, "old");
+        outboxes.insert(old, "old", None);
         server.handle_closed(now, old, Disconnect::Eof);
         server.handle_released(old);
         assert_eq!(outboxes.remove(old).map(|slot| slot.outbox), Some("old"));
         let new = server.handle_open(now);
         assert_eq!(new.index(), old.index(), "the slot is reused");
-        outboxes.insert(new, "new");
+        outboxes.insert(new, "new", None);
         let late = outboxes.get_mut(old).map(|slot| slot.outbox);
         assert_eq!(late, None, "a late event for the old id finds nothing");
         assert!(outboxes.remove(old).is_none());

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
 use std::process;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::descriptors::DescriptorLimit;
 use crate::log::LogGuard;
+use crate::tls::Tls;
 
 /// What a server binary is asked to do.
 #[derive(Debug, Clone)]
@@ -27,6 +29,10 @@ pub struct Settings {
     /// The log writer, set by [`start`](crate::start): keep it until the server exits, so
     /// the last lines are written.
     pub log: Option<std::sync::Arc<LogGuard>>,
+    /// `--tls-cert` and `--tls-key`: the certificate chain and key files (T1).
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// The listener's TLS, loaded from `tls_files` by [`start`](crate::start).
+    pub tls: Option<std::sync::Arc<Tls>>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -86,6 +92,13 @@ struct Flags {
     /// With --redis: about how many entries the shared log keeps (XADD MAXLEN ~)
     #[arg(long, value_name = "N", default_value = "100000")]
     log_max_len: NonZeroUsize,
+    /// Serve TLS (1.3 and 1.2) with this certificate chain: a PEM file, leaf first. Needs
+    /// --tls-key. SIGHUP reads both files again (certificate renewals)
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert: a PEM file
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A node id or room name: 1 to 64 printable ASCII characters, no spaces and no braces
@@ -185,6 +198,8 @@ impl Flags {
             cluster,
             descriptors: None,
             log: None,
+            tls_files: self.tls_cert.zip(self.tls_key),
+            tls: None,
         }
     }
 }

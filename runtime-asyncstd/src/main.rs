@@ -25,7 +25,9 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 fn main() -> ExitCode {
     let settings = host::start("chat-server-asyncstd");
     let listener = host::listen(&settings);
-    let service = Service::<AsyncStd>::new(settings.config).share(settings.cluster);
+    let service = Service::<AsyncStd>::new(settings.config)
+        .share(settings.cluster)
+        .tls(settings.tls);
     task::block_on(service.run(TcpListener::from(listener)));
     ExitCode::SUCCESS
 }

@@ -23,7 +23,9 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 fn main() -> ExitCode {
     let settings = host::start("chat-server-smol");
     let listener = host::listen(&settings);
-    let service = Service::<Smol>::new(settings.config).share(settings.cluster);
+    let service = Service::<Smol>::new(settings.config)
+        .share(settings.cluster)
+        .tls(settings.tls);
     smol::block_on(EXECUTOR.run(async {
         let listener =
             TcpListener::try_from(listener).expect("a bound listener can join the reactor");

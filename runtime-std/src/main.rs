@@ -71,6 +71,9 @@ fn main() -> ExitCode {
         .spawn(move || spawner_loop(&jobs))
         .expect("one thread can be spawned at start-up");
     let mut driver = Driver::new(settings.config);
+    if let Some(tls) = settings.tls {
+        driver.use_tls(tls);
+    }
     if let Some(cluster) = &settings.cluster {
         let to_driver = to_driver.clone();
         driver.share(
