@@ -41,7 +41,16 @@ pub(crate) fn close<O: Outbox>(
             // Before the handshake nothing can be sealed: the last frames (a 503) wait for it,
             // within the linger (T1).
             if session.is_handshaking() && !buffers::lock(slot.outbox.queue()).with_writer() {
-                lingering.handshake(slot.conn, slot.outbox, session, slot.batch, deadline);
+                // The handshake's replies so far go first; a peer that does not take them is
+                // not worth waiting for.
+                let length = records.len();
+                if records.send_now(&slot.outbox) == length {
+                    lingering.handshake(slot.conn, slot.outbox, session, slot.batch, deadline);
+                } else {
+                    abort_socket(&slot.outbox);
+                    slot.outbox.release();
+                    lingering.released.push(slot.conn);
+                }
                 return 0;
             }
             session.finish(&mut slot.batch, &mut records);

@@ -242,7 +242,17 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn receive(&mut self, conn: ConnId, bytes: &[u8]) {
         let now = self.now;
         let Some(slot) = self.outboxes.get_mut(conn) else {
-            self.lingering.receive(conn, bytes);
+            // A TLS connection closed before its handshake is done still needs the rest of
+            // it, to send its last frames (T1): in the queue of closes, or lingering.
+            let waiting = self.closing.iter_mut().find(|(slot, _)| slot.conn == conn);
+            match waiting.and_then(|(slot, _)| slot.tls.as_mut()) {
+                Some((session, records)) => {
+                    // A failure is carried out by the close: only the alert goes out.
+                    let _ = session.receive(bytes);
+                    session.take_records(records);
+                }
+                None => self.lingering.receive(conn, bytes),
+            }
             return;
         };
         let Some((session, _)) = &mut slot.tls else {

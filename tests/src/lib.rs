@@ -15,8 +15,10 @@ use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub mod tls;
 
 /// How long any single wait may take before the case fails.
 pub const GUARD: Duration = Duration::from_secs(30);
@@ -24,32 +26,60 @@ pub const GUARD: Duration = Duration::from_secs(30);
 /// The `Server` header value the binaries send.
 pub const SERVER_HEADER: &str = concat!("chathttp/", env!("CARGO_PKG_VERSION"));
 
-/// One of the three server binaries.
+/// One of the three server binaries, spoken to in plaintext or, [`with_tls`](Self::with_tls),
+/// over TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    /// `chat-server-std`.
+pub struct Runtime {
+    binary: Binary,
+    tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binary {
     Std,
-    /// `chat-server-smol`.
     Smol,
-    /// `chat-server-asyncstd`.
     AsyncStd,
 }
 
+// Named as the binaries they stand for, as enum variants would be.
+#[allow(non_upper_case_globals)]
 impl Runtime {
+    /// `chat-server-std`.
+    pub const Std: Runtime = Runtime::plain(Binary::Std);
+    /// `chat-server-smol`.
+    pub const Smol: Runtime = Runtime::plain(Binary::Smol);
+    /// `chat-server-asyncstd`.
+    pub const AsyncStd: Runtime = Runtime::plain(Binary::AsyncStd);
+}
+
+impl Runtime {
+    const fn plain(binary: Binary) -> Runtime {
+        Runtime { binary, tls: false }
+    }
+
+    /// The same binary, started with the tests' certificate (see [`tls::pki`]) and spoken
+    /// to over TLS by [`Server::connect`].
+    pub const fn with_tls(self) -> Runtime {
+        Runtime {
+            binary: self.binary,
+            tls: true,
+        }
+    }
+
     /// The binary's name.
     pub fn binary_name(self) -> &'static str {
-        match self {
-            Runtime::Std => "chat-server-std",
-            Runtime::Smol => "chat-server-smol",
-            Runtime::AsyncStd => "chat-server-asyncstd",
+        match self.binary {
+            Binary::Std => "chat-server-std",
+            Binary::Smol => "chat-server-smol",
+            Binary::AsyncStd => "chat-server-asyncstd",
         }
     }
 
     fn package(self) -> &'static str {
-        match self {
-            Runtime::Std => "chathttp-runtime-std",
-            Runtime::Smol => "chathttp-runtime-smol",
-            Runtime::AsyncStd => "chathttp-runtime-asyncstd",
+        match self.binary {
+            Binary::Std => "chathttp-runtime-std",
+            Binary::Smol => "chathttp-runtime-smol",
+            Binary::AsyncStd => "chathttp-runtime-asyncstd",
         }
     }
 
@@ -90,9 +120,18 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
 }
 
 /// Writes every case once per runtime: `fn case(rt: Runtime) { .. }` becomes the tests
-/// `on_std::case`, `on_smol::case` and `on_asyncstd::case`.
+/// `on_std::case`, `on_smol::case` and `on_asyncstd::case`. Starting with `also_over_tls;`,
+/// each case runs once more per runtime over TLS: `on_std_tls::case`, and so on (T1).
 #[macro_export]
 macro_rules! conformance {
+    (also_over_tls; $($(#[$meta:meta])* fn $name:ident($rt:ident: Runtime) $body:block)*) => {
+        $crate::conformance! { $( $(#[$meta])* fn $name($rt: Runtime) $body )* }
+        mod on_std_tls { $( #[test] fn $name() { super::$name($crate::Runtime::Std.with_tls()) } )* }
+        mod on_smol_tls { $( #[test] fn $name() { super::$name($crate::Runtime::Smol.with_tls()) } )* }
+        mod on_asyncstd_tls {
+            $( #[test] fn $name() { super::$name($crate::Runtime::AsyncStd.with_tls()) } )*
+        }
+    };
     ($($(#[$meta:meta])* fn $name:ident($rt:ident: Runtime) $body:block)*) => {
         $( $(#[$meta])* fn $name($rt: $crate::Runtime) $body )*
         mod on_std { $( #[test] fn $name() { super::$name($crate::Runtime::Std) } )* }
@@ -106,6 +145,8 @@ macro_rules! conformance {
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Started with TLS: how its clients connect.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Server {
@@ -121,10 +162,18 @@ impl Server {
     /// Starts `rt` on `bind` (for example an address a stopped server had) with `flags`.
     pub fn start_on(rt: Runtime, bind: &str, flags: &[&str]) -> Server {
         let mut command = Command::new(rt.binary());
-        command
-            .args(["--bind", bind, "--message-rate", "0"])
-            .args(flags);
-        Self::spawn(command)
+        command.args(["--bind", bind, "--message-rate", "0"]);
+        if rt.tls {
+            let pki = tls::pki();
+            command.arg("--tls-cert").arg(&pki.cert);
+            command.arg("--tls-key").arg(&pki.key);
+        }
+        command.args(flags);
+        let mut server = Self::spawn(command);
+        if rt.tls {
+            server.tls = Some(tls::pki().client_config());
+        }
+        server
     }
 
     /// Starts a prepared command, which must print a `listening on` line.
@@ -151,7 +200,16 @@ impl Server {
             .strip_prefix("listening on ")
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            tls: None,
+        }
+    }
+
+    /// Over TLS: how clients connect to it (trusting the tests' CA only).
+    pub fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
     }
 
     /// Where the server listens.
@@ -182,9 +240,13 @@ impl Server {
             .expect("VmRSS is listed")
     }
 
-    /// A connection that has not read anything yet.
+    /// A connection that has not read anything yet (over TLS if the server speaks it).
     pub fn connect(&self) -> Client {
-        Client::new(TcpStream::connect(self.addr).expect("the server accepts connections"))
+        let tcp = TcpStream::connect(self.addr).expect("the server accepts connections");
+        match &self.tls {
+            None => Client::new(tcp),
+            Some(config) => Client::over_tls(tls::connect(config, tcp)),
+        }
     }
 
     /// A connection that has read its greeting (S1).
@@ -346,31 +408,64 @@ impl Response {
 /// A blocking client connection with its own response framing.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    io: Io,
     buffer: Vec<u8>,
+}
+
+/// How a [`Client`] reaches its server.
+#[derive(Debug)]
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
 impl Client {
     /// Wraps a connected stream.
     pub fn new(stream: TcpStream) -> Client {
+        Self::with_io(Io::Plain(stream))
+    }
+
+    /// Wraps a TLS stream (its handshake happens with the first read or write).
+    pub fn over_tls(stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> Client {
+        Self::with_io(Io::Tls(Box::new(stream)))
+    }
+
+    fn with_io(io: Io) -> Client {
+        let client = Client {
+            io,
+            buffer: Vec::new(),
+        };
+        let stream = client.stream();
         stream
             .set_read_timeout(Some(GUARD))
             .expect("a read timeout can be set");
         stream.set_nodelay(true).expect("nodelay can be set");
-        Client {
-            stream,
-            buffer: Vec::new(),
-        }
+        client
     }
 
     /// The socket, for options and shutdowns.
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        match &self.io {
+            Io::Plain(stream) => stream,
+            Io::Tls(tls) => &tls.sock,
+        }
     }
 
-    /// Sends raw bytes.
+    /// Over TLS: the certificate the server presented (DER), once the handshake is done.
+    pub fn server_certificate(&self) -> Option<Vec<u8>> {
+        match &self.io {
+            Io::Plain(_) => None,
+            Io::Tls(tls) => Some(tls.conn.peer_certificates()?.first()?.to_vec()),
+        }
+    }
+
+    /// Sends raw bytes (sealed first, over TLS).
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("the server reads");
+        let sent = match &mut self.io {
+            Io::Plain(stream) => stream.write_all(bytes),
+            Io::Tls(tls) => tls.write_all(bytes).and_then(|()| tls.flush()),
+        };
+        sent.expect("the server reads");
     }
 
     /// Sends a request (see [`request`]) and reads one response.
@@ -396,7 +491,11 @@ impl Client {
                 self.buffer.drain(..used);
                 return Ok(Some(response));
             }
-            match self.stream.read(&mut chunk) {
+            let read = match &mut self.io {
+                Io::Plain(stream) => stream.read(&mut chunk),
+                Io::Tls(tls) => tls.read(&mut chunk),
+            };
+            match read {
                 Ok(0) if self.buffer.is_empty() => return Ok(None),
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "cut response")),
                 Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
@@ -430,12 +529,13 @@ impl Client {
 
     /// Asserts that nothing arrives for `quiet` (a check of an absence; use sparingly).
     pub fn expect_silence(&mut self, quiet: Duration) {
-        self.stream
+        let stream = self.stream();
+        stream
             .set_read_timeout(Some(quiet))
             .expect("a read timeout can be set");
         let mut byte = [0; 1];
-        let result = self.stream.peek(&mut byte);
-        self.stream
+        let result = stream.peek(&mut byte);
+        stream
             .set_read_timeout(Some(GUARD))
             .expect("a read timeout can be set");
         match result {
@@ -451,7 +551,7 @@ impl Client {
 
     /// Resets the connection (RST instead of FIN), as a crashed peer would.
     pub fn reset(self) {
-        socket2::SockRef::from(&self.stream)
+        socket2::SockRef::from(self.stream())
             .set_linger(Some(Duration::ZERO))
             .expect("linger can be set");
         drop(self);
