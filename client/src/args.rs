@@ -4,7 +4,7 @@ use std::fmt;
 
 use clap::Parser;
 
-/// `chat-client [--server HOST:PORT] [--name NAME] [--plain]`
+/// `chat-client [--server HOST:PORT] [--name NAME] [--plain] [--tls] [--ca PATH]`
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "chat-client",
@@ -21,6 +21,14 @@ pub struct Args {
     /// Line mode even on a terminal: one line per event on stdout, one message per input line.
     #[arg(long)]
     pub plain: bool,
+    /// Connect over TLS, trusting the system's certificate authorities. The server's name
+    /// is always checked.
+    #[arg(long)]
+    pub tls: bool,
+    /// Connect over TLS, trusting the certificates in this PEM file instead (a private CA,
+    /// or a self-signed server's own certificate). Implies --tls.
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// A server address as the user typed it: a host name or IP address, and a port.

@@ -6,6 +6,7 @@
 //! [`Conn`] and drops events from connections it has replaced.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use chathttp_core::UsageError;
@@ -50,6 +51,8 @@ pub struct Driver<T> {
     /// The server of the newest connection, open or being opened.
     server: Option<ServerAddr>,
     link: LinkId,
+    /// With `--tls` or `--ca`: how to verify servers (T3).
+    tls: Option<Arc<rustls::ClientConfig>>,
     exit: Option<u8>,
 }
 
@@ -57,14 +60,15 @@ impl<T> Driver<T>
 where
     T: From<Tagged> + Send + 'static,
 {
-    /// A driver whose connection threads report to `tx`.
-    pub fn new(tx: Sender<T>) -> Self {
+    /// A driver whose connection threads report to `tx`, and connect over TLS with `tls`.
+    pub fn new(tx: Sender<T>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         Self {
             tx,
             clock: Clock::new(),
             conn: None,
             server: None,
             link: 0,
+            tls,
             exit: None,
         }
     }
@@ -86,7 +90,7 @@ where
                     self.conn = None;
                     self.link += 1;
                     self.server = Some(server.clone());
-                    net::spawn_connect(server, self.link, self.tx.clone());
+                    net::spawn_connect(server, self.link, self.tls.clone(), self.tx.clone());
                 }
                 Action::Send(intent) => {
                     let now = self.clock.now();
@@ -110,7 +114,7 @@ where
         if tagged.link != self.link {
             if let NetEvent::Connected(stream) = tagged.event {
                 // Replaced while connecting: close it, which also ends its reader thread.
-                let _ = stream.shutdown(std::net::Shutdown::Both);
+                stream.shutdown();
             }
             return;
         }

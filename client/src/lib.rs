@@ -7,7 +7,8 @@
 //! protocol work. Around it:
 //!
 //! * [`net`] connects in a background thread and then reads the socket into a channel; the
-//!   main thread owns the session and is the only writer of the socket.
+//!   main thread owns the session and is the only writer of the socket. [`link`] is that
+//!   socket, plaintext or TLS.
 //! * [`driver`] is that main-thread glue: it turns a front end's [`Action`](driver::Action)s
 //!   into intents or connections, and hands the session's events back to the front end.
 //! * Two front ends implement [`Frontend`](driver::Frontend): [`line`] prints one line per
@@ -21,6 +22,7 @@ pub mod args;
 pub mod command;
 pub mod driver;
 pub mod line;
+pub mod link;
 pub mod net;
 pub mod tui;
 pub mod visible;

@@ -15,6 +15,7 @@
 //! End of input is `/quit`.
 
 use std::io::{self, BufRead, Write};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -211,11 +212,11 @@ impl From<Tagged> for Input {
 
 /// Runs line mode on standard input and output until the session ends. Returns the exit
 /// code: 0 after `/quit` or end of input, 1 when the server refused us or went away.
-pub fn run(server: ServerAddr, name: String) -> u8 {
+pub fn run(server: ServerAddr, name: String, tls: Option<Arc<rustls::ClientConfig>>) -> u8 {
     let (tx, rx) = mpsc::channel();
     spawn_stdin_reader(tx.clone());
     let mut frontend = LineMode::new(io::stdout().lock(), server, name);
-    let mut driver = Driver::new(tx);
+    let mut driver = Driver::new(tx, tls);
     let start = frontend.start();
     driver.run(&mut frontend, start);
     let mut leave_deadline = None;

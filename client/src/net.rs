@@ -1,13 +1,15 @@
 //! The socket side: connect, then read in a background thread; write from the main thread.
 //!
-//! [`spawn_connect`] starts one thread per connection. It resolves and connects, hands the
-//! main thread a handle to write with ([`NetEvent::Connected`]), then reads until the
+//! [`spawn_connect`] starts one thread per connection. It resolves and connects (and with
+//! TLS, shakes hands: see [`crate::link`]), hands the main thread a [`Link`] to write with
+//! ([`NetEvent::Connected`]), then reads until the
 //! connection ends, sending each chunk as [`NetEvent::Received`] and the end as
 //! [`NetEvent::Closed`]. Every event carries the [`LinkId`] it belongs to, so the main thread
 //! can ignore a late event from a connection it has already replaced.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use chathttp_core::client::{ClientEvent, ClientSession, Intent};
 use chathttp_core::{Timestamp, UsageError};
 
 use crate::args::ServerAddr;
+use crate::link::Link;
 
 /// How long one connection attempt may take before the user is told.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,7 +32,7 @@ pub type LinkId = u64;
 #[derive(Debug)]
 pub enum NetEvent {
     /// Connected; this handle is for writing (the thread keeps its own for reading).
-    Connected(TcpStream),
+    Connected(Link),
     /// The connection could not be made; the text says why.
     ConnectFailed(String),
     /// Bytes arrived.
@@ -47,16 +50,26 @@ pub struct Tagged {
     pub event: NetEvent,
 }
 
-/// Connects to `server` in a new thread, then keeps reading from it. Events go to `tx`,
-/// converted into whatever the caller's channel carries.
-pub fn spawn_connect<T>(server: ServerAddr, link: LinkId, tx: Sender<T>)
-where
+/// Connects to `server` in a new thread (over TLS with `tls`), then keeps reading from it.
+/// Events go to `tx`, converted into whatever the caller's channel carries.
+pub fn spawn_connect<T>(
+    server: ServerAddr,
+    link: LinkId,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tx: Sender<T>,
+) where
     T: From<Tagged> + Send + 'static,
 {
     let send = move |event| tx.send(T::from(Tagged { link, event })).is_ok();
     thread::spawn(move || {
-        let (mut reader, writer) = match connect(&server).and_then(|s| Ok((s.try_clone()?, s))) {
-            Ok(pair) => pair,
+        let connected = connect(&server)
+            .map_err(|error| error.to_string())
+            .and_then(|stream| match &tls {
+                None => Ok(Link::plain(stream)),
+                Some(config) => Link::tls(stream, &server.host, config, CONNECT_TIMEOUT),
+            });
+        let reader = match connected {
+            Ok(reader) => reader,
             Err(error) => {
                 send(NetEvent::ConnectFailed(format!(
                     "cannot connect to {server}: {error}"
@@ -64,7 +77,7 @@ where
                 return;
             }
         };
-        if !send(NetEvent::Connected(writer)) {
+        if !send(NetEvent::Connected(reader.clone())) {
             return;
         }
         let mut buf = vec![0; 16 * 1024];
@@ -126,17 +139,17 @@ impl Default for Clock {
     }
 }
 
-/// One open connection: the session machine and the socket's write half.
+/// One open connection: the session machine and the stream to write to.
 #[derive(Debug)]
 pub struct Conn {
     link: LinkId,
     session: ClientSession,
-    stream: TcpStream,
+    stream: Link,
 }
 
 impl Conn {
     /// Wraps a freshly connected stream. `host` goes into the requests' URI and `Host`.
-    pub fn new(link: LinkId, host: &str, stream: TcpStream) -> Self {
+    pub fn new(link: LinkId, host: &str, stream: Link) -> Self {
         Self {
             link,
             session: ClientSession::new(host),
@@ -188,8 +201,7 @@ impl Conn {
 
     /// Closes the socket both ways; the reader thread then ends by itself.
     fn hang_up(&self) {
-        // An error only means the socket is already closed.
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stream.shutdown();
     }
 }
 

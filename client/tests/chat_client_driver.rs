@@ -55,7 +55,7 @@ fn a_replaced_connection_is_closed_and_its_events_dropped() {
     let (old_listener, old_addr) = listener();
     let (new_listener, new_addr) = listener();
     let (tx, rx) = mpsc::channel::<Tagged>();
-    let mut driver = Driver::new(tx);
+    let mut driver = Driver::new(tx, None);
     let mut front = Recorder::default();
 
     // Connect to the old server, and replace it before its Connected is handled.
@@ -98,7 +98,7 @@ fn a_replaced_connection_is_closed_and_its_events_dropped() {
 #[test]
 fn sending_without_a_connection_is_reported_to_the_front_end() {
     let (tx, _rx) = mpsc::channel::<Tagged>();
-    let mut driver = Driver::new(tx);
+    let mut driver = Driver::new(tx, None);
     let mut front = Recorder::default();
     driver.run(
         &mut front,

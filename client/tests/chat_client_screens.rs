@@ -440,3 +440,24 @@ fn a_multi_line_input_grows_the_input_box() {
     );
     insta::assert_snapshot!(render(&mut app, 60, 14).backend());
 }
+
+#[test]
+fn a_tls_connection_shows_a_lock_in_the_title_bar() {
+    let plain = joined("bob");
+    let mut secure = App::new(&server(), Some("bob"));
+    secure.secure = true;
+    secure.on_key(key(KeyCode::Enter));
+    secure.on_connected();
+    secure.on_event(ClientEvent::Joined { name: "bob".into() }, at(12, 0, 0));
+    let title = |app: &mut App| {
+        let terminal = render(app, 60, 8);
+        let buffer = terminal.backend().buffer();
+        (0..60)
+            .map(|x| buffer[(x, 0)].symbol().to_owned())
+            .collect::<String>()
+    };
+    let mut plain = plain;
+    assert!(!title(&mut plain).contains("TLS"), "{}", title(&mut plain));
+    let shown = title(&mut secure);
+    assert!(shown.contains("🔒") && shown.contains("TLS"), "{shown}");
+}

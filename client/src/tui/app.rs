@@ -30,6 +30,8 @@ pub struct App {
     pub screen: Screen,
     /// The state of the connection, as far as the UI is concerned.
     pub link: Link,
+    /// Connections are TLS (`--tls`, `--ca`): the chat screen shows a lock.
+    pub secure: bool,
     exit: bool,
 }
 
@@ -110,6 +112,8 @@ pub struct ChatView {
     pub me: String,
     /// The server we are in.
     pub server: ServerAddr,
+    /// Over TLS, its name verified (T3).
+    pub secure: bool,
     /// What happened, oldest first. Change it through [`push`](Self::push), which keeps
     /// [`log_bytes`](Self::log_bytes) in step.
     pub log: VecDeque<Entry>,
@@ -191,6 +195,7 @@ impl App {
                 status: Status::Idle,
             }),
             link: Link::Offline,
+            secure: false,
             exit: false,
         }
     }
@@ -421,6 +426,7 @@ impl Frontend for App {
                     return Vec::new();
                 };
                 let mut chat = ChatView::new(name.clone(), server.clone());
+                chat.secure = self.secure;
                 chat.push(Entry {
                     at: Some(at),
                     kind: EntryKind::Info(format!(
@@ -573,6 +579,7 @@ impl ChatView {
         Self {
             me,
             server,
+            secure: false,
             log: VecDeque::new(),
             log_bytes: 0,
             members: Vec::new(),

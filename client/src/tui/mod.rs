@@ -11,6 +11,7 @@ pub mod view;
 pub mod wrap;
 
 use std::io::{self, Stdout};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,7 +52,11 @@ impl From<Tagged> for Input {
 }
 
 /// Runs the interactive client until the user quits. Returns the process exit code.
-pub fn run(server: &ServerAddr, name: Option<&str>) -> io::Result<u8> {
+pub fn run(
+    server: &ServerAddr,
+    name: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> io::Result<u8> {
     install_panic_hook();
     let _restore = TerminalGuard::enter()?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
@@ -71,7 +76,8 @@ pub fn run(server: &ServerAddr, name: Option<&str>) -> io::Result<u8> {
         }
     });
     let mut app = App::new(server, name);
-    let mut driver = Driver::new(tx);
+    app.secure = tls.is_some();
+    let mut driver = Driver::new(tx, tls);
     event_loop(&mut terminal, &mut app, &mut driver, &rx)
 }
 

@@ -187,6 +187,11 @@ fn draw_chat(frame: &mut Frame<'_>, chat: &mut ChatView) {
             Style::new().fg(name_color(&chat.me)).bold(),
         ),
         format!(" @ {} ", chat.server).into(),
+        if chat.secure {
+            "🔒 TLS ".green()
+        } else {
+            "".into()
+        },
     ]);
     let state = Span::styled(format!(" {state} "), state_style);
     let [title_left, title_right] = Layout::horizontal([

@@ -52,8 +52,14 @@ pub struct LineClient {
 impl LineClient {
     /// Starts `chat-client --plain --server ADDR --name NAME`.
     pub fn start(addr: impl Display, name: &str) -> Self {
+        Self::start_with(addr, name, &[])
+    }
+
+    /// [`start`](Self::start), with more flags (`--ca PATH`).
+    pub fn start_with(addr: impl Display, name: &str, flags: &[&str]) -> Self {
         let mut child = Command::new(client_binary())
             .args(["--plain", "--server", &addr.to_string(), "--name", name])
+            .args(flags)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
