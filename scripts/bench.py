@@ -51,18 +51,44 @@ FANOUT_BENCH = os.path.join(SHARED, "target", "release", "fanout-bench")
 MAX_OUTPUT_BYTES = str(8 * 1024 * 1024)
 
 
-def chat_peer(binary):
+# The "-tls" peers: the same servers with a self-signed pair made by `tls_pair()`, and the
+# generator trusting it (`chat-bench --ca`).
+TLS_DIR = os.path.join(TARGET, "bench-tls")
+TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
+TLS_KEY = os.path.join(TLS_DIR, "key.pem")
+
+
+def tls_pair():
+    """A self-signed certificate for 127.0.0.1 (not a CA: rustls refuses a CA certificate
+    as a server's own), made once with openssl."""
+    if os.path.exists(TLS_CERT) and os.path.exists(TLS_KEY):
+        return
+    os.makedirs(TLS_DIR, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3650",
+                    "-keyout", TLS_KEY, "-out", TLS_CERT, "-subj", "/CN=chathttp bench",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:FALSE"],
+                   check=True, capture_output=True)
+
+
+def chat_peer(binary, tls=False):
     # --max-connections above the largest scenario (10,000 idle members).
-    return dict(proto="chathttp", port=0, args=[],
-                cmd=[os.path.join(TARGET, "release", binary), "--bind", "127.0.0.1:0",
-                     "--max-connections", "20000", "--max-output-bytes", MAX_OUTPUT_BYTES,
-                     "--message-rate", "0"])
+    cmd = [os.path.join(TARGET, "release", binary), "--bind", "127.0.0.1:0",
+           "--max-connections", "20000", "--max-output-bytes", MAX_OUTPUT_BYTES,
+           "--message-rate", "0"]
+    if tls:
+        cmd += ["--tls-cert", TLS_CERT, "--tls-key", TLS_KEY]
+    return dict(proto="chathttp", port=0, args=["--ca", TLS_CERT] if tls else [], cmd=cmd)
 
 
 PEERS = {
     "smol": chat_peer("chat-server-smol"),
     "asyncstd": chat_peer("chat-server-asyncstd"),
     "std": chat_peer("chat-server-std"),
+    "smol-tls": chat_peer("chat-server-smol", tls=True),
+    "asyncstd-tls": chat_peer("chat-server-asyncstd", tls=True),
+    "std-tls": chat_peer("chat-server-std", tls=True),
     # ngIRCd listens with a backlog of 10: more connects in flight get SYNs dropped and
     # retried for minutes, so it gets 10 at once (as in the shared run.py).
     "ngircd": dict(proto="irc", port=17002, args=["--irc-echo"], join_conc=10,
@@ -415,6 +441,8 @@ def main():
     a = ap.parse_args()
     raise_nofile()
     peers = [p for p in a.peers.split(",") if p]
+    if any(p.endswith("-tls") for p in peers):
+        tls_pair()
     scenarios = [s for s in a.scenarios.split(",") if s]
     for p in peers:
         if p not in PEERS:

@@ -33,9 +33,70 @@ enum State {
     Closed,
 }
 
+/// A member's socket: plaintext, or TLS over it (`--ca`). Reads and writes plaintext and,
+/// like the socket, fails with `WouldBlock` when it must wait.
+#[derive(Debug)]
+struct Conn {
+    tcp: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+impl Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.tcp.read(buf);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            if tls.read_tls(&mut self.tcp)? == 0 {
+                return Ok(0);
+            }
+            tls.process_new_packets().map_err(io::Error::other)?;
+            // The handshake's replies; the rest goes out when the socket is writable.
+            match send_records(tls, &mut self.tcp) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.tcp.write(buf);
+        };
+        send_records(tls, &mut self.tcp)?;
+        let taken = tls.writer().write(buf)?;
+        if taken == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match send_records(tls, &mut self.tcp) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(taken),
+        }
+    }
+
+    /// Writes the records TLS has ready.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        match &mut self.tls {
+            Some(tls) => send_records(tls, &mut self.tcp),
+            None => Ok(()),
+        }
+    }
+}
+
+fn send_records(tls: &mut rustls::ClientConnection, tcp: &mut TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        tls.write_tls(tcp)?;
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 struct Member {
-    sock: Option<TcpStream>,
+    sock: Option<Conn>,
     state: State,
     /// Bytes of an incomplete response, kept between reads.
     pending: Vec<u8>,
@@ -222,14 +283,23 @@ impl Bench {
         wire::write_request(&mut m.out, Method::Add, &name, b"", headers);
         self.c.in_flight += 1;
         let addr = self.o.addrs[i % self.o.addrs.len()];
-        let registered = TcpStream::connect(addr).and_then(|mut s| {
-            s.set_nodelay(true)?;
+        let registered = TcpStream::connect(addr).and_then(|mut tcp| {
+            tcp.set_nodelay(true)?;
             self.poll.registry().register(
-                &mut s,
+                &mut tcp,
                 Token(i),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
-            Ok(s)
+            let tls = match &self.o.tls {
+                None => None,
+                Some(config) => {
+                    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                    let session = rustls::ClientConnection::new(std::sync::Arc::clone(config), name)
+                        .map_err(io::Error::other)?;
+                    Some(Box::new(session))
+                }
+            };
+            Ok(Conn { tcp, tls })
         });
         match registered {
             Ok(s) => {
@@ -249,7 +319,7 @@ impl Bench {
             return;
         }
         if let Some(mut s) = m.sock.take() {
-            let _ = self.poll.registry().deregister(&mut s);
+            let _ = self.poll.registry().deregister(&mut s.tcp);
         }
         let was = m.state;
         m.state = State::Closed;
@@ -276,6 +346,14 @@ impl Bench {
         let Some(sock) = m.sock.as_mut() else {
             return false;
         };
+        match sock.flush_tls() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                self.close(i, &format!("write: {e}"));
+                return false;
+            }
+        }
         while m.out_pos < m.out.len() {
             match sock.write(&m.out[m.out_pos..]) {
                 Ok(0) => {
@@ -319,8 +397,11 @@ impl Bench {
                     self.c.last_rx = now;
                     self.absorb(i, n, now);
                     self.commit_join(i);
-                    // Edge-triggered: a short read means the socket is drained for now.
-                    if self.members[i].failure.is_some() || n < self.scratch.len() {
+                    // Edge-triggered: a short read means the socket is drained for now
+                    // (not over TLS, where a read returns one record's plaintext).
+                    let m = &self.members[i];
+                    let tls = m.sock.as_ref().is_some_and(|s| s.tls.is_some());
+                    if m.failure.is_some() || (!tls && n < self.scratch.len()) {
                         break;
                     }
                 }
@@ -335,7 +416,9 @@ impl Bench {
         }
         if let Some(f) = self.members[i].failure.take() {
             self.close(i, &f);
-        } else if !self.members[i].out.is_empty() {
+        } else if !self.members[i].out.is_empty()
+            || self.members[i].sock.as_ref().is_some_and(|s| s.tls.is_some())
+        {
             self.flush(i);
         }
     }
@@ -429,7 +512,7 @@ impl Bench {
 
     /// A connecting socket became ready: connected (true) or failed (closed, false).
     fn finish_connect(&mut self, i: usize, error: bool) -> bool {
-        let Some(sock) = self.members[i].sock.as_mut() else {
+        let Some(sock) = self.members[i].sock.as_mut().map(|s| &mut s.tcp) else {
             return false;
         };
         if let Ok(Some(e)) | Err(e) = sock.take_error() {

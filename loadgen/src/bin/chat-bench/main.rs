@@ -84,6 +84,10 @@ struct Cli {
     /// (0: always sleep in epoll). See `Options::spin_us`.
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// Speak TLS, trusting the certificates in this PEM file (the server's name is
+    /// checked against the address's IP).
+    #[arg(long, value_name = "PATH")]
+    ca: Option<std::path::PathBuf>,
     /// Free text copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
@@ -118,6 +122,8 @@ pub struct Options {
     /// for a while after each event keeps the generator awake through a round of
     /// deliveries, so the server pays no more than a client on another machine costs it.
     pub spin_us: u64,
+    /// With `--ca`: how members connect over TLS.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub label: String,
     pub no_progress: bool,
 }
@@ -177,10 +183,33 @@ impl Options {
             max_s: cli.max_s,
             tick_us: cli.tick_us,
             spin_us: cli.spin_us,
+            tls: cli.ca.as_deref().map(tls_config).transpose()?,
             label: cli.label,
             no_progress: cli.no_progress,
         })
     }
+}
+
+/// A TLS client configuration trusting the certificates in the PEM file at `ca`.
+fn tls_config(ca: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .and_then(|items| items.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 fn main() {
