@@ -294,8 +294,9 @@ impl Bench {
                 None => None,
                 Some(config) => {
                     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-                    let session = rustls::ClientConnection::new(std::sync::Arc::clone(config), name)
-                        .map_err(io::Error::other)?;
+                    let session =
+                        rustls::ClientConnection::new(std::sync::Arc::clone(config), name)
+                            .map_err(io::Error::other)?;
                     Some(Box::new(session))
                 }
             };
@@ -417,7 +418,10 @@ impl Bench {
         if let Some(f) = self.members[i].failure.take() {
             self.close(i, &f);
         } else if !self.members[i].out.is_empty()
-            || self.members[i].sock.as_ref().is_some_and(|s| s.tls.is_some())
+            || self.members[i]
+                .sock
+                .as_ref()
+                .is_some_and(|s| s.tls.is_some())
         {
             self.flush(i);
         }

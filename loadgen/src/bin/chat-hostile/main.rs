@@ -17,8 +17,8 @@
 //! * `badflood`: a round a second of 100 connections that each send one unframeable request
 //!   at the same moment. Each must get `400` with a one-line reason and an orderly close, not a reset
 //!   (W8); members as above.
-//! * `closing`: a round a second of 100 connections that make the server close them after a
-//!   reply (one bad request) and then neither read nor close; half first pipeline GETs whose
+//! * `closing`: 100 connections a second, evenly spread, that make the server close them after
+//!   a reply (one bad request) and then neither read nor close; half first pipeline GETs whose
 //!   replies their 4 KiB receive window cannot take, so the close waits behind unsent bytes.
 //!   The server's descriptors must never hold more than what the linger allows (S13: the
 //!   connections of the last linger + 1 s), must be back at their baseline within linger +
@@ -81,8 +81,9 @@ struct Args {
     /// `--request-timeout` of the server in `slowloris` (S9), seconds
     #[arg(long, default_value = "2")]
     request_timeout: f64,
-    /// GETs each small-window client of `closing` pipelines before its bad request
-    #[arg(long, default_value = "400")]
+    /// GETs each small-window client of `closing` pipelines before its bad request: enough
+    /// that their replies (about 230 bytes each) do not fit its 4 KiB window
+    #[arg(long, default_value = "40")]
     closing_gets: usize,
     /// Open-file limit of the server in `emfile`
     #[arg(long, default_value = "64")]
@@ -861,23 +862,24 @@ fn closing(args: &Args) -> Result<Outcome, String> {
             let end = Instant::now() + Duration::from_secs(seconds);
             let mut held: Vec<Peer> = Vec::new();
             let mut next_round = Instant::now();
-            // A tenth of a round every 100 ms: the load is the closes, not a burst of GETs.
+            // One connection every 10 ms: the load is the closes that wait, not a burst of
+            // connects (the badflood scenario has those).
+            let mut i = 0;
             while Instant::now() < end && held.len() < 60 * CONNECTIONS {
                 if let Some(wait) = next_round.checked_duration_since(Instant::now()) {
                     thread::sleep(wait);
                 }
-                next_round += Duration::from_millis(100);
-                for i in 0..CONNECTIONS / 10 {
-                    let small = i % 2 == 0;
-                    let Ok(mut peer) = Peer::connect(addr, small.then_some(4096)) else {
-                        continue;
-                    };
-                    if small {
-                        let _ = peer.stream.write_all(&gets);
-                    }
-                    if peer.stream.write_all(b"GET\t/ HTTP/1.1\n\n").is_ok() {
-                        held.push(peer);
-                    }
+                next_round += Duration::from_secs(1) / CONNECTIONS as u32;
+                i += 1;
+                let small = i % 2 == 0;
+                let Ok(mut peer) = Peer::connect(addr, small.then_some(4096)) else {
+                    continue;
+                };
+                if small {
+                    let _ = peer.stream.write_all(&gets);
+                }
+                if peer.stream.write_all(b"GET\t/ HTTP/1.1\n\n").is_ok() {
+                    held.push(peer);
                 }
             }
             (held, Instant::now())
@@ -915,32 +917,37 @@ fn closing(args: &Args) -> Result<Outcome, String> {
         thread::sleep(Duration::from_secs(1));
         let rss_after = server.rss_kib().unwrap_or(0);
         let peak_rss = server.peak_rss_kib().unwrap_or(0);
-        // What each held connection saw once it finally reads: its replies, then a reset.
-        let (mut answered, mut reset) = (0, 0);
+        // What each held connection saw once it finally reads: its 400 or not, then how the
+        // stream ended (a reset, as nobody closed it within the linger).
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
         for peer in &mut held {
             let _ = peer.stream.set_nonblocking(false);
             let deadline = Instant::now() + Duration::from_millis(200);
-            loop {
+            let mut answered = false;
+            let ended = loop {
                 match peer.next_reply(deadline) {
-                    Ok(Some(reply)) if reply.code == 400 => answered += 1,
+                    Ok(Some(reply)) if reply.code == 400 => answered = true,
                     Ok(Some(_)) => {}
-                    Ok(None) => break,
-                    Err(ended) => {
-                        reset += usize::from(matches!(ended, Ended::Reset));
-                        break;
-                    }
+                    Ok(None) => break "nothing more".to_owned(),
+                    Err(ended) => break format!("{ended:?}").to_lowercase(),
                 }
-            }
+            };
+            let what = match answered {
+                true => format!("their 400, then {ended}"),
+                false => format!("no 400, {ended}"),
+            };
+            *seen.entry(what).or_default() += 1;
         }
+        let seen: Vec<String> = seen.iter().map(|(what, n)| format!("{n} {what}")).collect();
         // The connections of one linger, plus a round's and a second's slack.
         let allowed = fds_before + CONNECTIONS * (LINGER.as_secs() as usize + 2);
         outcome.figure(format!(
-            "{} connections closed after a reply and never read ({} with {} \
-             pipelined GETs behind a 4 KiB window); {answered} of them got their 400 before \
-             the end, {reset} then saw the reset",
+            "{} connections closed after a reply and never read ({} with {} pipelined GETs \
+             behind a 4 KiB window); read at the end: {}",
             held.len(),
-            held.len().div_ceil(2),
+            held.len() / 2,
             args.closing_gets,
+            seen.join(", "),
         ));
         outcome.figure(format!(
             "server descriptors: {fds_before} before, peak {peak_fds} (allowed {allowed}), back \
