@@ -121,8 +121,13 @@ impl Link {
             let mut session = lock(tls);
             let mut input = &raw[..n];
             while !input.is_empty() {
+                let before = input.len();
                 session.read_tls(&mut input)?;
-                session.process_new_packets().map_err(io::Error::other)?;
+                let state = session.process_new_packets().map_err(io::Error::other)?;
+                if input.len() == before && state.plaintext_bytes_to_read() == 0 {
+                    // Nothing more is taken after the server's close_notify.
+                    break;
+                }
             }
             // Replies rustls owes the server (a key update, an alert).
             while session.wants_write() {

@@ -50,31 +50,57 @@ impl<O: Outbox> Slot<O> {
     /// written (with TLS, sealed: see [`crate::tls`]), and how many writers were started
     /// (zero or one).
     pub(crate) fn write(&mut self) -> (usize, usize) {
+        if self.tls.is_some() {
+            return self.write_sealed();
+        }
         let mut queue = buffers::lock(self.outbox.queue());
-        let (out, sealed) = match &mut self.tls {
-            None => (&mut self.batch, None),
-            Some((session, records)) => {
-                let room = SEALED_BACKLOG.saturating_sub(queue.backlog() + records.len());
-                let sealed = session.seal(&mut self.batch, room);
-                session.take_records(records);
-                (records, Some(sealed))
-            }
-        };
         let written = if queue.with_writer() {
             0
         } else {
-            out.send_now(&self.outbox)
+            self.batch.send_now(&self.outbox)
         };
-        let reported = sealed.unwrap_or(written);
-        if out.is_empty() {
-            return (reported, 0);
+        if self.batch.is_empty() {
+            return (written, 0);
         }
-        queue.append(out);
+        queue.append(&mut self.batch);
         if queue.hand_to_writer() {
             drop(queue);
-            return (reported, start_writer(&self.outbox));
+            return (written, start_writer(&self.outbox));
         }
-        (reported, 0)
+        (written, 0)
+    }
+
+    /// [`write`](Self::write) with TLS: seals the batch as far as the sealed backlog allows,
+    /// writes the records while the kernel takes them, and seals more after each write that
+    /// the kernel took whole. What the kernel does not take goes to the writer, whose writes
+    /// make room (see the driver's [`Input::Drained`](crate::Input::Drained)).
+    fn write_sealed(&mut self) -> (usize, usize) {
+        let Some((session, records)) = &mut self.tls else {
+            return (0, 0);
+        };
+        let mut queue = buffers::lock(self.outbox.queue());
+        let mut sealed = 0;
+        loop {
+            let room = SEALED_BACKLOG.saturating_sub(queue.backlog() + records.len());
+            let more = session.seal(&mut self.batch, room);
+            sealed += more;
+            session.take_records(records);
+            if !queue.with_writer() {
+                records.send_now(&self.outbox);
+            }
+            if !records.is_empty() || more == 0 || self.batch.is_empty() {
+                break;
+            }
+        }
+        if records.is_empty() {
+            return (sealed, 0);
+        }
+        queue.append(records);
+        if queue.hand_to_writer() {
+            drop(queue);
+            return (sealed, start_writer(&self.outbox));
+        }
+        (sealed, 0)
     }
 
     /// Whether a TLS connection still holds frames it could not seal for want of room (see

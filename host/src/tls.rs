@@ -92,8 +92,11 @@ impl Tls {
 
     /// A session for a connection just accepted.
     pub(crate) fn accept(&self) -> Result<Session, rustls::Error> {
-        rustls::ServerConnection::new(Arc::clone(&self.config))
-            .map(|tls| Session { tls, failed: false })
+        let mut tls = rustls::ServerConnection::new(Arc::clone(&self.config))?;
+        // The driver bounds what it seals (SEALED_BACKLOG); a limit of rustls's own would
+        // refuse frames midway through a batch.
+        tls.set_buffer_limit(None);
+        Ok(Session { tls, failed: false })
     }
 }
 
@@ -145,6 +148,7 @@ impl Session {
     pub(crate) fn receive(&mut self, mut raw: &[u8]) -> Result<Vec<u8>, rustls::Error> {
         let mut plaintext = Vec::new();
         while !raw.is_empty() {
+            let before = raw.len();
             // Reading from a slice fails only when rustls's buffer is full, which processing
             // the packets below empties.
             let _ = self.tls.read_tls(&mut raw);
@@ -158,6 +162,10 @@ impl Session {
                 plaintext.resize(start + ready, 0);
                 // rustls said this much is ready; it cannot be short.
                 let _ = self.tls.reader().read_exact(&mut plaintext[start..]);
+            } else if raw.len() == before {
+                // rustls takes nothing more (the peer sent close_notify): what follows is
+                // dropped, rather than offered for ever.
+                break;
             }
         }
         Ok(plaintext)
