@@ -72,12 +72,20 @@ pub(crate) struct StreamEntry {
     pub(crate) entry: Option<LogEntry>,
 }
 
+/// The stream id of `[id, [field, value, ...]]`, whatever its fields.
+pub(crate) fn entry_id(raw: &Value) -> Option<String> {
+    let Value::Array(pair) = raw else {
+        return None;
+    };
+    text(pair.first()?)
+}
+
 /// `[id, [field, value, ...]]` → the entry; `None` without an id or a counter.
 pub(crate) fn parse_entry(raw: &Value, names: &mut Names) -> Option<StreamEntry> {
     let Value::Array(pair) = raw else {
         return None;
     };
-    let id = text(pair.first()?)?;
+    let id = entry_id(raw)?;
     let Value::Array(list) = pair.get(1)? else {
         return None;
     };

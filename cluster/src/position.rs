@@ -41,6 +41,11 @@ impl Position {
         self.id = id;
     }
 
+    /// Moves past the entry `id`, which does not count (a malformed one).
+    pub(crate) fn skip(&mut self, id: String) {
+        self.id = id;
+    }
+
     /// Moves to the end of the log as `snapshot` saw it.
     pub(crate) fn reset_to(&mut self, snapshot: &Snapshot) {
         self.epoch.clone_from(&snapshot.epoch);

@@ -10,7 +10,7 @@ use chathttp_core::server::MemberRef;
 use redis::{RedisResult, Value};
 
 use crate::connection::describe;
-use crate::entry::{Names, Snapshot, parse_entry, parse_snapshot, stream_entries};
+use crate::entry::{Names, Snapshot, entry_id, parse_entry, parse_snapshot, stream_entries};
 use crate::position::Position;
 use crate::scripts::scripts;
 use crate::{LogEvent, Session};
@@ -130,6 +130,12 @@ impl Reader {
         }
         for raw in &entries {
             let Some(read) = parse_entry(raw, &mut self.names) else {
+                // Not written by a node (no counter): skip it, and read past it next time,
+                // or every read would return it again at once (K3).
+                if let Some(id) = entry_id(raw) {
+                    tracing::warn!(id, "skipping a malformed entry of the shared log");
+                    self.position.skip(id);
+                }
                 continue;
             };
             if !self.position.is_next(read.n) {

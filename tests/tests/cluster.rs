@@ -411,3 +411,47 @@ fn a_node_started_before_redis_refuses_joins_with_the_reason_then_serves() {
     }
     assert_eq!(users(&mut guest), "Online users:\nalice\n");
 }
+
+/// K3: an entry no node wrote (no counter) is skipped and read past, with a log line: the
+/// node does not spin on it, and the room goes on.
+#[test]
+fn k3_a_malformed_entry_is_skipped_without_spinning() {
+    let Some(redis) = Redis::start() else { return };
+    let server = node(Runtime::Smol, &redis, "a", &[]);
+    let mut alice = server.member("Alice");
+    let added = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args([
+            "XADD",
+            "chathttp:{main}:log",
+            "*",
+            "kind",
+            "say",
+            "text",
+            "no counter",
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(added.status.success(), "{added:?}");
+    // A node that kept reading the entry again would burn a core in its reader.
+    let busy = cpu_seconds(server.pid());
+    thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(server.pid()) - busy;
+    assert!(
+        used < 0.5,
+        "the node used {used:.2} s of CPU in 2 s of quiet"
+    );
+    let echo = alice.request("POST", "Alice", b"still here");
+    assert_eq!(echo.text(), "[ Alice ] : still here\n");
+}
+
+/// User plus system CPU time of process `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let after_name = &stat[stat.rfind(')').expect("a process name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
