@@ -36,7 +36,7 @@ use std::time::Duration;
 use chathttp_core::server::{AppendRefusal, LogEntry, MemberRef};
 use chathttp_core::{Server, Timestamp, UserName};
 
-pub use settings::{ClusterSettings, default_node_id};
+pub use settings::{ClusterSettings, PASSWORD_VARIABLE, default_node_id};
 
 use commands::Commands;
 use connection::{Redis, describe};
@@ -140,13 +140,25 @@ impl Link {
     }
 }
 
+/// The client for `settings`: its URL (`redis://`, or `rediss://` for TLS, verified against
+/// the system's roots or `SSL_CERT_FILE`), with the password from the environment if set.
+fn client(settings: &ClusterSettings) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let mut info = settings.redis.as_str().into_connection_info()?;
+    if let Some(password) = &settings.password {
+        let redis = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(redis);
+    }
+    redis::Client::open(info)
+}
+
 /// Connects to Redis, reads the room as it is, and starts the two threads. The returned
 /// snapshot must be applied before any other input, so that the first joins are checked
 /// against the room; if Redis cannot be reached it is a [`LogEvent::Down`] and the reader
 /// keeps trying.
 pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
     let keys = keys::Keys::new(&settings.room);
-    let client = match redis::Client::open(settings.redis.as_str()) {
+    let client = match client(settings) {
         Ok(client) => client,
         Err(error) => {
             eprintln!("error: bad --redis URL: {error}");

@@ -15,7 +15,13 @@ pub struct ClusterSettings {
     pub max_len: usize,
     /// The room's name: its keys start with `chathttp:{ROOM}:`.
     pub room: String,
+    /// The password for Redis's `AUTH`, from `CHATHTTP_REDIS_PASSWORD` rather than the URL,
+    /// so that it does not show in `ps` (K2). Overrides a password in the URL.
+    pub password: Option<String>,
 }
+
+/// The environment variable [`ClusterSettings::password`] is read from.
+pub const PASSWORD_VARIABLE: &str = "CHATHTTP_REDIS_PASSWORD";
 
 /// A default node id: host name, process id and the start time, so that a restarted
 /// process never reuses the id of its previous life (whose members may still be reaped).

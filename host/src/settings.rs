@@ -75,7 +75,8 @@ struct Flags {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     flood_kick: u32,
     /// Share the room with every server started with the same Redis and --room: a Redis
-    /// URL such as redis://127.0.0.1:6379 (docs/CLUSTER.md). Without it the room is this
+    /// URL such as redis://127.0.0.1:6379, or rediss:// for TLS (docs/CLUSTER.md); the
+    /// password may come from CHATHTTP_REDIS_PASSWORD instead. Without it the room is this
     /// process's alone
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
@@ -191,6 +192,7 @@ impl Flags {
             node_ttl: self.node_ttl,
             max_len: self.log_max_len.get(),
             room: self.room,
+            password: std::env::var(chathttp_cluster::PASSWORD_VARIABLE).ok(),
         });
         Settings {
             bind: self.bind,

@@ -455,3 +455,87 @@ fn cpu_seconds(pid: u32) -> f64 {
         fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     ticks / 100.0
 }
+
+/// K2: Redis over TLS (`rediss://`, redis-server's `tls-port`, a certificate made by the
+/// test) with `requirepass`, the password given through `CHATHTTP_REDIS_PASSWORD` and so never
+/// on the command line.
+#[test]
+fn k2_a_room_through_redis_over_tls_with_the_password_from_the_environment() {
+    use chathttp_tests::tls::pki;
+    let Some(plain) = Redis::start() else { return };
+    // A free port for the TLS listener: the plaintext one is closed, the TLS one opened.
+    let port = plain.kill();
+    let pki = pki();
+    let ca = pki.ca_file();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&pki.cert)
+        .arg("--tls-key-file")
+        .arg(&pki.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .args(["--tls-auth-clients", "no", "--requirepass", "s3cret"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    let nodes: Vec<Server> = ["a", "b"]
+        .iter()
+        .map(|id| {
+            let mut command = Command::new(Runtime::Smol.binary());
+            command
+                .args([
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--message-rate",
+                    "0",
+                    "--node-id",
+                    id,
+                ])
+                .args(["--redis", &format!("rediss://127.0.0.1:{port}")])
+                .env("CHATHTTP_REDIS_PASSWORD", "s3cret")
+                .env("SSL_CERT_FILE", &ca);
+            Server::spawn(command)
+        })
+        .collect();
+    // The nodes connect once Redis listens; until then joins are refused with the reason.
+    let started = Instant::now();
+    let mut alice = loop {
+        let mut client = nodes[0].guest();
+        if client.request("ADD", "Alice", b"").code() == 200 {
+            break client;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never joined");
+        thread::sleep(Duration::from_millis(100));
+    };
+    let mut bob = loop {
+        let mut client = nodes[1].guest();
+        if client.request("ADD", "Bob", b"").code() == 200 {
+            break client;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never joined");
+        thread::sleep(Duration::from_millis(100));
+    };
+    read_until(&mut alice, Duration::from_secs(10), |b| {
+        b == "Bob has just entered the chat room...\n"
+    });
+    assert_eq!(
+        bob.request("POST", "Bob", b"over TLS").text(),
+        "[ Bob ] : over TLS\n"
+    );
+    read_until(&mut alice, Duration::from_secs(10), |b| {
+        b == "[ Bob ] : over TLS\n"
+    });
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
