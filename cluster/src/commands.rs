@@ -1,4 +1,5 @@
-//! The command thread: appends the driver's entries, keeps this node alive, reaps dead nodes.
+//! The command thread: appends the driver's entries, and releases this node's members at
+//! shutdown. (Keeping the node alive is the liveness thread's job: see [`crate::liveness`].)
 //!
 //! It owns one connection. Entries already waiting go as one pipeline (one round trip);
 //! leaves and rejoins that cannot be appended are retried until Redis answers, because they
@@ -8,13 +9,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chathttp_core::server::{AppendRefusal, LogEntry, LogKind};
 use redis::RedisResult;
 
 use crate::connection::describe;
-use crate::scripts::{eval, invoke, scripts};
+use crate::liveness::reap_dead;
+use crate::scripts::{eval, invoke};
 use crate::{Job, LogEvent, Session};
 
 /// Most appends sent in one pipeline.
@@ -25,7 +27,6 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 pub(crate) struct Commands {
     pub(crate) session: Session,
-    pub(crate) ttl: Duration,
     pub(crate) max_len: usize,
     /// Leaves and rejoins that could not be appended yet: retried until Redis answers.
     pub(crate) retry: VecDeque<LogEntry>,
@@ -40,31 +41,15 @@ fn must_append(entry: &LogEntry) -> bool {
 
 impl Commands {
     pub(crate) fn run(&mut self, queue: &Receiver<Job>) {
-        let beat = self.ttl / 3;
-        let reap = self.ttl / 2;
-        let mut next_beat = Instant::now() + beat;
-        let mut next_reap = Instant::now() + reap;
         loop {
-            let now = Instant::now();
-            if now >= next_beat {
-                next_beat = now + beat;
-                if self.heartbeat().is_ok() {
-                    self.retry_waiting();
-                }
-            }
-            if now >= next_reap {
-                next_reap = now + reap;
-                let _ = self.reap("");
-            }
             if !self.retry.is_empty() {
                 self.retry_waiting();
             }
-            let mut wait = next_beat
-                .min(next_reap)
-                .saturating_duration_since(Instant::now());
-            if !self.retry.is_empty() {
-                wait = wait.min(RETRY_EVERY);
-            }
+            // Entries waiting for Redis are tried again soon; otherwise only a job wakes us.
+            let wait = match self.retry.is_empty() {
+                true => Duration::from_secs(3600),
+                false => RETRY_EVERY,
+            };
             match queue.recv_timeout(wait) {
                 Ok(Job::Append(entry)) => {
                     // Everything already waiting goes in one pipeline: one round trip.
@@ -104,30 +89,9 @@ impl Commands {
         (self.session.deliver)(LogEvent::Retired);
     }
 
-    pub(crate) fn heartbeat(&mut self) -> RedisResult<()> {
-        let (prefix, node) = (&self.session.keys.prefix, &*self.session.node);
-        let ttl = u64::try_from(self.ttl.as_millis().max(1)).unwrap_or(u64::MAX);
-        let script = &scripts().heartbeat.script;
-        self.session
-            .link
-            .run(|c| script.arg(prefix).arg(node).arg(ttl).invoke::<i64>(c))?;
-        Ok(())
-    }
-
     fn reap(&mut self, retiring: &str) -> RedisResult<i64> {
-        let (prefix, max_len) = (&self.session.keys.prefix, self.max_len);
-        let script = &scripts().reap.script;
-        let count = self.session.link.run(|c| {
-            script
-                .arg(prefix)
-                .arg(max_len)
-                .arg(retiring)
-                .invoke::<i64>(c)
-        })?;
-        if count > 0 && retiring.is_empty() {
-            tracing::info!(count, "reaped members of dead nodes");
-        }
-        Ok(count)
+        let session = &mut self.session;
+        reap_dead(&mut session.link, &session.keys, self.max_len, retiring)
     }
 
     fn retry_waiting(&mut self) {

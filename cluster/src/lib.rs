@@ -2,13 +2,14 @@
 //!
 //! The room machine runs in shared-log mode ([`Server::new_shared`]): it hands out the
 //! entries to append and applies the entries it is given. This crate is the shared log, on
-//! two threads of its own, so that one implementation serves every runtime:
+//! three threads of its own, so that one implementation serves every runtime:
 //!
 //! * **commands** (`commands.rs`): appends each entry with one Lua script (claim the name and
-//!   `XADD`, as Centrifugo's Redis engine does), refreshes this node's liveness key
-//!   (`SET .. PX`), and reaps nodes whose liveness key expired: one script appends a leave
-//!   for each of their members and drops their claims, atomically, so every member leaves
-//!   exactly once however many nodes reap at the same time.
+//!   `XADD`, as Centrifugo's Redis engine does).
+//! * **liveness** (`liveness.rs`): refreshes this node's liveness key (`SET .. PX`) and reaps
+//!   nodes whose liveness key expired: one script appends a leave for each of their members
+//!   and drops their claims, atomically, so every member leaves exactly once however many
+//!   nodes reap at the same time. Its own connection keeps it from waiting behind appends.
 //! * **reader** (`reader.rs`): `XREAD BLOCK` from the last entry it saw, in stream order, and
 //!   hands the entries to the driver. A gap or a reset (`position.rs`) makes it take a
 //!   snapshot of the claimed members, and the driver rebuilds its view, telling local
@@ -22,6 +23,7 @@ mod commands;
 mod connection;
 mod entry;
 mod keys;
+mod liveness;
 mod position;
 mod reader;
 mod scripts;
@@ -40,6 +42,7 @@ pub use settings::{ClusterSettings, PASSWORD_VARIABLE, default_node_id};
 
 use commands::Commands;
 use connection::{Redis, describe};
+use liveness::Liveness;
 use reader::Reader;
 
 /// How long one command of the reader, and of the command thread, may wait for Redis.
@@ -185,6 +188,23 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
     };
     let (jobs, queue) = mpsc::channel();
     let retired = Arc::new(AtomicBool::new(false));
+    let mut liveness = Liveness {
+        link: Redis::new(client.clone(), Liveness::timeout(settings.node_ttl)),
+        keys: keys.clone(),
+        node: settings.node_id.clone(),
+        ttl: settings.node_ttl,
+        max_len: settings.max_len,
+    };
+    // The first heartbeat before the first join: a node that claims names is alive.
+    let _ = liveness::heartbeat(
+        &mut liveness.link,
+        &keys,
+        &settings.node_id,
+        settings.node_ttl,
+    );
+    let _ = thread::Builder::new()
+        .name("redis-liveness".into())
+        .spawn(move || liveness.run());
     let mut commands = Commands {
         session: Session {
             link: Redis::new(client, COMMANDS_TIMEOUT),
@@ -192,13 +212,10 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
             node,
             deliver,
         },
-        ttl: settings.node_ttl,
         max_len: settings.max_len,
         retry: Default::default(),
         retired: retired.clone(),
     };
-    // The first heartbeat before the first join: a node that claims names is alive.
-    let _ = commands.heartbeat();
     let _ = thread::Builder::new()
         .name("redis-commands".into())
         .spawn(move || commands.run(&queue));
