@@ -17,8 +17,9 @@ use crate::{LogEvent, Session};
 
 /// How long one `XREAD` blocks; also how soon the reader notices it should check Redis.
 const BLOCK_MS: u64 = 1000;
-/// Entries read per `XREAD`.
-const BATCH: usize = 1000;
+/// Entries read per `XREAD`. An entry carries at most one message of `--max-body-bytes`
+/// (64 KiB by default), so one reply stays within a few MiB whatever the room sends (K1).
+const BATCH: usize = 64;
 
 pub(crate) struct Reader {
     pub(crate) session: Session,

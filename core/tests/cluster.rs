@@ -7,7 +7,10 @@ mod support;
 
 use std::collections::HashMap;
 
-use chathttp_core::server::{AppendRefusal, LogEntry, LogKind, MemberRef, Output};
+use chathttp_core::server::{
+    AppendRefusal, LogEntry, LogKind, MAX_ENTRIES_IN_FLIGHT, MAX_SAYS_IN_FLIGHT, MemberRef, Output,
+    SLOW,
+};
 use chathttp_core::{ConnId, Disconnect, Server, ServerConfig, Timestamp, UserName};
 use insta::assert_snapshot;
 use support::{add, post, render_frame, request};
@@ -32,13 +35,17 @@ struct World {
 
 impl World {
     fn new(ids: &[&'static str]) -> Self {
+        Self::with_config(ids, ServerConfig::default())
+    }
+
+    fn with_config(ids: &[&'static str], config: ServerConfig) -> Self {
         let now = Timestamp::from_millis(0);
         let mut world = World {
             nodes: ids
                 .iter()
                 .map(|id| Node {
                     id,
-                    server: Server::new_shared(ServerConfig::default(), now, id),
+                    server: Server::new_shared(config.clone(), now, id),
                     read: 0,
                 })
                 .collect(),
@@ -689,4 +696,68 @@ fn s2_2_a_member_whose_name_a_look_alike_took_during_a_reset_is_told_and_let_go(
     assert_eq!(w.roster(A), ["bob", "aIice"]);
     assert!(w.last(B, mimic).contains("Welcome, aIice!"));
     assert!(w.nodes[B].server.is_open(bob));
+}
+
+/// A room that takes messages as fast as they come: flood control (S12) off.
+fn unthrottled(ids: &[&'static str]) -> World {
+    let config = ServerConfig {
+        flood: chathttp_core::limits::FloodLimits::OFF,
+        ..ServerConfig::default()
+    };
+    World::with_config(ids, config)
+}
+
+#[test]
+fn k1_a_member_has_at_most_32_messages_in_flight_and_the_rest_follow_in_order() {
+    let mut w = unthrottled(&["a"]);
+    let alice = w.join(A, "alice");
+    w.settle();
+    let before = w.log.len();
+    let burst: Vec<u8> = (0..40).flat_map(|i| post(&format!("m{i}"))).collect();
+    w.send(A, alice, &burst);
+    w.append(A);
+    assert_eq!(
+        w.log.len() - before,
+        MAX_SAYS_IN_FLIGHT,
+        "the rest wait, held"
+    );
+    w.settle();
+    let lines: Vec<String> = w.received[&(A, alice)]
+        .iter()
+        .filter(|body| body.contains("] : m"))
+        .cloned()
+        .collect();
+    let expected: Vec<String> = (0..40)
+        .map(|i| format!("200 OK \"[ alice ] : m{i}\\n\""))
+        .collect();
+    assert_eq!(lines, expected, "every message once, in order");
+}
+
+#[test]
+fn k1_past_1024_entries_in_flight_joins_and_messages_get_503_and_connections_stay() {
+    let mut w = unthrottled(&["a"]);
+    let members: Vec<ConnId> = (0..=MAX_ENTRIES_IN_FLIGHT / MAX_SAYS_IN_FLIGHT)
+        .map(|i| w.join(A, &format!("m{i}")))
+        .collect();
+    w.settle();
+    let (talkers, late) = members.split_at(MAX_ENTRIES_IN_FLIGHT / MAX_SAYS_IN_FLIGHT);
+    let burst: Vec<u8> = (0..MAX_SAYS_IN_FLIGHT)
+        .flat_map(|i| post(&format!("{i}")))
+        .collect();
+    for &conn in talkers {
+        w.send(A, conn, &burst);
+    }
+    // The log is slow: nothing of this has come back yet.
+    w.send(A, late[0], &post("me too"));
+    let refused = w.last(A, late[0]);
+    assert!(refused.starts_with("503 Service Unavailable"), "{refused}");
+    assert!(refused.contains(SLOW), "{refused}");
+    let joiner = w.join(A, "newcomer");
+    assert!(w.last(A, joiner).contains(SLOW));
+    assert!(w.nodes[A].server.is_open(late[0]) && w.nodes[A].server.is_open(joiner));
+    // Once the log has caught up, both go through.
+    w.settle();
+    w.send(A, late[0], &post("me too"));
+    w.settle();
+    assert_eq!(w.last(A, late[0]), "200 OK \"[ m32 ] : me too\\n\"");
 }

@@ -250,8 +250,23 @@ pub(crate) enum Log {
         down: Option<String>,
         /// Entries for the host to append, in order.
         appends: VecDeque<LogEntry>,
+        /// This node's entries handed out and not yet applied or refused (K1).
+        in_flight: usize,
     },
 }
+
+/// The most entries of one node that may be on their way through the shared log at once
+/// (K1): past it, joins and messages get `503` ([`SLOW`]) until some are applied, so that
+/// what waits for a slow log (here, in the host's queue, in Redis's pipeline) stays bounded,
+/// at most this many bodies of `max_body_bytes`. Leaves are never refused.
+pub const MAX_ENTRIES_IN_FLIGHT: usize = 1024;
+
+/// The most messages one member may have on their way through the shared log at once (K1):
+/// its next ones wait behind them, held and counted against its `max_output_bytes` (S8).
+pub const MAX_SAYS_IN_FLIGHT: usize = 32;
+
+/// Why a join or message is refused while [`MAX_ENTRIES_IN_FLIGHT`] are on their way.
+pub const SLOW: &str = "the shared log is slow, try again";
 
 impl Log {
     pub(crate) fn local() -> Self {
@@ -264,7 +279,11 @@ impl Log {
     pub(crate) fn down(&self) -> Option<&str> {
         match self {
             Log::Local { .. } => None,
-            Log::Shared { down, .. } => down.as_deref(),
+            Log::Shared {
+                down, in_flight, ..
+            } => down
+                .as_deref()
+                .or((*in_flight >= MAX_ENTRIES_IN_FLIGHT).then_some(SLOW)),
         }
     }
 
@@ -284,6 +303,7 @@ impl Server {
         server.log = Log::Shared {
             down: Some("the shared log has not been read yet".into()),
             appends: VecDeque::new(),
+            in_flight: 0,
         };
         server
     }
@@ -313,6 +333,9 @@ impl Server {
     pub fn handle_log_entry(&mut self, now: Timestamp, entry: LogEntry) {
         self.begin(now);
         if let Log::Shared { .. } = self.log {
+            if *entry.author.node == *self.node {
+                self.landed();
+            }
             self.apply(entry);
         }
     }
@@ -330,6 +353,7 @@ impl Server {
         if let Log::Local { .. } = self.log {
             return;
         }
+        self.landed();
         let Some(conn) = self.local(&entry.author) else {
             return;
         };
@@ -414,10 +438,18 @@ impl Server {
         missed: bool,
     ) {
         self.begin(now);
-        let Log::Shared { down, .. } = &mut self.log else {
+        let Log::Shared {
+            down, in_flight, ..
+        } = &mut self.log
+        else {
             return;
         };
         *down = None;
+        if missed {
+            // This node's entries in flight may be lost with the log; those that were not
+            // are counted off as they come (never below zero).
+            *in_flight = 0;
+        }
         // Leaves this node appended keep their cause across the rebuild.
         let leaving: HashMap<MemberRef, Leaving> = self
             .roster
@@ -513,7 +545,19 @@ impl Server {
         };
         match &mut self.log {
             Log::Local { queue } => queue.push_back(entry),
-            Log::Shared { appends, .. } => appends.push_back(entry),
+            Log::Shared {
+                appends, in_flight, ..
+            } => {
+                appends.push_back(entry);
+                *in_flight += 1;
+            }
+        }
+    }
+
+    /// One of this node's entries came back from the shared log, applied or refused.
+    fn landed(&mut self) {
+        if let Log::Shared { in_flight, .. } = &mut self.log {
+            *in_flight = in_flight.saturating_sub(1);
         }
     }
 

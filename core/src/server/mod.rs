@@ -67,7 +67,8 @@ use log::Log;
 use phase::{Held, Phase};
 
 pub use log::{
-    AppendRefusal, CHANGES_PER_CALL, LogEntry, LogKind, MemberRef, RESYNC_NOTICE, Roster,
+    AppendRefusal, CHANGES_PER_CALL, LogEntry, LogKind, MAX_ENTRIES_IN_FLIGHT, MAX_SAYS_IN_FLIGHT,
+    MemberRef, RESYNC_NOTICE, Roster, SLOW,
 };
 pub use room::{LeaveCause, Room};
 

@@ -38,7 +38,7 @@
 use std::collections::VecDeque;
 
 use super::flood::{self, Verdict};
-use super::log::LogKind;
+use super::log::{LogKind, MAX_SAYS_IN_FLIGHT};
 use super::{CloseMode, LeaveCause, Server, refusal};
 use crate::error::NameError;
 use crate::ids::{ConnId, UserName};
@@ -64,6 +64,11 @@ pub(crate) enum Phase {
 }
 
 impl Phase {
+    /// Whether a message of this connection may go to the log now, with others in flight.
+    pub(crate) fn can_stream(&self) -> bool {
+        matches!(self, Phase::Member { says, .. } if *says < MAX_SAYS_IN_FLIGHT)
+    }
+
     /// Whether an entry of this connection is in flight.
     pub(crate) fn in_flight(&self) -> bool {
         match self {
@@ -110,6 +115,10 @@ impl HeldRequest {
             },
             body: request.body.into(),
         }
+    }
+
+    fn is_post(&self) -> bool {
+        *self.method_token == *b"POST"
     }
 
     /// What holding it costs, counted against `max_output_bytes` (S8).
@@ -181,12 +190,10 @@ impl Server {
             )
         };
         // Behind entries in flight, or requests already held, only a member's messages go
-        // on at once.
+        // on at once, up to MAX_SAYS_IN_FLIGHT of them (K1).
         let queued = !released && !c.held.is_empty();
         let busy = c.phase.in_flight() || queued;
-        let streams = matches!(c.phase, Phase::Member { .. })
-            && !queued
-            && matches!(command, Command::Say(_));
+        let streams = c.phase.can_stream() && !queued && matches!(command, Command::Say(_));
         match busy && !streams {
             true => Command::Hold,
             false => command,
@@ -317,13 +324,16 @@ impl Server {
         }
     }
 
-    /// Carries out held requests while nothing of `conn` is in flight.
+    /// Carries out held requests while nothing of `conn` is in flight, or while the next one
+    /// is a message that may stream behind those in flight.
     pub(crate) fn release_held(&mut self, conn: ConnId) {
         loop {
             let Some(c) = self.connection_mut(conn) else {
                 return;
             };
-            if c.phase.in_flight() {
+            let streams =
+                c.phase.can_stream() && c.held.requests.front().is_some_and(|held| held.is_post());
+            if c.phase.in_flight() && !streams {
                 return;
             }
             let Some(held) = c.held.requests.pop_front() else {
