@@ -1,9 +1,12 @@
 //! The command thread: appends the driver's entries, and releases this node's members at
 //! shutdown. (Keeping the node alive is the liveness thread's job: see [`crate::liveness`].)
 //!
-//! It owns one connection. Entries already waiting go as one pipeline (one round trip);
-//! leaves and rejoins that cannot be appended are retried until Redis answers, because they
-//! must not be lost; a join or a message that cannot be appended is refused at once.
+//! It owns one connection. Entries already waiting go as one pipeline (one round trip).
+//! Every entry carries a ticket, under which its script records what it did; an append
+//! whose answer is lost (a timeout, a broken connection) is retried with the same ticket
+//! until Redis answers, and a retry of one that did run returns its recorded outcome
+//! instead of appending it again. So each request gets exactly one answer: its entry in the
+//! log, or a refusal the script gave (K4).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +17,6 @@ use std::time::Duration;
 use chathttp_core::server::{AppendRefusal, LogEntry, LogKind};
 use redis::RedisResult;
 
-use crate::connection::describe;
 use crate::liveness::reap_dead;
 use crate::scripts::{eval, invoke};
 use crate::{Job, LogEvent, Session};
@@ -22,21 +24,23 @@ use crate::{Job, LogEvent, Session};
 /// Most appends sent in one pipeline.
 const MAX_PIPELINE: usize = 256;
 
-/// How often entries waiting for Redis (leaves, rejoins) are tried again.
+/// How often appends whose answer was lost are tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// An entry on its way to the log, with its ticket.
+pub(crate) struct Pending {
+    entry: LogEntry,
+    ticket: u64,
+}
 
 pub(crate) struct Commands {
     pub(crate) session: Session,
     pub(crate) max_len: usize,
-    /// Leaves and rejoins that could not be appended yet: retried until Redis answers.
-    pub(crate) retry: VecDeque<LogEntry>,
+    /// Appends whose answer was lost, in order: retried until Redis answers.
+    pub(crate) retry: VecDeque<Pending>,
+    /// The ticket of the next entry (see the module docs).
+    pub(crate) next_ticket: u64,
     pub(crate) retired: Arc<AtomicBool>,
-}
-
-/// Whether an entry must reach the log whatever happens: it is retried, and keeps its order
-/// behind those waiting.
-fn must_append(entry: &LogEntry) -> bool {
-    matches!(entry.kind, LogKind::Leave | LogKind::Rejoin(_))
 }
 
 impl Commands {
@@ -53,11 +57,11 @@ impl Commands {
             match queue.recv_timeout(wait) {
                 Ok(Job::Append(entry)) => {
                     // Everything already waiting goes in one pipeline: one round trip.
-                    let mut batch = vec![entry];
+                    let mut batch = vec![self.ticket(entry)];
                     let mut retire = false;
                     while batch.len() < MAX_PIPELINE {
                         match queue.try_recv() {
-                            Ok(Job::Append(entry)) => batch.push(entry),
+                            Ok(Job::Append(entry)) => batch.push(self.ticket(entry)),
                             Ok(Job::Retire) => {
                                 retire = true;
                                 break;
@@ -94,89 +98,93 @@ impl Commands {
         reap_dead(&mut session.link, &session.keys, self.max_len, retiring)
     }
 
+    /// Gives `entry` the next ticket.
+    fn ticket(&mut self, entry: LogEntry) -> Pending {
+        self.next_ticket += 1;
+        Pending {
+            entry,
+            ticket: self.next_ticket,
+        }
+    }
+
+    /// Retries, in order, the appends whose answer was lost; stops at the first that fails
+    /// again.
     fn retry_waiting(&mut self) {
-        while let Some(entry) = self.retry.pop_front() {
-            match self.invoke(&entry) {
-                Err(_) => return self.retry.push_front(entry),
-                Ok(true) => {}
-                // A leave of a member already reaped appends nothing: nothing to say.
-                Ok(false) if matches!(entry.kind, LogKind::Leave) => {}
-                Ok(false) => {
-                    (self.session.deliver)(LogEvent::Refused(entry, AppendRefusal::NameTaken))
-                }
+        while let Some(pending) = self.retry.pop_front() {
+            match self.invoke(&pending) {
+                Err(_) => return self.retry.push_front(pending),
+                Ok(done) => self.settle(pending, done),
             }
         }
     }
 
     /// Appends `batch` in order, as one pipeline of `EVAL`s when it can.
-    fn append_all(&mut self, batch: Vec<LogEntry>) {
+    fn append_all(&mut self, batch: Vec<Pending>) {
         self.retry_waiting();
         if batch.len() == 1 || !self.retry.is_empty() {
-            return batch.into_iter().for_each(|entry| self.append(entry));
+            return batch.into_iter().for_each(|pending| self.append(pending));
         }
         let (prefix, max_len) = (self.session.keys.prefix.as_str(), self.max_len);
         let results = self.session.link.run(|c| {
             let mut pipe = redis::pipe();
-            for entry in &batch {
-                pipe.add_command(eval(prefix, max_len, entry));
+            for pending in &batch {
+                pipe.add_command(eval(prefix, max_len, &pending.entry, pending.ticket));
             }
             pipe.query::<Vec<i64>>(c)
         });
         match results {
             Ok(codes) if codes.len() == batch.len() => {
-                for (entry, code) in batch.into_iter().zip(codes) {
-                    self.settle(entry, Ok(code == 1));
+                for (pending, code) in batch.into_iter().zip(codes) {
+                    self.settle(pending, code == 1);
                 }
             }
-            // Some may have been appended before the connection broke: messages and joins
-            // are refused (the speaker is told; a join that did get in is applied and then
-            // left, see the core), leaves and rejoins are retried (they are idempotent).
+            // Some may have run before the answer was lost: every one is retried with its
+            // ticket, which tells those apart.
             other => {
-                let reason = match other {
-                    Err(error) => describe(&error),
-                    Ok(_) => "Redis answered a pipeline with the wrong count".to_owned(),
-                };
-                tracing::debug!(reason, count = batch.len(), "pipeline failed");
-                for entry in batch {
-                    self.settle(entry, Err(reason.clone()));
+                if let Err(error) = other {
+                    tracing::debug!(%error, count = batch.len(), "pipeline failed; retrying");
                 }
+                self.retry.extend(batch);
             }
         }
     }
 
-    fn append(&mut self, entry: LogEntry) {
+    fn append(&mut self, pending: Pending) {
         self.retry_waiting();
-        if must_append(&entry) && !self.retry.is_empty() {
-            return self.retry.push_back(entry);
+        if !self.retry.is_empty() {
+            return self.retry.push_back(pending);
         }
-        let result = self.invoke(&entry).map_err(|error| describe(&error));
-        self.settle(entry, result);
+        match self.invoke(&pending) {
+            Ok(done) => self.settle(pending, done),
+            Err(_) => self.retry.push_back(pending),
+        }
     }
 
-    /// What follows an append's result: nothing, a refusal for the driver, or a retry.
-    fn settle(&mut self, entry: LogEntry, result: Result<bool, String>) {
-        match result {
-            Ok(true) => {}
-            Ok(false) => {
-                let refusal = match entry.kind {
-                    LogKind::Join(_) | LogKind::Rejoin(_) => AppendRefusal::NameTaken,
-                    _ => AppendRefusal::NotMember,
-                };
-                (self.session.deliver)(LogEvent::Refused(entry, refusal));
-            }
-            Err(_) if must_append(&entry) => self.retry.push_back(entry),
-            Err(reason) => {
-                let refusal = AppendRefusal::Unavailable(reason);
-                (self.session.deliver)(LogEvent::Refused(entry, refusal));
-            }
+    /// What follows a script's answer (`appended` or not): nothing, or a refusal for the
+    /// driver.
+    fn settle(&mut self, pending: Pending, appended: bool) {
+        let entry = pending.entry;
+        // A leave of a member already reaped appends nothing: nothing to say.
+        if appended || matches!(entry.kind, LogKind::Leave) {
+            return;
         }
+        let refusal = match entry.kind {
+            LogKind::Join(_) | LogKind::Rejoin(_) => AppendRefusal::NameTaken,
+            _ => AppendRefusal::NotMember,
+        };
+        (self.session.deliver)(LogEvent::Refused(entry, refusal));
     }
 
     /// Runs the entry's script: `Ok(false)` if the script refused it.
-    fn invoke(&mut self, entry: &LogEntry) -> RedisResult<bool> {
+    fn invoke(&mut self, pending: &Pending) -> RedisResult<bool> {
         let (prefix, max_len) = (&self.session.keys.prefix, self.max_len);
-        let done = self.session.link.run(|c| invoke(prefix, max_len, entry, c));
-        let done = done.inspect_err(|error| tracing::debug!(%error, ?entry, "append failed"))?;
+        let done = self
+            .session
+            .link
+            .run(|c| invoke(prefix, max_len, &pending.entry, pending.ticket, c));
+        let done = done.inspect_err(
+            |error| tracing::debug!(%error, entry = ?pending.entry, "append failed; will retry"),
+        )?;
         Ok(done == 1)
     }
 }

@@ -214,6 +214,7 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
         },
         max_len: settings.max_len,
         retry: Default::default(),
+        next_ticket: 0,
         retired: retired.clone(),
     };
     let _ = thread::Builder::new()

@@ -539,3 +539,75 @@ fn k2_a_room_through_redis_over_tls_with_the_password_from_the_environment() {
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// Runs `redis-cli` against `redis` with `args`; returns its output, trimmed.
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// K4: an append whose answer is lost (Redis paused past the command timeout) is retried
+/// with its ticket, so the speaker gets one answer, its line, not a 503 and then its line;
+/// and the line is in the log once.
+#[test]
+fn k4_a_message_whose_answer_is_lost_gets_one_answer_and_is_logged_once() {
+    let Some(redis) = Redis::start() else { return };
+    let server = node(Runtime::Smol, &redis, "a", &[]);
+    let mut alice = server.member("Alice");
+    let mut bob = server.member("Bob");
+    read_until(&mut alice, Duration::from_secs(10), |b| {
+        b == "Bob has just entered the chat room...\n"
+    });
+    // Longer than the command thread's 2 s timeout.
+    redis_cli(&redis, &["CLIENT", "PAUSE", "3000", "WRITE"]);
+    let reply = bob.request("POST", "Bob", b"through the pause");
+    assert_eq!(
+        reply.text(),
+        "[ Bob ] : through the pause\n",
+        "one answer, the line: {reply:?}"
+    );
+    read_until(&mut alice, Duration::from_secs(10), |b| {
+        b == "[ Bob ] : through the pause\n"
+    });
+    // Nothing more comes for it: no second copy, no late refusal.
+    assert_eq!(
+        bob.request("POST", "Bob", b"after").text(),
+        "[ Bob ] : after\n"
+    );
+    let logged = redis_cli(&redis, &["XRANGE", "chathttp:{main}:log", "-", "+"]);
+    assert_eq!(logged.matches("through the pause").count(), 1, "{logged}");
+}
+
+/// K4: the join script releases a member's earlier claim when it claims another name, so no
+/// name stays claimed by a member that does not use it; and a ticket seen before returns its
+/// outcome without appending again.
+#[test]
+fn k4_the_join_script_releases_an_earlier_claim_and_runs_a_ticket_once() {
+    let Some(redis) = Redis::start() else { return };
+    let join = include_str!("../../cluster/src/scripts/join.lua");
+    let run = |key: &str, name: &str, ticket: &str| {
+        let args = ["chathttp:{t}", "n1", "7", key, name, "join", "100", ticket];
+        let mut command = vec!["EVAL", join, "0"];
+        command.extend(args);
+        redis_cli(&redis, &command)
+    };
+    assert_eq!(run("alice", "alice", "1"), "1");
+    assert_eq!(run("bob", "bob", "2"), "1");
+    assert_eq!(
+        redis_cli(&redis, &["HGET", "chathttp:{t}:names", "alice"]),
+        "",
+        "released"
+    );
+    assert_eq!(
+        redis_cli(&redis, &["HGET", "chathttp:{t}:names", "bob"]),
+        "n1\n7"
+    );
+    // Ticket 2 again (a retry after a lost answer): its outcome, and no second entry.
+    assert_eq!(run("bob", "bob", "2"), "1");
+    assert_eq!(redis_cli(&redis, &["XLEN", "chathttp:{t}:log"]), "2");
+}

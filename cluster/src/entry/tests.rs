@@ -131,21 +131,21 @@ fn a_message_without_text_is_unreadable() {
 fn as_the_script_writes_it(args: &[String], n: u64) -> Value {
     let n = n.to_string();
     let fields: Vec<(&str, &str)> = match args {
-        [_, node, member, _key, name, kind, _max] => vec![
+        [_, node, member, _key, name, kind, _max, _ticket] => vec![
             ("n", &n),
             ("node", node),
             ("member", member),
             ("kind", kind),
             ("name", name),
         ],
-        [_, node, member, text, _max] => vec![
+        [_, node, member, text, _max, _ticket] => vec![
             ("n", &n),
             ("node", node),
             ("member", member),
             ("kind", "say"),
             ("text", text),
         ],
-        [_, node, member, _max] => vec![
+        [_, node, member, _max, _ticket] => vec![
             ("n", &n),
             ("node", node),
             ("member", member),
@@ -166,7 +166,7 @@ fn an_appended_entry_reads_back_as_itself() {
     ];
     for (n, kind) in (1..).zip(kinds) {
         let appended = entry("node-1", n * 10, kind);
-        let (_, args) = append_call("P", 100, &appended).expect("a kind this version appends");
+        let (_, args) = append_call("P", 100, &appended, n).expect("a kind this version appends");
         let read = parse(&as_the_script_writes_it(&args, n)).expect("readable");
         assert_eq!(read.n, n);
         assert_eq!(read.entry, Some(appended));

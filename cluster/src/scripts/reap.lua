@@ -25,6 +25,7 @@ for _, node in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
       reaped = reaped + 1
     end
     redis.call('SREM', P .. ':nodes', node)
+    redis.call('DEL', P .. ':outcome:' .. node)
     if node == retiring then redis.call('DEL', P .. ':node:' .. node) end
   end
 end
