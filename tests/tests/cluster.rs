@@ -611,3 +611,166 @@ fn k4_the_join_script_releases_an_earlier_claim_and_runs_a_ticket_once() {
     assert_eq!(run("bob", "bob", "2"), "1");
     assert_eq!(redis_cli(&redis, &["XLEN", "chathttp:{t}:log"]), "2");
 }
+
+/// K1 with a real Redis slowed (`CLIENT PAUSE`) while 40 members each pipeline 40 messages:
+/// past 1,024 of the node's entries in flight, messages get `503` saying the log is slow and
+/// their senders stay; every message a sender got its line for reaches every member; the
+/// node's memory stays bounded.
+#[test]
+fn k1_a_slow_redis_gets_503s_past_the_bound_and_loses_nothing_acknowledged() {
+    const MEMBERS: usize = 40;
+    const POSTS: usize = 40;
+    let Some(redis) = Redis::start() else { return };
+    let server = node(Runtime::Smol, &redis, "a", &[]);
+    let members: Vec<Client> = (0..MEMBERS)
+        .map(|i| server.member(&format!("m{i}")))
+        .collect();
+    let rss_before = server.rss_kib();
+    redis_cli(&redis, &["CLIENT", "PAUSE", "3000", "WRITE"]);
+    // Each member sends everything, then reads until each of its own messages is answered.
+    let (seen, acknowledged, slow): (Vec<Vec<String>>, Vec<Vec<String>>, Vec<usize>) =
+        thread::scope(|scope| {
+            let threads: Vec<_> = members
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut member)| {
+                    scope.spawn(move || {
+                        let batch: Vec<u8> = (0..POSTS)
+                            .flat_map(|seq| request("POST", "x", format!("{i}.{seq}").as_bytes()))
+                            .collect();
+                        member.send(&batch);
+                        let own = format!("[ m{i} ] : ");
+                        let (mut seen, mut mine, mut slow) = (Vec::new(), Vec::new(), 0);
+                        while mine.len() + slow < POSTS {
+                            let reply = member.read_response();
+                            let text = reply.text();
+                            if reply.code() == 503 {
+                                assert!(text.contains("the shared log is slow"), "{text}");
+                                slow += 1;
+                            } else if text.starts_with(&own) {
+                                mine.push(text.clone());
+                                seen.push(text);
+                            } else if text.starts_with("[ ") {
+                                seen.push(text);
+                            }
+                        }
+                        (member, seen, mine, slow)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = threads
+                .into_iter()
+                .map(|t| t.join().expect("a member"))
+                .collect();
+            let acknowledged: Vec<String> = results
+                .iter()
+                .flat_map(|(_, _, mine, _)| mine.clone())
+                .collect();
+            // Every member reads on until it holds every acknowledged line.
+            let seen = results
+                .into_iter()
+                .map(|(mut member, mut seen, _, slow)| {
+                    let want: std::collections::HashSet<&String> = acknowledged.iter().collect();
+                    let mut have: std::collections::HashSet<String> =
+                        seen.iter().cloned().collect();
+                    while want.iter().any(|line| !have.contains(*line)) {
+                        let text = member.read_response().text();
+                        if text.starts_with("[ ") {
+                            have.insert(text.clone());
+                            seen.push(text);
+                        }
+                    }
+                    (seen, slow)
+                })
+                .collect::<Vec<_>>();
+            let (seen, slow): (Vec<_>, Vec<_>) = seen.into_iter().unzip();
+            (seen, vec![acknowledged], slow)
+        });
+    let refused: usize = slow.iter().sum();
+    assert!(refused > 0, "1,600 messages at once never met the bound");
+    assert!(acknowledged[0].len() + refused == MEMBERS * POSTS);
+    for lines in &seen {
+        let unique: std::collections::HashSet<&String> = lines.iter().collect();
+        assert_eq!(unique.len(), lines.len(), "a line arrived twice");
+    }
+    let grown = server.rss_kib().saturating_sub(rss_before);
+    eprintln!(
+        "k1: {refused} of {} refused as slow, {} acknowledged and seen by all {MEMBERS}; \
+         the node grew by {grown} KiB",
+        MEMBERS * POSTS,
+        acknowledged[0].len()
+    );
+    assert!(grown < 64 * 1024, "the node grew by {grown} KiB");
+}
+
+/// C2 through a Redis blip: `chat-client` (line mode) stays in the room while the shared log
+/// is down; a message it sends meanwhile is refused with the reason (or, if it was already on
+/// its way, delivered once Redis is back), and it chats on afterwards.
+#[test]
+fn c2_the_client_stays_in_the_room_through_a_redis_blip() {
+    use std::io::BufRead as _;
+    use std::sync::mpsc;
+    let Some(redis) = Redis::start() else { return };
+    let server = node(Runtime::Smol, &redis, "a", &[]);
+    let client = chathttp_tests::workspace_binary("chathttp-client", "chat-client");
+    let mut child = Command::new(client)
+        .args([
+            "--plain",
+            "--server",
+            &server.addr().to_string(),
+            "--name",
+            "alice",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chat-client runs");
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let joined = (0..50).any(|_| {
+        matches!(lines.recv_timeout(Duration::from_secs(1)), Ok(line) if line == "* joined as alice")
+    });
+    assert!(joined, "the client did not join");
+    let port = redis.kill();
+    // Until the node notices, a message may go out and wait for Redis; after, it is refused.
+    let refused = (0..50).any(|i| {
+        writeln!(stdin, "during {i}").expect("the client reads");
+        thread::sleep(Duration::from_millis(200));
+        lines
+            .try_iter()
+            .any(|line| line.starts_with("! POST refused: 503"))
+    });
+    assert!(refused, "no message was refused while Redis was down");
+    let _redis = Redis::start_on(port).expect("redis-server ran a moment ago");
+    // Once the node has read the new log, the member is claimed again and chats on.
+    let started = Instant::now();
+    let back = loop {
+        writeln!(stdin, "after the blip").expect("the client reads");
+        thread::sleep(Duration::from_millis(300));
+        let seen: Vec<String> = lines.try_iter().collect();
+        assert!(
+            !seen.iter().any(|l| l.starts_with("! disconnected")),
+            "{seen:?}"
+        );
+        if seen.iter().any(|l| l.ends_with("<alice> after the blip")) {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+    };
+    assert!(back, "the member could not chat after Redis came back");
+    assert!(
+        child.try_wait().expect("waitable").is_none(),
+        "the client is still running"
+    );
+    drop(stdin);
+    let _ = child.wait();
+}
