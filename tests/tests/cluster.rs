@@ -268,21 +268,27 @@ fn redis_restarted_mid_chat_nodes_reconnect_and_nothing_is_skipped_silently() {
     bob.read_until_body("[ alice ] : before\n");
 
     let port = redis.kill();
-    // While Redis is gone, a message is refused, and says so: never lost silently.
+    // Once the node has noticed, joins are refused with the reason. (A request sent before
+    // it noticed is on its way, and is answered once Redis is back: K4.)
     let started = Instant::now();
-    let reply = loop {
-        let reply = alice.request("POST", "x", b"during");
-        if reply.code() == 503 || started.elapsed() > Duration::from_secs(5) {
-            break reply;
+    let mut guest = loop {
+        let mut guest = a.guest();
+        guest
+            .stream()
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("a read timeout");
+        guest.send(&request("ADD", "carol", b""));
+        if let Ok(Some(reply)) = guest.next_response() {
+            assert_eq!(reply.code(), 503, "{reply:?}");
+            assert!(reply.text().contains("Redis"), "{reply:?}");
+            break guest;
         }
-        thread::sleep(Duration::from_millis(50));
+        assert!(started.elapsed() < Duration::from_secs(10), "no refusal");
     };
+    // And a message is refused, and says so: never lost silently.
+    let reply = alice.request("POST", "x", b"during");
     assert_eq!(reply.code(), 503, "{reply:?}");
     assert!(reply.text().contains("Redis"), "{reply:?}");
-    // Joins are refused with the reason.
-    let mut guest = a.guest();
-    let reply = guest.request("ADD", "carol", b"");
-    assert_eq!(reply.code(), 503, "{reply:?}");
 
     let _redis = Redis::start_on(port).expect("redis-server ran a moment ago");
     // Each node finds the log reset and tells its members.
@@ -773,4 +779,81 @@ fn c2_the_client_stays_in_the_room_through_a_redis_blip() {
     );
     drop(stdin);
     let _ = child.wait();
+}
+
+/// K4 with the command connection killed in the middle of its pipeline (Redis paused, the
+/// pipeline sent, every client connection killed, Redis resumed): each message gets exactly
+/// one answer, and each acknowledged line reaches every member exactly once.
+#[test]
+fn k4_a_pipeline_broken_midway_gives_one_answer_per_message() {
+    const MEMBERS: usize = 5;
+    const POSTS: usize = 20;
+    let Some(redis) = Redis::start() else { return };
+    let server = node(Runtime::Smol, &redis, "a", &[]);
+    let mut members: Vec<Client> = (0..MEMBERS)
+        .map(|i| server.member(&format!("m{i}")))
+        .collect();
+    redis_cli(&redis, &["CLIENT", "PAUSE", "1500", "WRITE"]);
+    for (i, member) in members.iter_mut().enumerate() {
+        let batch: Vec<u8> = (0..POSTS)
+            .flat_map(|seq| request("POST", "x", format!("{i}.{seq}").as_bytes()))
+            .collect();
+        member.send(&batch);
+    }
+    thread::sleep(Duration::from_millis(500));
+    redis_cli(&redis, &["CLIENT", "KILL", "TYPE", "normal"]);
+    // Each member: one answer per message (its line, or a 503), then everyone's lines.
+    let mut acknowledged = Vec::new();
+    let mut seen = Vec::new();
+    for (i, member) in members.iter_mut().enumerate() {
+        let own = format!("[ m{i} ] : ");
+        let (mut answers, mut lines) = (0, Vec::new());
+        while answers < POSTS {
+            let reply = member.read_response();
+            let text = reply.text();
+            if reply.code() == 503 {
+                answers += 1;
+            } else if text.starts_with("[ ") {
+                if text.starts_with(&own) {
+                    answers += 1;
+                    acknowledged.push(text.clone());
+                }
+                lines.push(text);
+            }
+        }
+        seen.push(lines);
+    }
+    for (member, lines) in members.iter_mut().zip(&mut seen) {
+        while acknowledged.iter().any(|line| !lines.contains(line)) {
+            let text = member.read_response().text();
+            if text.starts_with("[ ") {
+                lines.push(text);
+            }
+        }
+        let unique: std::collections::HashSet<&String> = lines.iter().collect();
+        assert_eq!(unique.len(), lines.len(), "a line arrived twice");
+    }
+    // The room goes on, and nothing arrives that was not counted: no late refusal, no copy.
+    for (i, member) in members.iter_mut().enumerate() {
+        member.send(&request("POST", "x", b"last"));
+        let late = member.read_until_body(&format!("[ m{i} ] : last\n"));
+        let own = format!("[ m{i} ] : ");
+        for reply in late {
+            assert_ne!(reply.code(), 503, "a late refusal: {reply:?}");
+            assert!(
+                !acknowledged.contains(&reply.text()),
+                "a second copy: {reply:?}"
+            );
+            assert!(
+                !reply.text().starts_with(&own),
+                "a second answer: {reply:?}"
+            );
+        }
+    }
+    let logged = redis_cli(&redis, &["XLEN", "chathttp:{main}:log"]);
+    eprintln!(
+        "k4: {} of {} acknowledged after the kill; log length {logged}",
+        acknowledged.len(),
+        MEMBERS * POSTS
+    );
 }
