@@ -7,6 +7,8 @@
 //! per-sender order and agreement with one reference member's order (PROTOCOL.md S7).
 //! `--idle N` instead opens N joined members and reports the server's memory per member.
 //!
+//! `--tls` (or `--ca PATH`) speaks TLS to the server, so its cost can be measured.
+//!
 //! One thread and edge-triggered epoll drive every connection, so the generator uses at
 //! most one core and reports its own CPU share beside the server's: a reader can tell
 //! whether the generator, not the server, was the limit. A human summary goes to stderr
@@ -84,8 +86,12 @@ struct Cli {
     /// (0: always sleep in epoll). See `Options::spin_us`.
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
-    /// Speak TLS, trusting the certificates in this PEM file (the server's name is
+    /// Speak TLS, trusting the system's certificate authorities (the server's name is
     /// checked against the address's IP).
+    #[arg(long)]
+    tls: bool,
+    /// Speak TLS, trusting the certificates in this PEM file instead (a self-signed
+    /// server's); implies --tls.
     #[arg(long, value_name = "PATH")]
     ca: Option<std::path::PathBuf>,
     /// Free text copied into the JSON output.
@@ -183,25 +189,42 @@ impl Options {
             max_s: cli.max_s,
             tick_us: cli.tick_us,
             spin_us: cli.spin_us,
-            tls: cli.ca.as_deref().map(tls_config).transpose()?,
+            tls: match (cli.tls, cli.ca.as_deref()) {
+                (false, None) => None,
+                (_, ca) => Some(tls_config(ca)?),
+            },
             label: cli.label,
             no_progress: cli.no_progress,
         })
     }
 }
 
-/// A TLS client configuration trusting the certificates in the PEM file at `ca`.
-fn tls_config(ca: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+/// A TLS client configuration trusting the certificates in the PEM file at `ca`, or the
+/// system's certificate authorities.
+fn tls_config(
+    ca: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .and_then(|items| items.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    match ca {
+        Some(ca) => {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|items| items.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+            }
+        }
+        None => {
+            let (added, _) =
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if added == 0 {
+                return Err("--tls: no trusted certificates on this system; use --ca PATH".into());
+            }
+        }
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
