@@ -516,22 +516,19 @@ fn k2_a_room_through_redis_over_tls_with_the_password_from_the_environment() {
         .collect();
     // The nodes connect once Redis listens; until then joins are refused with the reason.
     let started = Instant::now();
-    let mut alice = loop {
-        let mut client = nodes[0].guest();
-        if client.request("ADD", "Alice", b"").code() == 200 {
+    let join_when_up = |node: &Server, name: &str| loop {
+        let mut client = node.guest();
+        if client.request("ADD", name, b"").code() == 200 {
             break client;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "never joined");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name} never joined"
+        );
         thread::sleep(Duration::from_millis(100));
     };
-    let mut bob = loop {
-        let mut client = nodes[1].guest();
-        if client.request("ADD", "Bob", b"").code() == 200 {
-            break client;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "never joined");
-        thread::sleep(Duration::from_millis(100));
-    };
+    let mut alice = join_when_up(&nodes[0], "Alice");
+    let mut bob = join_when_up(&nodes[1], "Bob");
     read_until(&mut alice, Duration::from_secs(10), |b| {
         b == "Bob has just entered the chat room...\n"
     });
