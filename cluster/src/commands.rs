@@ -18,7 +18,7 @@ use chathttp_core::server::{AppendRefusal, LogEntry, LogKind};
 use redis::RedisResult;
 
 use crate::liveness::reap_dead;
-use crate::scripts::{eval, invoke};
+use crate::scripts::{Appending, eval, invoke};
 use crate::{Job, LogEvent, Session};
 
 /// Most appends sent in one pipeline.
@@ -35,7 +35,8 @@ pub(crate) struct Pending {
 
 pub(crate) struct Commands {
     pub(crate) session: Session,
-    pub(crate) max_len: usize,
+    /// The room's keys and the limits every append passes to its script.
+    pub(crate) appending: Appending,
     /// Appends whose answer was lost, in order: retried until Redis answers.
     pub(crate) retry: VecDeque<Pending>,
     /// The ticket of the next entry (see the module docs).
@@ -94,8 +95,13 @@ impl Commands {
     }
 
     fn reap(&mut self, retiring: &str) -> RedisResult<i64> {
-        let session = &mut self.session;
-        reap_dead(&mut session.link, &session.keys, self.max_len, retiring)
+        let max_len = self.appending.max_len;
+        reap_dead(
+            &mut self.session.link,
+            &self.session.keys,
+            max_len,
+            retiring,
+        )
     }
 
     /// Gives `entry` the next ticket.
@@ -124,11 +130,11 @@ impl Commands {
         if batch.len() == 1 || !self.retry.is_empty() {
             return batch.into_iter().for_each(|pending| self.append(pending));
         }
-        let (prefix, max_len) = (self.session.keys.prefix.as_str(), self.max_len);
+        let how = &self.appending;
         let results = self.session.link.run(|c| {
             let mut pipe = redis::pipe();
             for pending in &batch {
-                pipe.add_command(eval(prefix, max_len, &pending.entry, pending.ticket));
+                pipe.add_command(eval(how, &pending.entry, pending.ticket));
             }
             pipe.query::<Vec<i64>>(c)
         });
@@ -177,11 +183,11 @@ impl Commands {
 
     /// Runs the entry's script: `Ok(false)` if the script refused it.
     fn invoke(&mut self, pending: &Pending) -> RedisResult<bool> {
-        let (prefix, max_len) = (&self.session.keys.prefix, self.max_len);
+        let how = &self.appending;
         let done = self
             .session
             .link
-            .run(|c| invoke(prefix, max_len, &pending.entry, pending.ticket, c));
+            .run(|c| invoke(how, &pending.entry, pending.ticket, c));
         let done = done.inspect_err(
             |error| tracing::debug!(%error, entry = ?pending.entry, "append failed; will retry"),
         )?;

@@ -6,8 +6,8 @@
 //!
 //! * **commands** (`commands.rs`): appends each entry with one Lua script (claim the name and
 //!   `XADD`, as Centrifugo's Redis engine does).
-//! * **liveness** (`liveness.rs`): refreshes this node's liveness key (`SET .. PX`) and reaps
-//!   nodes whose liveness key expired: one script appends a leave for each of their members
+//! * **liveness** (`liveness.rs`): pushes this node's expiry in the room's `alive` set a TTL
+//!   ahead, and reaps nodes whose expiry has passed: one script appends a leave for each of their members
 //!   and drops their claims, atomically, so every member leaves exactly once however many
 //!   nodes reap at the same time. Its own connection keeps it from waiting behind appends.
 //! * **reader** (`reader.rs`): `XREAD BLOCK` from the last entry it saw, in stream order, and
@@ -205,6 +205,11 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
     let _ = thread::Builder::new()
         .name("redis-liveness".into())
         .spawn(move || liveness.run());
+    let appending = scripts::Appending {
+        keys: keys.clone(),
+        max_len: settings.max_len,
+        ttl: settings.node_ttl,
+    };
     let mut commands = Commands {
         session: Session {
             link: Redis::new(client, COMMANDS_TIMEOUT),
@@ -212,7 +217,7 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
             node,
             deliver,
         },
-        max_len: settings.max_len,
+        appending,
         retry: Default::default(),
         next_ticket: 0,
         retired: retired.clone(),

@@ -45,7 +45,7 @@ impl Liveness {
     }
 }
 
-/// Refreshes `node`'s liveness key for `ttl` and lists it among the room's nodes.
+/// Pushes `node`'s expiry in the room's `alive` set `ttl` ahead.
 pub(crate) fn heartbeat(
     link: &mut Redis,
     keys: &Keys,
@@ -54,7 +54,7 @@ pub(crate) fn heartbeat(
 ) -> RedisResult<()> {
     let ttl = u64::try_from(ttl.as_millis().max(1)).unwrap_or(u64::MAX);
     let script = &scripts().heartbeat.script;
-    link.run(|c| script.arg(&keys.prefix).arg(node).arg(ttl).invoke::<i64>(c))?;
+    link.run(|c| script.key(&keys.alive).arg(node).arg(ttl).invoke::<i64>(c))?;
     Ok(())
 }
 
@@ -69,7 +69,11 @@ pub(crate) fn reap_dead(
     let script = &scripts().reap.script;
     link.run(|c| {
         script
-            .arg(&keys.prefix)
+            .key(&keys.alive)
+            .key(&keys.presence)
+            .key(&keys.names)
+            .key(&keys.seq)
+            .key(&keys.log)
             .arg(max_len)
             .arg(retiring)
             .invoke::<i64>(c)

@@ -99,13 +99,18 @@ impl Reader {
     }
 
     fn snapshot(&mut self) -> RedisResult<Snapshot> {
-        let prefix = &self.session.keys.prefix;
+        let keys = &self.session.keys;
         let candidate = format!("{}@{}", self.session.node, std::process::id());
         let script = &scripts().snapshot.script;
-        let value: Value = self
-            .session
-            .link
-            .run(|c| script.arg(prefix).arg(&candidate).invoke(c))?;
+        let value: Value = self.session.link.run(|c| {
+            script
+                .key(&keys.epoch)
+                .key(&keys.seq)
+                .key(&keys.log)
+                .key(&keys.presence)
+                .arg(&candidate)
+                .invoke(c)
+        })?;
         parse_snapshot(value, &mut self.names).ok_or_else(|| {
             redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "bad snapshot"))
         })

@@ -5,11 +5,13 @@
 //! a reap and its leaves.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use chathttp_core::server::{LogEntry, LogKind};
 use redis::Script;
 
 use crate::entry::kind_name;
+use crate::keys::Keys;
 
 /// One script: its source, for `EVAL` in pipelines, and its [`Script`], which tries
 /// `EVALSHA` first.
@@ -47,36 +49,73 @@ pub(crate) fn scripts() -> &'static Scripts {
     })
 }
 
-/// The script that appends `entry` and its arguments, in the order the script reads them;
-/// `None` for a kind this version cannot append. `ticket` numbers the node's appends: the
-/// script records its outcome under it, and a retry with the same ticket returns that
-/// outcome instead of appending again (K4). Pipelines send it as a plain `EVAL` ([`eval`]);
-/// alone it goes through [`Script`]'s `EVALSHA`.
-pub(crate) fn append_call(
-    prefix: &str,
-    max_len: usize,
-    entry: &LogEntry,
-    ticket: u64,
-) -> Option<(&'static Lua, Vec<String>)> {
+/// One script call: the script, its keys and its arguments, in the order it reads them.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) lua: &'static Lua,
+    pub(crate) keys: Vec<String>,
+    pub(crate) args: Vec<String>,
+}
+
+/// How a node appends: the room's keys, how long the stream may grow, the node's TTL (for a
+/// join that lists it as alive).
+#[derive(Debug, Clone)]
+pub(crate) struct Appending {
+    pub(crate) keys: Keys,
+    pub(crate) max_len: usize,
+    pub(crate) ttl: Duration,
+}
+
+/// The script that appends `entry`; `None` for a kind this version cannot append. `ticket`
+/// numbers the node's appends: the script records its outcome under it, and a retry with
+/// the same ticket returns that outcome instead of appending again (K4). Pipelines send it
+/// as a plain `EVAL` ([`eval`]); alone it goes through [`Script`]'s `EVALSHA`.
+pub(crate) fn append_call(how: &Appending, entry: &LogEntry, ticket: u64) -> Option<Call> {
     let scripts = scripts();
-    let (node, member) = (
-        entry.author.node.to_string(),
-        entry.author.member.to_string(),
-    );
-    let (max_len, ticket) = (max_len.to_string(), ticket.to_string());
-    let prefix = prefix.to_owned();
+    let keys = &how.keys;
+    let node = entry.author.node.to_string();
+    let member = entry.author.member.to_string();
+    let (max_len, ticket) = (how.max_len.to_string(), ticket.to_string());
+    let outcomes = keys.outcomes(&node);
     Some(match &entry.kind {
         LogKind::Join(name) | LogKind::Rejoin(name) => {
             let (key, name) = (name.key().to_string(), name.as_str().to_owned());
             let kind = kind_name(&entry.kind)?.to_owned();
-            let args = vec![prefix, node, member, key, name, kind, max_len, ticket];
-            (&scripts.join, args)
+            let ttl = how.ttl.as_millis().max(1).to_string();
+            Call {
+                lua: &scripts.join,
+                keys: vec![
+                    keys.names.clone(),
+                    keys.presence.clone(),
+                    keys.alive.clone(),
+                    keys.seq.clone(),
+                    keys.log.clone(),
+                    outcomes,
+                ],
+                args: vec![node, member, key, name, kind, max_len, ticket, ttl],
+            }
         }
-        LogKind::Say(text) => (
-            &scripts.say,
-            vec![prefix, node, member, text.clone(), max_len, ticket],
-        ),
-        LogKind::Leave => (&scripts.leave, vec![prefix, node, member, max_len, ticket]),
+        LogKind::Say(text) => Call {
+            lua: &scripts.say,
+            keys: vec![
+                keys.presence.clone(),
+                keys.seq.clone(),
+                keys.log.clone(),
+                outcomes,
+            ],
+            args: vec![node, member, text.clone(), max_len, ticket],
+        },
+        LogKind::Leave => Call {
+            lua: &scripts.leave,
+            keys: vec![
+                keys.presence.clone(),
+                keys.names.clone(),
+                keys.seq.clone(),
+                keys.log.clone(),
+                outcomes,
+            ],
+            args: vec![node, member, max_len, ticket],
+        },
         _ => return None,
     })
 }
@@ -84,10 +123,14 @@ pub(crate) fn append_call(
 /// `entry`'s append as a plain `EVAL`, for pipelines: unlike `EVALSHA`, it cannot fail with
 /// `NOSCRIPT` halfway through a pipeline (Redis caches the compiled script anyway). A kind
 /// this version cannot append is a script that refuses it.
-pub(crate) fn eval(prefix: &str, max_len: usize, entry: &LogEntry, ticket: u64) -> redis::Cmd {
+pub(crate) fn eval(how: &Appending, entry: &LogEntry, ticket: u64) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
-    match append_call(prefix, max_len, entry, ticket) {
-        Some((lua, args)) => cmd.arg(lua.source).arg(0).arg(args),
+    match append_call(how, entry, ticket) {
+        Some(call) => cmd
+            .arg(call.lua.source)
+            .arg(call.keys.len())
+            .arg(call.keys)
+            .arg(call.args),
         None => cmd.arg("return 0").arg(0),
     };
     cmd
@@ -96,17 +139,19 @@ pub(crate) fn eval(prefix: &str, max_len: usize, entry: &LogEntry, ticket: u64) 
 /// Runs `entry`'s append on `connection`: its script's answer, 1 if appended (0 for a kind
 /// this version cannot append).
 pub(crate) fn invoke(
-    prefix: &str,
-    max_len: usize,
+    how: &Appending,
     entry: &LogEntry,
     ticket: u64,
     connection: &mut redis::Connection,
 ) -> redis::RedisResult<i64> {
-    let Some((lua, args)) = append_call(prefix, max_len, entry, ticket) else {
+    let Some(call) = append_call(how, entry, ticket) else {
         return Ok(0);
     };
-    let mut invocation = lua.script.prepare_invoke();
-    for arg in args {
+    let mut invocation = call.lua.script.prepare_invoke();
+    for key in call.keys {
+        invocation.key(key);
+    }
+    for arg in call.args {
         invocation.arg(arg);
     }
     invocation.invoke(connection)
@@ -129,49 +174,73 @@ mod tests {
         LogEntry { author, kind }
     }
 
+    fn how() -> Appending {
+        Appending {
+            keys: Keys::new("r"),
+            max_len: 100,
+            ttl: Duration::from_secs(5),
+        }
+    }
+
     #[test]
-    fn a_join_claims_the_lowercased_key_and_names_its_kind() {
+    fn a_join_claims_the_key_and_names_its_kind() {
         let name = UserName::parse("Alice").expect("a valid name");
-        let (lua, args) = append_call("P", 100, &entry(LogKind::Rejoin(name)), 3).expect("known");
-        assert!(std::ptr::eq(lua, &scripts().join));
+        let call = append_call(&how(), &entry(LogKind::Rejoin(name)), 3).expect("known");
+        assert!(std::ptr::eq(call.lua, &scripts().join));
         assert_eq!(
-            args,
-            ["P", "a", "7", "alice", "Alice", "rejoin", "100", "3"]
+            call.keys,
+            [
+                "chathttp:{r}:names",
+                "chathttp:{r}:presence",
+                "chathttp:{r}:alive",
+                "chathttp:{r}:seq",
+                "chathttp:{r}:log",
+                "chathttp:{r}:outcome:a"
+            ]
+        );
+        assert_eq!(
+            call.args,
+            ["a", "7", "alice", "Alice", "rejoin", "100", "3", "5000"]
         );
     }
 
     #[test]
     fn a_message_and_a_leave_take_their_own_scripts() {
-        let say = entry(LogKind::Say("hi".into()));
-        let (lua, args) = append_call("P", 5, &say, 8).expect("known");
-        assert!(std::ptr::eq(lua, &scripts().say));
-        assert_eq!(args, ["P", "a", "7", "hi", "5", "8"]);
-        let (lua, args) = append_call("P", 5, &entry(LogKind::Leave), 9).expect("known");
-        assert!(std::ptr::eq(lua, &scripts().leave));
-        assert_eq!(args, ["P", "a", "7", "5", "9"]);
+        let call = append_call(&how(), &entry(LogKind::Say("hi".into())), 8).expect("known");
+        assert!(std::ptr::eq(call.lua, &scripts().say));
+        assert_eq!(call.args, ["a", "7", "hi", "100", "8"]);
+        let call = append_call(&how(), &entry(LogKind::Leave), 9).expect("known");
+        assert!(std::ptr::eq(call.lua, &scripts().leave));
+        assert_eq!(call.args, ["a", "7", "100", "9"]);
     }
 
     #[test]
-    fn every_script_reads_as_many_arguments_as_it_is_given() {
+    fn every_script_reads_as_many_keys_and_arguments_as_it_is_given() {
         let name = UserName::parse("bob").expect("a valid name");
         for kind in [
             LogKind::Join(name),
             LogKind::Say("x".into()),
             LogKind::Leave,
         ] {
-            let (lua, args) = append_call("P", 1, &entry(kind), 1).expect("known");
-            let read = (1..=9)
-                .filter(|i| lua.source.contains(&format!("ARGV[{i}]")))
-                .count();
-            assert_eq!(read, args.len(), "{}", lua.source);
+            let call = append_call(&how(), &entry(kind), 1).expect("known");
+            let count = |what: &str| {
+                (1..=12)
+                    .filter(|i| call.lua.source.contains(&format!("{what}[{i}]")))
+                    .count()
+            };
+            assert_eq!(count("KEYS"), call.keys.len(), "{}", call.lua.source);
+            assert_eq!(count("ARGV"), call.args.len(), "{}", call.lua.source);
+            let every_key_declared = call.keys.iter().all(|k| k.starts_with("chathttp:{r}:"));
+            assert!(every_key_declared && !call.lua.source.contains(".. ':"));
         }
     }
 
     #[test]
-    fn a_pipelined_append_is_an_eval_of_the_script_source() {
-        let cmd = eval("P", 5, &entry(LogKind::Leave), 1);
+    fn a_pipelined_append_is_an_eval_of_the_script_source_with_its_keys() {
+        let cmd = eval(&how(), &entry(LogKind::Leave), 1);
         let packed = String::from_utf8(cmd.get_packed_command()).expect("text");
         assert!(packed.contains("EVAL"), "{packed}");
         assert!(packed.contains(scripts().leave.source), "{packed}");
+        assert!(packed.contains("chathttp:{r}:outcome:a"), "{packed}");
     }
 }

@@ -9,7 +9,8 @@ pub struct ClusterSettings {
     pub redis: String,
     /// This node's id: unique among the room's nodes, no whitespace.
     pub node_id: String,
-    /// A node whose liveness key is older than this is taken for dead and its members leave.
+    /// A node that has not refreshed its liveness for this long is taken for dead and its
+    /// members leave.
     pub node_ttl: Duration,
     /// About how many entries the stream keeps (`XADD MAXLEN ~`).
     pub max_len: usize,

@@ -5,7 +5,8 @@ use chathttp_core::server::{LogEntry, LogKind, MemberRef};
 use redis::Value;
 
 use super::*;
-use crate::scripts::append_call;
+use crate::keys::Keys;
+use crate::scripts::{Appending, append_call};
 
 fn bulk(text: &str) -> Value {
     Value::BulkString(text.as_bytes().to_vec())
@@ -131,21 +132,21 @@ fn a_message_without_text_is_unreadable() {
 fn as_the_script_writes_it(args: &[String], n: u64) -> Value {
     let n = n.to_string();
     let fields: Vec<(&str, &str)> = match args {
-        [_, node, member, _key, name, kind, _max, _ticket] => vec![
+        [node, member, _key, name, kind, _max, _ticket, _ttl] => vec![
             ("n", &n),
             ("node", node),
             ("member", member),
             ("kind", kind),
             ("name", name),
         ],
-        [_, node, member, text, _max, _ticket] => vec![
+        [node, member, text, _max, _ticket] => vec![
             ("n", &n),
             ("node", node),
             ("member", member),
             ("kind", "say"),
             ("text", text),
         ],
-        [_, node, member, _max, _ticket] => vec![
+        [node, member, _max, _ticket] => vec![
             ("n", &n),
             ("node", node),
             ("member", member),
@@ -166,7 +167,14 @@ fn an_appended_entry_reads_back_as_itself() {
     ];
     for (n, kind) in (1..).zip(kinds) {
         let appended = entry("node-1", n * 10, kind);
-        let (_, args) = append_call("P", 100, &appended, n).expect("a kind this version appends");
+        let how = Appending {
+            keys: Keys::new("r"),
+            max_len: 100,
+            ttl: std::time::Duration::from_secs(5),
+        };
+        let args = append_call(&how, &appended, n)
+            .expect("a kind this version appends")
+            .args;
         let read = parse(&as_the_script_writes_it(&args, n)).expect("readable");
         assert_eq!(read.n, n);
         assert_eq!(read.entry, Some(appended));
