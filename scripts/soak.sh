@@ -3,6 +3,11 @@
 # of chat-soak (exactly once, one order, no ghosts, RSS back near the start).
 #
 #   scripts/soak.sh MINUTES [RUNTIME…]      # RUNTIME: smol, std, asyncstd (default: all three)
+#   scripts/soak.sh MINUTES cluster         # three smol nodes through Redis, with faults
+#
+# `cluster` starts redis-server (which must be installed) and three chat-server-smol nodes
+# sharing one room; a third of the way one node is killed (SIGKILL) and replaced, two thirds
+# of the way Redis is restarted (chat-soak --nodes 3 --faults).
 #
 # Builds release binaries first, runs the runtimes one after another, and writes each run's
 # output to target/soak-RUNTIME.log (the server's standard error to target/soak-RUNTIME-server.log).
@@ -23,6 +28,7 @@ cargo build --release -q -p chathttp-loadgen --bin chat-soak
 for runtime in "${runtimes[@]}"; do
     case $runtime in
     smol | std | asyncstd) ;;
+    cluster) runtime=smol ;;
     *) echo "soak.sh: unknown runtime $runtime" >&2 && exit 2 ;;
     esac
     cargo build --release -q -p "chathttp-runtime-$runtime" --bin "chat-server-$runtime"
@@ -37,8 +43,14 @@ for runtime in "${runtimes[@]}"; do
     echo "soak.sh: $runtime for $minutes min, log $log" >&2
     # A small output limit (32 KiB) so that the slowest readers are cut now and then (S8):
     # the check then also covers members the server drops.
+    binary=$runtime
+    cluster_flags=()
+    if [[ $runtime == cluster ]]; then
+        binary=smol
+        cluster_flags=(--nodes 3 --faults)
+    fi
     # shellcheck disable=SC2086
-    if target/release/chat-soak --server "target/release/chat-server-$runtime" \
+    if target/release/chat-soak --server "target/release/chat-server-$binary" "${cluster_flags[@]}" \
         --server-arg=--max-output-bytes --server-arg=32768 \
         --seconds $((minutes * 60)) --server-log "target/soak-$runtime-server.log" \
         ${SOAK_FLAGS:-} 2>&1 | tee "$log"; then

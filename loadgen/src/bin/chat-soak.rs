@@ -3,6 +3,14 @@
 //!
 //! It starts the server binary itself (`--bind 127.0.0.1:0`), so it can read its RSS.
 //!
+//! With `--nodes N` (N > 1) it starts a `redis-server` (append-only file on, so a restart
+//! keeps the room) and N servers sharing one room through it (`--redis`, docs/CLUSTER.md);
+//! the observer stays on the first, churners are spread over all of them. `--faults` then
+//! kills the last node with SIGKILL at a third of the run and starts a new one in its place,
+//! and restarts Redis (SIGTERM, then the same port and data) at two thirds. A member of the
+//! killed node is checked like one the server cut; a join or message refused with `503`
+//! while Redis is away is not an error, and a refused message is not expected anywhere.
+//!
 //! # The room
 //!
 //! * An **observer** (`u0`) joins first, reads promptly, stays to the end and asks `GET` every
@@ -45,7 +53,7 @@ use chathttp_loadgen::wire::body;
 use clap::Parser;
 
 /// Runs a churning room against a ChatHTTP server and checks delivery at the end.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 struct Args {
     /// The server binary to start (it gets `--bind 127.0.0.1:0` and `--server-arg`s)
     #[arg(long)]
@@ -78,6 +86,12 @@ struct Args {
     /// Seed of the churn (lifetimes, pauses, who vanishes)
     #[arg(long, default_value = "1")]
     seed: u64,
+    /// Servers sharing the room through a `redis-server` this tool starts (1: no Redis)
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=8))]
+    nodes: u32,
+    /// With --nodes: kill a node and restart it, and restart Redis, during the run
+    #[arg(long)]
+    faults: bool,
 }
 
 /// A broadcast, reduced to what the check compares. Names are `u{id}`; chat texts `u{id}#{k}`.
@@ -149,6 +163,8 @@ struct Record {
     exit: Exit,
     events: Vec<Event>,
     posted: u32,
+    /// Its messages refused with `503` (the shared log away): expected nowhere.
+    refused: Vec<u32>,
     errors: Vec<String>,
 }
 
@@ -166,7 +182,10 @@ struct Plan {
     rng: fastrand::Rng,
 }
 
-fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
+/// Where churners connect: every node's address, the one of a restarted node replaced.
+type Addrs = Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>;
+
+fn churner(addrs: Addrs, mut plan: Plan) -> Record {
     let name = format!("u{}", plan.id);
     let mut record = Record {
         id: plan.id,
@@ -174,20 +193,31 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
         exit: Exit::NeverJoined,
         events: Vec::new(),
         posted: 0,
+        refused: Vec::new(),
         errors: Vec::new(),
     };
     let recv_buffer = plan.slow.then_some(4096);
-    let mut peer = match Peer::connect(addr, recv_buffer) {
-        Ok(peer) => peer,
-        Err(e) => {
-            record.errors.push(format!("{name}: connect: {e}"));
-            return record;
-        }
+    // Its own node first; a node that is down (killed, not yet back) is skipped.
+    let nodes = addrs.lock().map(|a| a.clone()).unwrap_or_default();
+    let first = plan.id as usize % nodes.len().max(1);
+    let connected = (0..nodes.len())
+        .map(|i| nodes[(first + i) % nodes.len()])
+        .find_map(|addr| Peer::connect(addr, recv_buffer).ok());
+    let Some(mut peer) = connected else {
+        record
+            .errors
+            .push(format!("{name}: no node would take a connection"));
+        return record;
     };
     if let Err(e) = peer.join(&name, Duration::from_secs(20)) {
-        record.errors.push(format!("{name}: join: {e}"));
+        // Refused while the shared log is away: it never joined, which is no fault.
+        if !(nodes.len() > 1 && e.contains("got 503")) {
+            record.errors.push(format!("{name}: join: {e}"));
+        }
         return record;
     }
+    // Its messages not yet answered, oldest first: replies come in request order (S7).
+    let mut unanswered = std::collections::VecDeque::new();
     // Slow readers take 512 bytes at a time and pause after each read.
     let (chunk, pause) = if plan.slow {
         (512, plan.slow_pause)
@@ -209,13 +239,14 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
                 record.exit = Exit::Cut(Ended::Reset);
                 return record;
             }
+            unanswered.push_back(record.posted);
             record.posted += 1;
             next_post = now + pause_for(&mut plan);
         }
         let wait_until = next_post.min(end_at);
         match peer.next_reply_reading(wait_until, chunk) {
             Ok(Some(reply)) => {
-                take(&mut record, &reply);
+                answer(&mut record, &mut unanswered, &reply);
                 if plan.slow {
                     thread::sleep(pause);
                 }
@@ -247,7 +278,7 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
                     .errors
                     .push(format!("{name}: {:?} after Goodbye", reply.body));
             }
-            Ok(Some(reply)) => take(&mut record, &reply),
+            Ok(Some(reply)) => answer(&mut record, &mut unanswered, &reply),
             Ok(None) => {
                 record.errors.push(format!("{name}: no EOF after DELETE"));
                 break;
@@ -267,6 +298,21 @@ fn churner(addr: std::net::SocketAddr, mut plan: Plan) -> Record {
 
 fn pause_for(plan: &mut Plan) -> Duration {
     Duration::from_millis(plan.post_every_ms / 2 + plan.rng.u64(..=plan.post_every_ms))
+}
+
+/// A reply to a churner: the answer to its oldest unanswered message (its own chat line, or
+/// a `503` refusal, which is no fault), or a broadcast.
+fn answer(record: &mut Record, unanswered: &mut std::collections::VecDeque<u32>, reply: &Reply) {
+    if reply.code == 503 && reply.body.starts_with("message not delivered") {
+        if let Some(k) = unanswered.pop_front() {
+            record.refused.push(k);
+            return;
+        }
+    }
+    if matches!(classify(reply), Body::Event(Event::Chat(id, _)) if id == record.id) {
+        unanswered.pop_front();
+    }
+    take(record, reply);
 }
 
 fn take(record: &mut Record, reply: &Reply) {
@@ -374,7 +420,12 @@ fn observe(mut peer: Peer, stop: Arc<AtomicBool>, spawned: Arc<AtomicU32>) -> Ob
 }
 
 /// Compares every churner's stream with the observer's order. Returns failures.
-fn check(observed: &Observed, records: &[Record]) -> Vec<String> {
+///
+/// With `shared` (a room across nodes), a member that leaves with `DELETE` gets its
+/// `Goodbye` at once, while entries sequenced before its leave may still be on their way to
+/// its node (docs/CLUSTER.md, "What differs from one process"): its stream is then checked as
+/// a prefix too, and its messages must still all have been broadcast.
+fn check(observed: &Observed, records: &[Record], shared: bool) -> Vec<String> {
     let mut failures = Vec::new();
     let mut position: HashMap<Event, usize> = HashMap::new();
     for (at, event) in observed.events.iter().enumerate() {
@@ -398,7 +449,8 @@ fn check(observed: &Observed, records: &[Record]) -> Vec<String> {
         };
         let expected = &observed.events[join + 1..leave];
         let got = &record.events;
-        let complete = record.exit == Exit::Left;
+        let left = record.exit == Exit::Left;
+        let complete = left && !shared;
         let matches = if complete {
             got.as_slice() == expected
         } else {
@@ -421,8 +473,8 @@ fn check(observed: &Observed, records: &[Record]) -> Vec<String> {
                 expected.get(first_diff),
             ));
         }
-        if complete {
-            for k in 0..record.posted {
+        if left {
+            for k in (0..record.posted).filter(|k| !record.refused.contains(k)) {
                 if !position.contains_key(&Event::Chat(record.id, k)) {
                     failures.push(format!("{name}#{k} was posted and never broadcast"));
                 }
@@ -432,15 +484,151 @@ fn check(observed: &Observed, records: &[Record]) -> Vec<String> {
     failures
 }
 
+/// The `redis-server` of a `--nodes` run: append-only, so a restart keeps the room.
+struct RedisProcess {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisProcess {
+    fn start(port: u16, dir: PathBuf) -> Result<Self, String> {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server: {e}"))?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("redis-server did not listen".into());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, port, dir })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM (Redis writes its append-only file and exits), then the same port and data.
+    fn restart(&mut self) -> Result<(), String> {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+        thread::sleep(Duration::from_secs(1));
+        *self = Self::start(self.port, self.dir.clone())?;
+        Ok(())
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts node `id` of the room on `redis` (or the lone server without it).
+fn start_node(
+    args: &Args,
+    redis: Option<&RedisProcess>,
+    id: &str,
+) -> Result<ServerProcess, String> {
+    let mut flags = args.server_args.clone();
+    if let Some(redis) = redis {
+        flags.extend(["--redis".into(), redis.url(), "--node-id".into(), id.into()]);
+        flags.extend(["--node-ttl".into(), "3".into()]);
+    }
+    ServerProcess::start(&args.server, &flags, None, &args.server_log).map_err(|e| e.to_string())
+}
+
+/// `--faults`: a third of the way, the last node is killed (SIGKILL) and a new one started in
+/// its place; two thirds of the way, Redis is restarted. Returns what it started, to keep.
+fn faults(
+    args: &Args,
+    mut last: ServerProcess,
+    mut redis: RedisProcess,
+    addrs: Addrs,
+) -> Result<(ServerProcess, RedisProcess), String> {
+    let third = Duration::from_secs(args.seconds) / 3;
+    thread::sleep(third);
+    let killed = last.pid;
+    drop(last);
+    println!(
+        "fault: killed node n{} (pid {killed}) with SIGKILL",
+        args.nodes - 1
+    );
+    thread::sleep(Duration::from_secs(2));
+    last = start_node(args, Some(&redis), &format!("n{}-again", args.nodes - 1))?;
+    if let Ok(mut addrs) = addrs.lock() {
+        *addrs.last_mut().expect("nodes") = last.addr;
+    }
+    println!("fault: started n{}-again on {}", args.nodes - 1, last.addr);
+    thread::sleep(third);
+    redis.restart()?;
+    println!("fault: restarted Redis on port {}", redis.port);
+    Ok((last, redis))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let nofile = sys::raise_nofile().unwrap_or(u64::MAX);
-    let server = match ServerProcess::start(&args.server, &args.server_args, None, &args.server_log)
-    {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("chat-soak: {e}");
-            return ExitCode::FAILURE;
+    let redis = if args.nodes > 1 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(16379);
+        let dir = std::env::temp_dir().join(format!("chat-soak-redis-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        match RedisProcess::start(port, dir) {
+            Ok(redis) => Some(redis),
+            Err(e) => {
+                eprintln!("chat-soak: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let mut nodes = Vec::new();
+    for i in 0..args.nodes {
+        match start_node(&args, redis.as_ref(), &format!("n{i}")) {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                eprintln!("chat-soak: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let addrs: Addrs = Arc::new(std::sync::Mutex::new(
+        nodes.iter().map(|n| n.addr).collect(),
+    ));
+    let mut others = nodes.split_off(1);
+    let server = nodes.pop().expect("one node at least");
+    // What runs to the end of the run: the other nodes and Redis, or the thread that has them.
+    let (faulting, _redis) = match (args.faults, redis, others.pop()) {
+        (true, Some(redis), Some(last)) => {
+            let (args, addrs) = (args.clone(), addrs.clone());
+            let faulting = thread::spawn(move || faults(&args, last, redis, addrs));
+            (Some(faulting), None)
+        }
+        (_, redis, last) => {
+            others.extend(last);
+            (None, redis)
         }
     };
     let addr = server.addr;
@@ -498,9 +686,9 @@ fn main() -> ExitCode {
             next_id += 1;
             running += 1;
             spawned.fetch_add(1, Ordering::SeqCst);
-            let done = done_tx.clone();
+            let (done, addrs) = (done_tx.clone(), addrs.clone());
             thread::spawn(move || {
-                let _ = done.send(churner(addr, plan));
+                let _ = done.send(churner(addrs, plan));
             });
             // Stagger joins a little.
             thread::sleep(Duration::from_millis(rng.u64(..50)));
@@ -538,7 +726,21 @@ fn main() -> ExitCode {
     let rss_peak = server.peak_rss_kib().unwrap_or(0);
     let fds_end = server.open_fds().unwrap_or(0);
 
-    let mut failures = check(&observed, &records);
+    let mut failures = check(&observed, &records, args.nodes > 1);
+    // The faults' thread hands back what it started; they run until here.
+    let _restarted = match faulting.map(|f| f.join()) {
+        Some(Ok(Ok(kept))) => Some(kept),
+        Some(Ok(Err(e))) => {
+            failures.push(format!("faults: {e}"));
+            None
+        }
+        Some(Err(_)) => {
+            failures.push("faults: the thread panicked".into());
+            None
+        }
+        None => None,
+    };
+    drop(others);
     failures.extend(observed.errors.iter().cloned());
     for record in &records {
         failures.extend(record.errors.iter().cloned());
@@ -606,6 +808,7 @@ mod tests {
             exit,
             events,
             posted: 0,
+            refused: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -630,16 +833,16 @@ mod tests {
             ),
             record(2, Exit::Left, vec![Chat(2, 0), Chat(1, 0)]),
         ];
-        assert_eq!(check(&observed(), &records), Vec::<String>::new());
+        assert_eq!(check(&observed(), &records, false), Vec::<String>::new());
     }
 
     #[test]
     fn a_vanished_member_may_miss_the_tail_only() {
         use Event::*;
         let prefix = [record(2, Exit::Vanished, vec![Chat(2, 0)])];
-        assert!(check(&observed(), &prefix).is_empty());
+        assert!(check(&observed(), &prefix, false).is_empty());
         let gap = [record(2, Exit::Vanished, vec![Chat(1, 0)])];
-        assert_eq!(check(&observed(), &gap).len(), 1);
+        assert_eq!(check(&observed(), &gap, false).len(), 1);
     }
 
     #[test]
@@ -653,15 +856,36 @@ mod tests {
         )];
         let reordered = [record(2, Exit::Left, vec![Chat(1, 0), Chat(2, 0)])];
         for records in [&lost, &doubled, &reordered] {
-            assert_eq!(check(&observed(), records).len(), 1, "{records:?}");
+            assert_eq!(check(&observed(), records, false).len(), 1, "{records:?}");
         }
+    }
+
+    #[test]
+    fn in_a_shared_room_a_member_that_left_may_miss_the_tail_but_not_its_own_lines() {
+        use Event::*;
+        let tail_missed = [record(2, Exit::Left, vec![Chat(2, 0)])];
+        assert!(check(&observed(), &tail_missed, true).is_empty());
+        assert_eq!(check(&observed(), &tail_missed, false).len(), 1);
+        let mut unsent = record(1, Exit::Left, vec![Join(2)]);
+        unsent.posted = 2;
+        assert_eq!(
+            check(&observed(), &[unsent], true).len(),
+            1,
+            "u1#1 never broadcast"
+        );
+        let mut refused = record(1, Exit::Left, vec![Join(2)]);
+        (refused.posted, refused.refused) = (2, vec![1]);
+        assert!(
+            check(&observed(), &[refused], true).is_empty(),
+            "a refused line is expected nowhere"
+        );
     }
 
     #[test]
     fn the_observer_must_not_see_an_event_twice() {
         let mut twice = observed();
         twice.events.push(Event::Chat(1, 0));
-        assert!(!check(&twice, &[]).is_empty());
+        assert!(!check(&twice, &[], false).is_empty());
     }
 
     #[test]
