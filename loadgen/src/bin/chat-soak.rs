@@ -303,11 +303,12 @@ fn pause_for(plan: &mut Plan) -> Duration {
 /// A reply to a churner: the answer to its oldest unanswered message (its own chat line, or
 /// a `503` refusal, which is no fault), or a broadcast.
 fn answer(record: &mut Record, unanswered: &mut std::collections::VecDeque<u32>, reply: &Reply) {
-    if reply.code == 503 && reply.body.starts_with("message not delivered") {
-        if let Some(k) = unanswered.pop_front() {
-            record.refused.push(k);
-            return;
-        }
+    if reply.code == 503
+        && reply.body.starts_with("message not delivered")
+        && let Some(k) = unanswered.pop_front()
+    {
+        record.refused.push(k);
+        return;
     }
     if matches!(classify(reply), Body::Event(Event::Chat(id, _)) if id == record.id) {
         unanswered.pop_front();
