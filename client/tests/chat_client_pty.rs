@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use chat_client_support::{LineClient, SERVER, TIMEOUT, client_binary};
 use chathttp_tests::Server;
+use chathttp_tests::redis::Redis;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 
 const ROWS: u16 = 24;
@@ -50,6 +51,14 @@ impl Screen {
 
     fn text(&self) -> String {
         self.parser.screen().contents()
+    }
+
+    /// Takes whatever output has arrived, without waiting.
+    fn pump(&mut self) {
+        while let Ok(bytes) = self.output.try_recv() {
+            self.parser.process(&bytes);
+            self.raw.extend_from_slice(&bytes);
+        }
     }
 
     /// Feeds output to the emulator until `done` holds for the screen.
@@ -352,4 +361,56 @@ fn a_panic_restores_the_terminal() {
         "{}",
         s.contents()
     );
+}
+
+/// C2 through a Redis blip: the TUI on a node sharing its room through Redis stays in the
+/// room while Redis is away (a message is refused with a `503` shown in the log, and nothing
+/// says offline), and chats on once Redis is back.
+#[test]
+fn the_tui_stays_in_the_room_through_a_redis_blip() {
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url();
+    let server = Server::start(SERVER, &["--redis", &url, "--node-id", "a"]);
+    let mut tui = Tui::start(server.addr(), "dora");
+    tui.log_in("dora (you)");
+    let port = redis.kill();
+    // Until the node notices, a message may be on its way (and is answered once Redis is
+    // back); after, it is refused.
+    let started = Instant::now();
+    let mut sent = 0;
+    while !tui.screen.text().contains("refused POST: 503") {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "no refusal shown:\n{}",
+            tui.screen.text()
+        );
+        tui.type_keys(format!("during {sent}\r").as_bytes());
+        sent += 1;
+        thread::sleep(std::time::Duration::from_millis(300));
+        tui.screen.pump();
+    }
+    assert!(
+        !tui.screen.text().contains(" offline "),
+        "{}",
+        tui.screen.text()
+    );
+    let _redis = Redis::start_on(port).expect("redis-server ran a moment ago");
+    let started = Instant::now();
+    while !tui.screen.text().contains("<dora> after the blip") {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "not back:\n{}",
+            tui.screen.text()
+        );
+        tui.type_keys(b"after the blip\r");
+        thread::sleep(std::time::Duration::from_millis(500));
+        tui.screen.pump();
+    }
+    assert!(
+        !tui.screen.text().contains("Disconnected"),
+        "{}",
+        tui.screen.text()
+    );
+    tui.type_keys(b"/quit\r");
+    tui.assert_exits_and_restores();
 }

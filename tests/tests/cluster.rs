@@ -5,116 +5,16 @@
 //! clients. Without `redis-server` on PATH the cases print a loud skip line and pass,
 //! unless `CHATHTTP_REQUIRE_REDIS=1` (set by `.ci/run`), which makes them fail.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chathttp_tests::redis::Redis;
 use chathttp_tests::{
     Client, Runtime, Server, assert_one_order_exactly_once, exchange_posts, request,
 };
-
-/// A `redis-server` child, killed (through its own handle) when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// Starts `redis-server` on a free port, or says why not: `None` means skip. A port
-    /// found free can be taken before Redis binds it (other cases run in parallel): then
-    /// Redis exits, and another port is tried.
-    fn start() -> Option<Redis> {
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let mut redis = Redis::spawn(port)?;
-            if redis.wait_ready() {
-                return Some(redis);
-            }
-        }
-        panic!("redis-server did not start on five free ports");
-    }
-
-    /// Starts `redis-server` on `port`, which must be free.
-    fn start_on(port: u16) -> Option<Redis> {
-        let mut redis = Redis::spawn(port)?;
-        assert!(
-            redis.wait_ready(),
-            "redis-server did not start on port {port}"
-        );
-        Some(redis)
-    }
-
-    fn spawn(port: u16) -> Option<Redis> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(error) => {
-                if std::env::var("CHATHTTP_REQUIRE_REDIS").as_deref() == Ok("1") {
-                    panic!("CHATHTTP_REQUIRE_REDIS=1 but redis-server cannot be run: {error}");
-                }
-                eprintln!(
-                    "\n!!!!! SKIPPED: redis-server is not on PATH ({error}); the cluster \
-                     tests need it (apt-get install redis-server) !!!!!\n"
-                );
-                return None;
-            }
-        };
-        Some(Redis { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Waits until the server answers PING; false if it exited (its port was taken).
-    fn wait_ready(&mut self) -> bool {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                if stream.write_all(b"PING\r\n").is_ok() {
-                    let mut line = String::new();
-                    if BufReader::new(&stream).read_line(&mut line).is_ok() && line == "+PONG\r\n" {
-                        return true;
-                    }
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// kill -9, and wait for the process to go.
-    fn kill(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A node of the room on `redis`, with extra flags.
 fn node(rt: Runtime, redis: &Redis, id: &str, flags: &[&str]) -> Server {
@@ -545,17 +445,6 @@ fn k2_a_room_through_redis_over_tls_with_the_password_from_the_environment() {
     let _ = redis.wait();
 }
 
-/// Runs `redis-cli` against `redis` with `args`; returns its output, trimmed.
-fn redis_cli(redis: &Redis, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 /// K4: an append whose answer is lost (Redis paused past the command timeout) is retried
 /// with its ticket, so the speaker gets one answer, its line, not a 503 and then its line;
 /// and the line is in the log once.
@@ -569,7 +458,7 @@ fn k4_a_message_whose_answer_is_lost_gets_one_answer_and_is_logged_once() {
         b == "Bob has just entered the chat room...\n"
     });
     // Longer than the command thread's 2 s timeout.
-    redis_cli(&redis, &["CLIENT", "PAUSE", "3000", "WRITE"]);
+    redis.cli(&["CLIENT", "PAUSE", "3000", "WRITE"]);
     let reply = bob.request("POST", "Bob", b"through the pause");
     assert_eq!(
         reply.text(),
@@ -584,7 +473,7 @@ fn k4_a_message_whose_answer_is_lost_gets_one_answer_and_is_logged_once() {
         bob.request("POST", "Bob", b"after").text(),
         "[ Bob ] : after\n"
     );
-    let logged = redis_cli(&redis, &["XRANGE", "chathttp:{main}:log", "-", "+"]);
+    let logged = redis.cli(&["XRANGE", "chathttp:{main}:log", "-", "+"]);
     assert_eq!(logged.matches("through the pause").count(), 1, "{logged}");
 }
 
@@ -601,22 +490,19 @@ fn k4_the_join_script_releases_an_earlier_claim_and_runs_a_ticket_once() {
         let mut command = vec!["EVAL", join, "6"];
         command.extend(keys.iter().map(String::as_str));
         command.extend(["n1", "7", key, name, "join", "100", ticket, "5000"]);
-        redis_cli(&redis, &command)
+        redis.cli(&command)
     };
     assert_eq!(run("alice", "alice", "1"), "1");
     assert_eq!(run("bob", "bob", "2"), "1");
     assert_eq!(
-        redis_cli(&redis, &["HGET", "chathttp:{t}:names", "alice"]),
+        redis.cli(&["HGET", "chathttp:{t}:names", "alice"]),
         "",
         "released"
     );
-    assert_eq!(
-        redis_cli(&redis, &["HGET", "chathttp:{t}:names", "bob"]),
-        "n1\n7"
-    );
+    assert_eq!(redis.cli(&["HGET", "chathttp:{t}:names", "bob"]), "n1\n7");
     // Ticket 2 again (a retry after a lost answer): its outcome, and no second entry.
     assert_eq!(run("bob", "bob", "2"), "1");
-    assert_eq!(redis_cli(&redis, &["XLEN", "chathttp:{t}:log"]), "2");
+    assert_eq!(redis.cli(&["XLEN", "chathttp:{t}:log"]), "2");
 }
 
 /// K1 with a real Redis slowed (`CLIENT PAUSE`) while 40 members each pipeline 40 messages:
@@ -633,7 +519,7 @@ fn k1_a_slow_redis_gets_503s_past_the_bound_and_loses_nothing_acknowledged() {
         .map(|i| server.member(&format!("m{i}")))
         .collect();
     let rss_before = server.rss_kib();
-    redis_cli(&redis, &["CLIENT", "PAUSE", "3000", "WRITE"]);
+    redis.cli(&["CLIENT", "PAUSE", "3000", "WRITE"]);
     // Each member sends everything, then reads until each of its own messages is answered.
     let (seen, acknowledged, slow): (Vec<Vec<String>>, Vec<Vec<String>>, Vec<usize>) =
         thread::scope(|scope| {
@@ -794,7 +680,7 @@ fn k4_a_pipeline_broken_midway_gives_one_answer_per_message() {
     let mut members: Vec<Client> = (0..MEMBERS)
         .map(|i| server.member(&format!("m{i}")))
         .collect();
-    redis_cli(&redis, &["CLIENT", "PAUSE", "1500", "WRITE"]);
+    redis.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]);
     for (i, member) in members.iter_mut().enumerate() {
         let batch: Vec<u8> = (0..POSTS)
             .flat_map(|seq| request("POST", "x", format!("{i}.{seq}").as_bytes()))
@@ -802,7 +688,7 @@ fn k4_a_pipeline_broken_midway_gives_one_answer_per_message() {
         member.send(&batch);
     }
     thread::sleep(Duration::from_millis(500));
-    redis_cli(&redis, &["CLIENT", "KILL", "TYPE", "normal"]);
+    redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
     // Each member: one answer per message (its line, or a 503), then everyone's lines.
     let mut acknowledged = Vec::new();
     let mut seen = Vec::new();
@@ -851,7 +737,7 @@ fn k4_a_pipeline_broken_midway_gives_one_answer_per_message() {
             );
         }
     }
-    let logged = redis_cli(&redis, &["XLEN", "chathttp:{main}:log"]);
+    let logged = redis.cli(&["XLEN", "chathttp:{main}:log"]);
     eprintln!(
         "k4: {} of {} acknowledged after the kill; log length {logged}",
         acknowledged.len(),
