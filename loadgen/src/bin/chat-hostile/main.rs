@@ -73,8 +73,8 @@ struct Args {
     #[arg(long, default_value = "10")]
     seconds: u64,
     /// `--max-output-bytes` of the server in `stalled` (S8). Small, so that the stalled
-    /// clients are cut within seconds; the 1,000 leave notices then reach each member as one
-    /// burst of about 190 KB, far above this limit, which a healthy member must survive (see
+    /// clients are cut within seconds; their leave notices then reach each member as one
+    /// burst far above this limit, which a healthy member must survive (see
     /// docs/RELIABILITY.md, finding 1).
     #[arg(long, default_value = "65536")]
     max_output_bytes: u64,
@@ -82,7 +82,7 @@ struct Args {
     #[arg(long, default_value = "2")]
     request_timeout: f64,
     /// GETs each small-window client of `closing` pipelines before its bad request: enough
-    /// that their replies (about 230 bytes each) do not fit its 4 KiB window
+    /// that their replies do not fit its 4 KiB window
     #[arg(long, default_value = "40")]
     closing_gets: usize,
     /// Open-file limit of the server in `emfile`
@@ -409,8 +409,8 @@ fn stalled(args: &Args) -> Result<Outcome, String> {
         ));
 
         // The stalled clients join in the background while the members talk, 200 a second:
-        // all at once, the burst of join notices alone (about 190 KB to each member) would
-        // test the members' own allowance rather than the stalled clients'.
+        // all at once, the burst of join notices alone would test the members' own allowance
+        // rather than the stalled clients'.
         let addr = server.addr;
         let clients = args.clients;
         let stallers = thread::spawn(move || {
