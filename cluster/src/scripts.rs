@@ -40,9 +40,19 @@ pub(crate) fn scripts() -> &'static Scripts {
         script: Script::new(source),
     };
     SCRIPTS.get_or_init(|| Scripts {
-        join: lua(include_str!("scripts/join.lua")),
-        say: lua(include_str!("scripts/say.lua")),
-        leave: lua(include_str!("scripts/leave.lua")),
+        // The appends share their once-per-ticket rule, prepended (K4).
+        join: lua(concat!(
+            include_str!("scripts/once.lua"),
+            include_str!("scripts/join.lua")
+        )),
+        say: lua(concat!(
+            include_str!("scripts/once.lua"),
+            include_str!("scripts/say.lua")
+        )),
+        leave: lua(concat!(
+            include_str!("scripts/once.lua"),
+            include_str!("scripts/leave.lua")
+        )),
         reap: lua(include_str!("scripts/reap.lua")),
         snapshot: lua(include_str!("scripts/snapshot.lua")),
         heartbeat: lua(include_str!("scripts/heartbeat.lua")),

@@ -483,7 +483,10 @@ fn k4_a_message_whose_answer_is_lost_gets_one_answer_and_is_logged_once() {
 #[test]
 fn k4_the_join_script_releases_an_earlier_claim_and_runs_a_ticket_once() {
     let Some(redis) = Redis::start() else { return };
-    let join = include_str!("../../cluster/src/scripts/join.lua");
+    let join = concat!(
+        include_str!("../../cluster/src/scripts/once.lua"),
+        include_str!("../../cluster/src/scripts/join.lua")
+    );
     let run = |key: &str, name: &str, ticket: &str| {
         let keys = ["names", "presence", "alive", "seq", "log", "outcome:n1"]
             .map(|k| format!("chathttp:{{t}}:{k}"));

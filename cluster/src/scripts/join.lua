@@ -2,17 +2,13 @@
 -- the name. A rejoin of a member that still holds its claim appends nothing. A member's
 -- earlier claim under another name is released first, so no name stays claimed by a member
 -- that no longer uses it. The node is listed as alive if it is not (a TTL from now).
--- The outcome is recorded under the node's ticket: the same ticket again (a retry after a
--- lost reply) returns it and changes nothing, so an entry is never appended twice. The
--- node's outcomes expire an hour after its last append.
+-- Once per ticket (once.lua).
 -- KEYS: names, presence, alive, seq, log, outcomes of the node.
 -- ARGV: node, member, name key (S2.2, by the core), name, kind, maxlen, ticket, ttl in ms.
 local names, presence, alive, seq, log, outcomes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local node, member, key, name, kind, maxlen, ticket, ttl =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local known = redis.call('HGET', outcomes, ticket)
-if known then return tonumber(known) end
-local function run()
+return once(outcomes, ticket, function()
   local who = node .. '\n' .. member
   local holder = redis.call('HGET', names, key)
   if holder and holder ~= who then return 0 end
@@ -31,9 +27,4 @@ local function run()
   redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
     'n', n, 'node', node, 'member', member, 'kind', kind, 'name', name)
   return 1
-end
-local outcome = run()
-redis.call('HSET', outcomes, ticket, outcome)
-redis.call('HDEL', outcomes, ticket - 4096)
-redis.call('PEXPIRE', outcomes, 3600000)
-return outcome
+end)
