@@ -191,48 +191,13 @@ impl Options {
             spin_us: cli.spin_us,
             tls: match (cli.tls, cli.ca.as_deref()) {
                 (false, None) => None,
-                (_, ca) => Some(tls_config(ca)?),
+                // The same trust as chat-client's `--tls` and `--ca`.
+                (_, ca) => Some(chathttp_client::link::tls_config(ca)?),
             },
             label: cli.label,
             no_progress: cli.no_progress,
         })
     }
-}
-
-/// A TLS client configuration trusting the certificates in the PEM file at `ca`, or the
-/// system's certificate authorities.
-fn tls_config(
-    ca: Option<&std::path::Path>,
-) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(ca) => {
-            let certs = CertificateDer::pem_file_iter(ca)
-                .and_then(|items| items.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
-            }
-        }
-        None => {
-            let (added, _) =
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            if added == 0 {
-                return Err("--tls: no trusted certificates on this system; use --ca PATH".into());
-            }
-        }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(std::sync::Arc::new(config))
 }
 
 fn main() {
