@@ -12,7 +12,7 @@ use std::sync::mpsc::Sender;
 use chathttp_core::UsageError;
 use chathttp_core::client::{ClientEvent, Intent};
 
-use crate::visible::visible_event;
+use crate::visible::{visible_event, visible_line};
 use chrono::NaiveTime;
 
 use crate::args::ServerAddr;
@@ -124,7 +124,10 @@ where
                 self.conn = Some(Conn::new(tagged.link, host, stream));
                 frontend.on_connected()
             }
-            NetEvent::ConnectFailed(reason) => frontend.on_connect_failed(reason),
+            // The reason can quote the server (the names on its certificate): data (C1).
+            NetEvent::ConnectFailed(reason) => {
+                frontend.on_connect_failed(visible_line(&reason).into_owned())
+            }
             NetEvent::Received(bytes) => {
                 if let Some(conn) = &mut self.conn {
                     conn.received(&bytes);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chathttp_client::args::ServerAddr;
 use chathttp_client::driver::{Action, Driver, Frontend};
-use chathttp_client::net::Tagged;
+use chathttp_client::net::{NetEvent, Tagged};
 use chathttp_core::UsageError;
 use chathttp_core::client::{ClientEvent, Intent};
 use chrono::NaiveTime;
@@ -109,4 +109,24 @@ fn sending_without_a_connection_is_reported_to_the_front_end() {
         ["send error: ListUsers: the session is not connected"]
     );
     assert_eq!(driver.exit_code(), Some(3));
+}
+
+#[test]
+fn a_failed_connection_s_reason_reaches_the_front_end_as_data() {
+    let (_listener, addr) = listener();
+    let (tx, _rx) = mpsc::channel::<Tagged>();
+    let mut driver = Driver::new(tx, None);
+    let mut front = Recorder::default();
+    driver.run(&mut front, vec![Action::Connect(addr)]);
+    // What a TLS failure may quote from the server's certificate.
+    let reason = "TLS handshake failed: not valid for DnsName(\"\u{1b}]0;pwned\u{7}\")".to_owned();
+    let event = NetEvent::ConnectFailed(reason);
+    driver.handle_net(&mut front, Tagged { link: 1, event });
+    let failed = front
+        .seen
+        .iter()
+        .find(|s| s.starts_with("failed: "))
+        .expect("reported");
+    assert!(!failed.chars().any(char::is_control), "{failed:?}");
+    assert!(failed.contains("pwned"), "{failed:?}");
 }
