@@ -506,6 +506,18 @@ impl Client {
         }
     }
 
+    /// Reads until `count` chat lines (S3) have come, skipping other bodies; returns them.
+    pub fn read_chat_lines(&mut self, count: usize) -> Vec<String> {
+        let mut chat = Vec::with_capacity(count);
+        while chat.len() < count {
+            let body = self.read_response().text();
+            if body.starts_with("[ ") {
+                chat.push(body);
+            }
+        }
+        chat
+    }
+
     /// Reads responses until one whose body is `body`, returning those skipped.
     pub fn read_until_body(&mut self, body: &str) -> Vec<Response> {
         let mut skipped = Vec::new();
@@ -586,16 +598,7 @@ pub fn exchange_posts(members: Vec<Client>, senders: usize, messages: usize) -> 
                         (&stream).write_all(&batch).expect("send all");
                     });
                 }
-                scope.spawn(move || {
-                    let mut chat = Vec::with_capacity(senders * messages);
-                    while chat.len() < senders * messages {
-                        let body = member.read_response().text();
-                        if body.starts_with("[ ") {
-                            chat.push(body);
-                        }
-                    }
-                    chat
-                })
+                scope.spawn(move || member.read_chat_lines(senders * messages))
             })
             .collect();
         readers

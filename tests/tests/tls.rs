@@ -142,14 +142,7 @@ fn everyone_posts(members: Vec<Client>, posts: usize) -> Vec<Vec<String>> {
                         .flat_map(|seq| request("POST", "x", format!("{seq}").as_bytes()))
                         .collect();
                     member.send(&batch);
-                    let mut chat = Vec::with_capacity(total);
-                    while chat.len() < total {
-                        let body = member.read_response().text();
-                        if body.starts_with("[ ") {
-                            chat.push(body);
-                        }
-                    }
-                    chat
+                    member.read_chat_lines(total)
                 })
             })
             .collect();
