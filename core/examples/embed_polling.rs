@@ -7,8 +7,9 @@
 //! 2. read the clock once and feed what happened (`handle_open`, `handle_received`,
 //!    `handle_closed`, `handle_drained`, `handle_timeout`, and `handle_released` once a
 //!    closed connection's socket is dropped), all with that timestamp;
-//! 3. drain [`Server::poll_output`] until it returns `None`, queueing bytes per connection
-//!    and closing what it says to close;
+//! 3. drain [`Server::poll_output`] until it returns `None`, queueing bytes per connection,
+//!    closing what it says to close, and reading nothing new while it says the room is
+//!    paced;
 //! 4. write what sockets will take, and report it with `handle_drained`.
 //!
 //! The machine never blocks and never reads a clock, so the host decides everything about
@@ -77,6 +78,8 @@ fn main() -> io::Result<()> {
     let mut keys: HashMap<usize, ConnId> = HashMap::new();
     let mut events = Vec::new();
     let mut buffer = vec![0; 4096];
+    // While the room is paced (S8.1), read nothing but the closing connections.
+    let mut paused = false;
 
     loop {
         // 1. Sleep until something is ready or the machine's (or a linger's) deadline.
@@ -189,6 +192,8 @@ fn main() -> io::Result<()> {
                         }
                     }
                 }
+                Output::PauseReading => paused = true,
+                Output::ResumeReading => paused = false,
                 Output::Event(event) => println!("{event:?}"),
             }
         }
@@ -228,11 +233,12 @@ fn main() -> io::Result<()> {
                 };
                 c.linger_until = Some(Instant::now() + linger);
             }
-            // Level-triggered interest: readable until EOF, writable while bytes wait.
+            // Level-triggered interest: readable until EOF unless paced, writable while
+            // bytes wait.
             let key = conn.as_u64() as usize;
             let interest = Event {
                 key,
-                readable: !c.peer_closed,
+                readable: !c.peer_closed && (!paused || c.closing),
                 writable: !c.queue.is_empty(),
             };
             poller.modify_with_mode(&c.stream, interest, PollMode::Level)?;

@@ -237,6 +237,9 @@ impl World {
                     self.line(format!("{id}:{conn:?} closed {mode:?}"));
                     self.nodes[node].server.handle_released(conn);
                 }
+                // In the transcript, should a script ever make the members fall behind.
+                Output::PauseReading => self.line(format!("{id}: pause reading")),
+                Output::ResumeReading => self.line(format!("{id}: resume reading")),
                 Output::Event(_) => {}
             }
         }

@@ -15,6 +15,12 @@
 //! * flooders (thirty messages at once) get no more chat lines through at one instant than
 //!   the bucket's burst (S12), and are kicked after repeated `429`s.
 //!
+//! A second regime overloads the room (S8.1): senders send faster than any member drains,
+//! every member keeps reading at its own pace, a few stop reading or read far slower than
+//! the rest, and the host stops reading while the machine says the room is paced. Nobody
+//! who keeps draining is cut; those who stop are, and so is the one far slower than the
+//! rest; no pause outlasts the hold limit; and the exactly-once checks above hold throughout.
+//!
 //! `SIM_SEED=<n>` replays one seed; `SIM_STEPS=<n>` sets the steps per seed;
 //! `SIM_SEEDS=<n>` the number of seeds. A failure prints the seed and the step.
 
@@ -24,7 +30,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use chathttp_core::limits::FloodLimits;
-use chathttp_core::server::{CloseMode, Disconnect, Event, Output, Server};
+use chathttp_core::server::pace::{DRAIN_WINDOW, HOLD_LIMIT};
+use chathttp_core::server::{CloseMode, Disconnect, Event, LeaveCause, Output, Server};
 use chathttp_core::wire::{Frame, ResponseDecoder};
 use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp, UserName};
 
@@ -75,6 +82,8 @@ struct Client {
     posts: u64,
     /// The name it was welcomed under.
     name: Option<String>,
+    /// Why it left the room, once it has.
+    left: Option<LeaveCause>,
 }
 
 struct World {
@@ -96,11 +105,21 @@ struct World {
     /// Chat lines each client got through at the current instant (S12): never more than
     /// the bucket's burst, however fast it floods.
     lines_now: (u64, HashMap<usize, u32>),
+    /// Since when the machine has asked the host to stop reading (S8.1).
+    paused: Option<u64>,
+    /// When the last broadcast went out, and the longest time between two.
+    last_broadcast_ms: u64,
+    longest_silence_ms: u64,
 }
 
 impl World {
     fn new(seed: u64) -> Self {
-        let config = ServerConfig {
+        Self::with_config(seed, Self::config())
+    }
+
+    /// Small limits, so that every fault is reached within a few thousand steps.
+    fn config() -> ServerConfig {
+        ServerConfig {
             frame: FrameLimits {
                 max_head_bytes: 512,
                 max_header_lines: 8,
@@ -116,7 +135,10 @@ impl World {
                 ..FloodLimits::default()
             },
             ..ServerConfig::default()
-        };
+        }
+    }
+
+    fn with_config(seed: u64, config: ServerConfig) -> Self {
         Self {
             rng: Rng::new(seed),
             server: Server::new(config.clone(), Timestamp::from_millis(0)),
@@ -131,6 +153,9 @@ impl World {
             broadcasts: 0,
             tally: BTreeMap::new(),
             lines_now: (0, HashMap::new()),
+            paused: None,
+            last_broadcast_ms: 0,
+            longest_silence_ms: 0,
         }
     }
 
@@ -179,6 +204,7 @@ impl World {
             cut_now: false,
             posts: 0,
             name: None,
+            left: None,
         });
     }
 
@@ -220,8 +246,24 @@ impl World {
         c.outbox.extend(bytes);
     }
 
+    /// Hands the client's whole outbox to the server.
+    fn transmit_all(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        if c.outbox.is_empty() || c.phase == Phase::Closing || c.phase == Phase::Gone {
+            return;
+        }
+        let chunk = std::mem::take(&mut c.outbox);
+        let (conn, now) = (c.conn, self.now());
+        self.server.handle_received(now, conn, &chunk);
+    }
+
     /// Hands part of the client's outbox to the server, split anywhere.
     fn transmit(&mut self, i: usize) {
+        // A paused host starts no new reads, but one already started still hands its
+        // bytes in (S8.1).
+        if self.paused.is_some() && !self.rng.chance(10) {
+            return;
+        }
         let c = &mut self.clients[i];
         if c.outbox.is_empty() || c.phase == Phase::Closing {
             return;
@@ -244,6 +286,12 @@ impl World {
         } else {
             1 + self.rng.below(4096)
         };
+        self.read_upto(i, budget);
+    }
+
+    /// The client reads up to `budget` bytes of what the host queued for it, and the host
+    /// reports them drained.
+    fn read_upto(&mut self, i: usize, budget: usize) {
         let c = &mut self.clients[i];
         let mut read = Vec::new();
         while read.len() < budget {
@@ -340,6 +388,9 @@ impl World {
                 Output::Send { conn, frame } => self.deliver_one(conn, frame),
                 Output::Broadcast { to, frame } => {
                     self.broadcasts += 1;
+                    let silence = self.now_ms - self.last_broadcast_ms;
+                    self.longest_silence_ms = self.longest_silence_ms.max(silence);
+                    self.last_broadcast_ms = self.now_ms;
                     self.largest_frame = self.largest_frame.max(frame.len());
                     let body = body_of(&frame);
                     let mut expected: Vec<usize> = self.open_members();
@@ -405,11 +456,20 @@ impl World {
                         self.server.handle_released(conn);
                     }
                 }
+                Output::PauseReading => {
+                    assert!(self.paused.is_none(), "paused twice");
+                    self.paused = Some(self.now_ms);
+                    *self.tally.entry("paused".into()).or_default() += 1;
+                }
+                Output::ResumeReading => {
+                    assert!(self.paused.take().is_some(), "resumed while reading");
+                }
                 Output::Event(Event::Left { conn, cause, .. }) => {
                     // The leave notice removed it from the model, unless nobody was left to
                     // notify.
                     *self.tally.entry(format!("left:{cause:?}")).or_default() += 1;
                     let i = self.by_conn[&conn];
+                    self.clients[i].left = Some(cause);
                     if let Some(k) = self.members.iter().find(|&(_, &m)| m == i).map(|(&k, _)| k) {
                         self.members.remove(&k);
                         let others = self.open_members();
@@ -439,6 +499,9 @@ impl World {
     /// S12: a speaker's chat lines at one instant never pass the bucket's burst, so a
     /// flooder cannot take the room for more than that before the others' turn.
     fn count_chat_line(&mut self, body: &str) {
+        if self.config.flood.interval.is_none() {
+            return;
+        }
         let Some(speaker) = body
             .split_once(" ] : m")
             .and_then(|(_, rest)| rest.split_once('-'))
@@ -658,6 +721,146 @@ fn simulated_clients_with_faults_keep_every_invariant() {
         assert!(
             totals.contains_key(kind),
             "the simulation never exercised {kind}"
+        );
+    }
+}
+
+/// How a member of the overloaded room reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// Drains every millisecond, less than the senders send.
+    Steady,
+    /// Like `Steady`, then stops reading for good.
+    Stops,
+    /// Drains a few bytes a millisecond: far slower than everyone else.
+    Crawls,
+}
+
+/// The overloaded regime (S8.1): one run of `ms` virtual milliseconds.
+fn overloaded_run(seed: u64, ms: u64) -> World {
+    let config = ServerConfig {
+        max_output_bytes: 8192,
+        max_connections: 64,
+        // Pacing on its own: senders send as fast as the host lets them.
+        flood: FloodLimits::OFF,
+        ..World::config()
+    };
+    let mut world = World::with_config(seed, config);
+    let mut readers = [Reader::Steady; 12];
+    readers[10] = Reader::Stops;
+    readers[11] = Reader::Stops;
+    readers[9] = Reader::Crawls;
+    let senders = [0, 1, 2, 3, 4];
+    for (i, _) in readers.iter().enumerate() {
+        world.open();
+        world.clients[i].joining = Some(format!("m{i}"));
+        world.clients[i]
+            .outbox
+            .extend(support::add(&format!("m{i}")));
+        world.transmit_all(i);
+        world.pump();
+        world.read_upto(i, usize::MAX);
+        world.pump();
+    }
+    assert_eq!(world.server.room().len(), readers.len(), "everyone joined");
+    let stop_at = ms / 4;
+    // Senders with a read started by the host, which a pause does not stop.
+    let mut in_flight = std::collections::HashSet::new();
+    for _ in 0..ms {
+        world.now_ms += 1;
+        for &i in &senders {
+            if world.clients[i].phase != Phase::Member {
+                continue;
+            }
+            let c = &mut world.clients[i];
+            c.posts += 1;
+            let text = format!("m{i}-{}", c.posts);
+            c.outbox.extend(support::post(&text));
+            if world.paused.is_none() {
+                world.transmit_all(i);
+                in_flight.insert(i);
+            } else if in_flight.remove(&i) {
+                // A paused host starts no new reads, but the read it had started still hands
+                // its bytes in: one chunk, at the host's read size.
+                let c = &mut world.clients[i];
+                let chunk: Vec<u8> = c.outbox.drain(..c.outbox.len().min(512)).collect();
+                let (conn, now) = (c.conn, world.now());
+                world.server.handle_received(now, conn, &chunk);
+            }
+        }
+        for (i, reader) in readers.iter().enumerate() {
+            let budget = match reader {
+                Reader::Steady => 150 + world.rng.below(450),
+                Reader::Stops if world.now_ms < stop_at => 150 + world.rng.below(450),
+                Reader::Stops => 0,
+                Reader::Crawls => 4,
+            };
+            if budget > 0 && world.clients[i].phase != Phase::Gone {
+                world.read_upto(i, budget);
+            }
+        }
+        world.pump();
+        world.check();
+    }
+    // The senders stop; everyone still connected reads everything, while the machine takes
+    // up what it set aside.
+    loop {
+        let mut read = false;
+        for (i, reader) in readers.iter().enumerate() {
+            if *reader == Reader::Steady && !world.clients[i].inbox.is_empty() {
+                world.read_upto(i, usize::MAX);
+                read = true;
+            }
+        }
+        world.pump();
+        if !read {
+            break;
+        }
+    }
+    for (i, reader) in readers.iter().enumerate() {
+        let left = world.clients[i].left;
+        match reader {
+            Reader::Steady => assert_eq!(left, None, "member {i} kept draining and was cut"),
+            Reader::Stops | Reader::Crawls => assert_eq!(
+                left,
+                Some(LeaveCause::SlowReader),
+                "member {i} ({reader:?}) was not cut as a slow reader"
+            ),
+        }
+    }
+    world.finish();
+    world
+}
+
+#[test]
+fn an_overloaded_room_paces_its_senders_and_cuts_only_who_stops_reading() {
+    let ms = env_u64("SIM_STEPS").map_or(8_000, |steps| steps / 2);
+    let seeds: Vec<u64> = match env_u64("SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env_u64("SIM_SEEDS").unwrap_or(4)).collect(),
+    };
+    for seed in seeds {
+        let result = std::panic::catch_unwind(|| overloaded_run(seed, ms));
+        let world = match result {
+            Ok(world) => world,
+            Err(panic) => {
+                eprintln!("overloaded simulation failed: replay with SIM_SEED={seed}");
+                std::panic::resume_unwind(panic);
+            }
+        };
+        let pauses = world.tally.get("paused").copied().unwrap_or(0);
+        eprintln!(
+            "overloaded: seed {seed}, {ms} ms, {} broadcasts, {pauses} pauses, longest silence {} ms",
+            world.broadcasts, world.longest_silence_ms
+        );
+        assert!(pauses > 0, "the room was never paced");
+        // Senders always have something to say: the room is never silent for longer than
+        // members may hold it.
+        let bound = (HOLD_LIMIT + DRAIN_WINDOW).as_millis() as u64;
+        assert!(
+            world.longest_silence_ms <= bound,
+            "the room was silent for {} ms, past the hold limit",
+            world.longest_silence_ms
         );
     }
 }

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use chathttp_core::ServerConfig;
+use chathttp_core::server::pace;
 use insta::assert_snapshot;
 use support::*;
 
@@ -221,7 +222,9 @@ fn s8_one_response_larger_than_the_limit_goes_to_an_empty_queue() {
     let queued = s.server.queued_bytes(a).expect("open");
     s.drained(a, queued);
     s.send(a, &add("alice"));
-    s.note("the queue holds the welcome now: the next frame cuts");
+    s.note("the queue holds the welcome now; alice, the whole room, has just drained and holds it (S8.1)");
+    s.advance(pace::DRAIN_WINDOW.as_millis() as u64);
+    s.note("she drained nothing for the drain window: the room goes on, and the next frame cuts");
     s.send(a, &request("GET", None, ""));
     assert_snapshot!(s.transcript);
 }
@@ -474,6 +477,8 @@ fn s6_s8_a_mass_cut_cascades_cleanly() {
         let queued = server.queued_bytes(conn).expect("open");
         server.handle_drained(now, conn, queued);
     }
+    // Past the drain window: a crowd that stopped reading no longer holds the room (S8.1).
+    let now = now.saturating_add(chathttp_core::server::pace::DRAIN_WINDOW);
     // Then everybody stops reading, and m0 talks until no queue has room for a leave notice
     // (about 205 bytes; a chat line here is about 187).
     while server.queued_bytes(members[1]).expect("open") + 200 < limit {
@@ -607,6 +612,8 @@ fn s7_s8_requests_during_a_wave_of_leaves_wait_their_turn() {
         let queued = server.queued_bytes(conn).expect("everyone joined");
         server.handle_drained(now, conn, queued);
     }
+    // Past the drain window: a crowd that stopped reading no longer holds the room (S8.1).
+    let now = now.saturating_add(chathttp_core::server::pace::DRAIN_WINDOW);
     let (speaker, reader) = (members[0], members[1]);
     let (mut cut, mut left_at_once) = (0, 0);
     while cut == 0 {
@@ -635,6 +642,11 @@ fn s7_s8_requests_during_a_wave_of_leaves_wait_their_turn() {
     server.handle_received(now, reader, &pipeline);
     let mut seen = Vec::new();
     loop {
+        // They keep up: a room where everyone who reads is behind would be paced (S8.1).
+        for conn in [speaker, reader] {
+            let queued = server.queued_bytes(conn).expect("open");
+            server.handle_drained(now, conn, queued);
+        }
         while let Some(output) = server.poll_output() {
             let frame = match output {
                 Output::Send { conn, frame } if conn == reader => frame,

@@ -1,7 +1,7 @@
 //! The room machine driven by an arbitrary sequence of inputs: opens, byte chunks, closes,
 //! drains, clock ticks and a shutdown. After every input the machine's own invariants hold,
-//! every broadcast goes only to open members, and the host's count of unwritten bytes per
-//! connection matches the machine's.
+//! every broadcast goes only to open members, the host's count of unwritten bytes per
+//! connection matches the machine's, and pauses and resumes of reading alternate.
 #![no_main]
 
 use std::collections::HashMap;
@@ -41,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let mut unwritten: HashMap<ConnId, usize> = HashMap::new();
     // Closed connections whose sockets the host has not released yet (S13).
     let mut closing: Vec<ConnId> = Vec::new();
+    // Whether the machine asked the host to stop reading (S8.1). This host reads on
+    // regardless, so the machine's setting aside of input is exercised too.
+    let mut paused = false;
     let mut bytes = data.iter().copied();
     while let Some(op) = bytes.next() {
         let arg = bytes.next().unwrap_or(0);
@@ -110,6 +113,14 @@ fuzz_target!(|data: &[u8]| {
                     Output::Close { conn, .. } => {
                         unwritten.remove(&conn);
                         closing.push(conn);
+                    }
+                    Output::PauseReading => {
+                        assert!(!paused, "paused twice");
+                        paused = true;
+                    }
+                    Output::ResumeReading => {
+                        assert!(paused, "resumed while reading");
+                        paused = false;
                     }
                     Output::Event(_) => {}
                 }

@@ -44,7 +44,7 @@ use chathttp_cluster::ClusterSettings;
 
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
 use crate::tls::Tls;
-use crate::{self as host, Driver, Input, Outbox};
+use crate::{self as host, Driver, Input, Outbox, ReadGate};
 
 /// What an async runtime must provide to serve the room.
 pub trait Runtime: 'static {
@@ -170,6 +170,7 @@ async fn drive<R: Runtime>(
     inputs: Receiver<Input<R::Stream>>,
     to_driver: ToDriver<R>,
 ) {
+    let gate = driver.read_gate();
     while !driver.is_finished() {
         let wakeup = driver.next_wakeup();
         let timer = async {
@@ -183,7 +184,7 @@ async fn drive<R: Runtime>(
             None
         })
         .await;
-        let start = |conn, stream| Ok(open::<R>(conn, stream, &to_driver));
+        let start = |conn, stream| Ok(open::<R>(conn, stream, &to_driver, &gate));
         match input {
             Some(Ok(input)) => {
                 driver.handle(input, start);
@@ -247,13 +248,19 @@ impl<R: Runtime> Outbox for Connection<R> {
 }
 
 /// Starts the reader of a new connection.
-fn open<R: Runtime>(conn: ConnId, stream: R::Stream, to_driver: &ToDriver<R>) -> Connection<R> {
+fn open<R: Runtime>(
+    conn: ConnId,
+    stream: R::Stream,
+    to_driver: &ToDriver<R>,
+    gate: &Arc<ReadGate>,
+) -> Connection<R> {
     let queue = Arc::new(Mutex::new(Outgoing::default()));
     R::spawn(read_loop::<R>(
         conn,
         stream.clone(),
         to_driver.clone(),
         Arc::clone(&queue),
+        Arc::clone(gate),
     ));
     Connection {
         conn,
@@ -270,9 +277,21 @@ async fn read_loop<R: Runtime>(
     mut stream: R::Stream,
     to_driver: ToDriver<R>,
     queue: Arc<Mutex<Outgoing>>,
+    gate: Arc<ReadGate>,
 ) {
     let mut buffer = ReadBuffer::default();
     let how = loop {
+        // While the room is paced (S8.1), wait: woken when it resumes or the connection
+        // closes.
+        if !gate.is_open() {
+            future::poll_fn(
+                |cx| match buffers::lock(&queue).may_read(&gate, cx.waker()) {
+                    true => Poll::Ready(()),
+                    false => Poll::Pending,
+                },
+            )
+            .await;
+        }
         let input = match stream.read(buffer.space()).await {
             Ok(0) => break Some(Disconnect::Eof),
             Ok(n) => Input::Received(conn, buffer.take(n)),

@@ -27,6 +27,8 @@ use std::task::Waker;
 use bytes::{Buf, Bytes};
 use chathttp_core::CloseMode;
 
+use crate::gate::ReadGate;
+
 /// How many queued frames one vectored write hands to the kernel at most (below `IOV_MAX`).
 pub const MAX_WRITE_SLICES: usize = 64;
 
@@ -186,6 +188,8 @@ pub struct Outgoing {
     reader_ended: bool,
     /// How to wake a writer lingering for the reader's end.
     writer: Option<Waker>,
+    /// How to wake a reader waiting at the closed [`ReadGate`] when the connection closes.
+    reader: Option<Waker>,
     /// A writer that carried out a close has returned: nothing of the connection is left in
     /// it.
     writer_gone: bool,
@@ -224,7 +228,21 @@ impl Outgoing {
             self.closing = Some(mode);
         }
         self.closing.get_or_insert(mode);
+        if let Some(reader) = self.reader.take() {
+            reader.wake();
+        }
         self.hand_to_writer()
+    }
+
+    /// Whether the reader may start its next read: the room is not paced (see
+    /// [`ReadGate`]), or the connection is closing, and its reader must see the peer close
+    /// to end the linger. If not, `waker` is woken when that changes.
+    pub fn may_read(&mut self, gate: &ReadGate, waker: &Waker) -> bool {
+        if self.closing.is_some() || gate.poll_open(waker) {
+            return true;
+        }
+        self.reader = Some(waker.clone());
+        false
     }
 
     /// The reader saw the end of the stream (or gave up): a writer lingering after a

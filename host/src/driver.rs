@@ -15,6 +15,7 @@ use chathttp_core::{CloseMode, ConnId, Disconnect, Output, Server, ServerConfig,
 
 use crate::clock::{Clock, SystemClock};
 use crate::closing::{self, Lingering};
+use crate::gate::ReadGate;
 use crate::log::log_event;
 use crate::outbox::{Outbox, Outboxes, Slot};
 use crate::signals;
@@ -99,6 +100,8 @@ pub struct Driver<O, C = SystemClock> {
     /// TLS connections by the time their handshake must be done (S9's request timeout),
     /// earliest first. Those done or gone by then stay here until then, matching nothing.
     handshakes: VecDeque<(Timestamp, ConnId)>,
+    /// Closed while the room machine paces the room (S8.1); every reader asks it.
+    gate: Arc<ReadGate>,
     /// Called once the driver has had no input for [`QUIET_BEFORE_TIDY`].
     tidy: Option<fn()>,
     /// The time of the last input since `tidy` was last called; `None` once it has been.
@@ -131,6 +134,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             log: None,
             tls: None,
             handshakes: VecDeque::new(),
+            gate: Arc::default(),
             tidy: None,
             untidy_since: None,
         }
@@ -147,6 +151,11 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn tidy_due(&self) -> Option<Timestamp> {
         self.untidy_since
             .map(|since| since.saturating_add(QUIET_BEFORE_TIDY))
+    }
+
+    /// The gate every connection's reader must ask before each read (see [`crate::gate`]).
+    pub fn read_gate(&self) -> Arc<ReadGate> {
+        Arc::clone(&self.gate)
     }
 
     /// Speaks TLS on every connection accepted from now on (T1): call it once, before the
@@ -443,6 +452,14 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                     // Never started (see `handle`): there is no socket to wait for.
                     None => self.lingering.released.push(conn),
                 },
+                Output::PauseReading => {
+                    tracing::debug!("members are behind: pausing reading (S8.1)");
+                    self.gate.close();
+                }
+                Output::ResumeReading => {
+                    tracing::debug!("members caught up: reading again");
+                    self.gate.open();
+                }
                 Output::Event(event) => log_event(&event),
             }
         }

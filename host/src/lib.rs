@@ -12,6 +12,8 @@
 //!   time from a [`Clock`] ([`clock`]), so its tests drive time instead of sleeping.
 //! * [`buffers`]: a connection's read buffer and its queue of frames to write, and who
 //!   writes a socket when.
+//! * [`gate`]: the [`ReadGate`] every reader asks before it reads, closed while the room
+//!   machine paces the room (S8.1).
 //! * `async_loops` (feature `async`): the accept loop, driver loop, reader and writer of an
 //!   async server, written once, generic over a `Runtime` of five operations.
 //! * `MiMalloc` and `return_freed_memory` (feature `mimalloc`): the async servers' allocator
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod closing;
 pub mod descriptors;
 pub mod driver;
+pub mod gate;
 pub mod log;
 pub mod memory;
 pub mod outbox;
@@ -42,6 +45,7 @@ pub use driver::{
     CLOSES_PER_ROUND, Driver, INPUT_CAPACITY, INPUTS_PER_FLUSH, Input, QUIET_BEFORE_TIDY,
     SHUTDOWN_GRACE,
 };
+pub use gate::ReadGate;
 #[cfg(feature = "mimalloc")]
 pub use memory::{MiMalloc, return_freed_memory};
 pub use outbox::Outbox;

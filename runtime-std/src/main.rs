@@ -40,7 +40,7 @@ use std::time::Instant;
 
 use chathttp_core::{ConnId, Disconnect};
 use chathttp_host::buffers::{self, Outgoing, ReadBuffer, Step};
-use chathttp_host::{self as host, Driver, Input, Outbox};
+use chathttp_host::{self as host, Driver, Input, Outbox, ReadGate};
 
 /// Per-connection threads only read, write and copy; their stacks stay small, which keeps
 /// thousands of them cheap.
@@ -111,12 +111,13 @@ fn drive(
     to_driver: &ToDriver,
     spawner: &Spawner,
 ) {
+    let gate = driver.read_gate();
     while !driver.is_finished() {
         let input = match driver.next_wakeup() {
             Some(delay) => inputs.recv_timeout(delay),
             None => inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        let start = |conn, stream| Ok(open(conn, stream, to_driver, spawner));
+        let start = |conn, stream| Ok(open(conn, stream, to_driver, spawner, &gate));
         match input {
             Ok(input) => {
                 driver.handle(input, start);
@@ -179,13 +180,24 @@ impl Outbox for Connection {
 }
 
 /// Starts the reader of a new connection (through the spawner).
-fn open(conn: ConnId, stream: TcpStream, to_driver: &ToDriver, spawner: &Spawner) -> Connection {
+fn open(
+    conn: ConnId,
+    stream: TcpStream,
+    to_driver: &ToDriver,
+    spawner: &Spawner,
+    gate: &Arc<ReadGate>,
+) -> Connection {
     let stream = Arc::new(stream);
     let queue = Arc::new(Mutex::new(Outgoing::default()));
-    let reader = (Arc::clone(&stream), to_driver.clone(), Arc::clone(&queue));
+    let reader = (
+        Arc::clone(&stream),
+        to_driver.clone(),
+        Arc::clone(&queue),
+        Arc::clone(gate),
+    );
     let closed = to_driver.clone();
     let job = Job {
-        body: Box::new(move || read_loop(conn, &reader.0, &reader.1, &reader.2)),
+        body: Box::new(move || read_loop(conn, &reader.0, &reader.1, &reader.2, &reader.3)),
         // Without a reader the connection is as good as gone: say so, as a reader would.
         if_not_started: Box::new(move || drop(closed.send(Input::Closed(conn, Disconnect::Error)))),
         stream: Arc::clone(&stream),
@@ -227,9 +239,21 @@ fn spawner_loop(jobs: &Receiver<Job>) {
 
 /// Reads until the stream ends and hands every chunk to the driver; then tells the writer,
 /// which may be lingering for it (see [`write_loop`]).
-fn read_loop(conn: ConnId, stream: &TcpStream, to_driver: &ToDriver, queue: &Mutex<Outgoing>) {
+fn read_loop(
+    conn: ConnId,
+    stream: &TcpStream,
+    to_driver: &ToDriver,
+    queue: &Mutex<Outgoing>,
+    gate: &ReadGate,
+) {
     let mut buffer = ReadBuffer::default();
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let how = loop {
+        // While the room is paced (S8.1), wait: unparked when it resumes or the
+        // connection closes.
+        while !gate.is_open() && !buffers::lock(queue).may_read(gate, &waker) {
+            thread::park();
+        }
         let input = match (&*stream).read(buffer.space()) {
             Ok(0) => break Some(Disconnect::Eof),
             Ok(n) => Input::Received(conn, buffer.take(n)),

@@ -1,5 +1,5 @@
-//! S8 (slow readers), S9 (timeouts), S10 (capacity), S12 (flood control) and S13 (bounded
-//! closes).
+//! S8 (slow readers), S8.1 (overload pacing), S9 (timeouts), S10 (capacity), S12 (flood
+//! control) and S13 (bounded closes).
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,61 @@ conformance! {
         writer.join().expect("the writer thread ends");
         assert_still_serving(&server);
         drop(greedy);
+    }
+
+    fn s8_1_members_that_read_slower_than_the_senders_send_are_paced_not_cut(rt: Runtime) {
+        // Senders pipeline 27 MB of chat to members who read about 2 MB/s each, through
+        // queues of 64 KiB: without pacing every member would be cut within milliseconds.
+        let server = Server::start(rt, &["--max-output-bytes", "65536", "--message-rate", "0"]);
+        let (senders, messages) = (3, 3000);
+        let members: Vec<Client> = (0..8).map(|i| server.member(&format!("m{i}"))).collect();
+        let stopper = server.member("Stopper");
+        socket2::SockRef::from(stopper.stream())
+            .set_recv_buffer_size(4096)
+            .expect("a small receive buffer");
+        let line = "y".repeat(200);
+        let received: Vec<(Vec<String>, bool, Client)> = std::thread::scope(|scope| {
+            let readers: Vec<_> = members
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut member)| {
+                    if i < senders {
+                        let stream = member.stream().try_clone().expect("clone");
+                        let line = &line;
+                        scope.spawn(move || {
+                            let batch: Vec<u8> = (0..messages)
+                                .flat_map(|seq| request("POST", "x", format!("{seq} {line}").as_bytes()))
+                                .collect();
+                            std::io::Write::write_all(&mut &stream, &batch).expect("the server takes it all, in time");
+                        });
+                    }
+                    scope.spawn(move || {
+                        let (mut chat, mut stopper_left) = (Vec::new(), false);
+                        while chat.len() < senders * messages {
+                            let body = member.read_response().text();
+                            if body.starts_with("[ ") {
+                                chat.push(body.split(' ').take(5).collect::<Vec<_>>().join(" "));
+                                if chat.len() % 8 == 0 {
+                                    std::thread::sleep(Duration::from_millis(1));
+                                }
+                            } else if body == "Stopper has just left the chat room...\n" {
+                                stopper_left = true;
+                            }
+                        }
+                        (chat, stopper_left, member)
+                    })
+                })
+                .collect();
+            readers.into_iter().map(|r| r.join().expect("a reader ends")).collect()
+        });
+        let chat: Vec<Vec<String>> = received.iter().map(|(chat, ..)| chat.clone()).collect();
+        chathttp_tests::assert_one_order_exactly_once(&chat, senders, messages, |i| format!("m{i}"));
+        assert!(received.iter().all(|(_, left, _)| *left), "the member that stopped reading was cut (S8)");
+        let mut probe = server.guest();
+        let online = probe.request("GET", "probe", b"").text();
+        let expected: String = (0..8).map(|i| format!("m{i}\n")).collect();
+        assert_eq!(online, format!("Online users:\n{expected}"), "every member that kept reading is still in");
+        drop((stopper, received));
     }
 
     fn s9_a_silent_guest_is_closed_after_the_idle_timeout(rt: Runtime) {

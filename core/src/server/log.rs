@@ -338,6 +338,7 @@ impl Server {
             }
             self.apply(entry);
         }
+        self.settle();
     }
 
     /// The host could not append `entry` (one this machine gave it): the joiner gets `401`
@@ -350,6 +351,11 @@ impl Server {
         refusal: AppendRefusal,
     ) {
         self.begin(now);
+        self.append_refused(entry, refusal);
+        self.settle();
+    }
+
+    fn append_refused(&mut self, entry: LogEntry, refusal: AppendRefusal) {
         if let Log::Local { .. } = self.log {
             return;
         }
@@ -413,6 +419,7 @@ impl Server {
         if let Log::Shared { down, .. } = &mut self.log {
             *down = Some(reason);
         }
+        self.settle();
     }
 
     /// The log is reachable again and this node missed nothing: it goes on reading where it
@@ -422,6 +429,7 @@ impl Server {
         if let Log::Shared { down, .. } = &mut self.log {
             *down = None;
         }
+        self.settle();
     }
 
     /// The log is readable again from a consistent point: `members` is everyone it has
@@ -438,6 +446,11 @@ impl Server {
         missed: bool,
     ) {
         self.begin(now);
+        self.log_reset(members, missed);
+        self.settle();
+    }
+
+    fn log_reset(&mut self, members: Vec<(MemberRef, UserName)>, missed: bool) {
         let Log::Shared {
             down, in_flight, ..
         } = &mut self.log

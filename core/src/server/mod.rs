@@ -21,7 +21,9 @@
 //! Backpressure is arithmetic (S8): each connection's *queued* count grows by every frame
 //! the machine emits for it and shrinks by what the host reports written with
 //! [`handle_drained`](Server::handle_drained). A frame that would take a non-empty queue past
-//! `max_output_bytes` closes the connection instead.
+//! `max_output_bytes` closes the connection instead. When most members fall behind at once,
+//! the server is the bottleneck, and the room is paced instead (S8.1, see [`pace`]): it
+//! takes no new requests, and asks the host to stop reading, until they catch up.
 //!
 //! Work per call is bounded: [`handle_timeout`](Server::handle_timeout) cuts at most
 //! [`EXPIRIES_PER_CALL`] connections, and a call applies at most [`CHANGES_PER_CALL`]
@@ -49,6 +51,7 @@
 
 pub mod flood;
 pub mod log;
+pub mod pace;
 mod phase;
 pub mod room;
 
@@ -64,6 +67,7 @@ use crate::wire::encode::{ResponseFields, write_response};
 use crate::wire::{Frame, Progress, RequestDecoder, Status};
 
 use log::Log;
+use pace::{Pace, RESUMES_PER_CALL};
 use phase::{Held, Phase};
 
 pub use log::{
@@ -105,6 +109,12 @@ pub enum Output {
         /// Whether to deliver what is queued first.
         mode: CloseMode,
     },
+    /// Stop reading from every connection: the room is paced (S8.1, see [`pace`]). Bytes
+    /// already read may still be handed in; the machine sets them aside, in order, so a host
+    /// loses nothing by finishing the reads it has started, but should start no new ones.
+    PauseReading,
+    /// Read from every connection again.
+    ResumeReading,
     /// Something worth a log line; no action needed.
     Event(Event),
 }
@@ -194,6 +204,10 @@ struct Connection {
     held: Held,
     /// Bytes emitted for this connection and not yet reported drained.
     queued: usize,
+    /// When the host last reported bytes written, if ever (S8.1).
+    last_drain: Option<Timestamp>,
+    /// Input handed in while the room was paced, not yet decoded (S8.1).
+    deferred: Vec<u8>,
     last_activity: Timestamp,
     request_started: Option<Timestamp>,
     deadline: Option<Timestamp>,
@@ -248,6 +262,8 @@ pub struct Server {
     room: Room,
     /// Where entries are sequenced (see [`log`]).
     log: Log,
+    /// Overload pacing (S8.1).
+    pace: Pace,
     /// Joins and leaves the current `handle_*` call may still apply from the in-process log.
     changes_left: usize,
     deadlines: BTreeSet<(Timestamp, ConnId)>,
@@ -270,6 +286,7 @@ impl Server {
             roster: Roster::default(),
             room: Room::default(),
             log: Log::local(),
+            pace: Pace::default(),
             changes_left: CHANGES_PER_CALL,
             deadlines: BTreeSet::new(),
             outputs: VecDeque::new(),
@@ -311,6 +328,16 @@ impl Server {
     /// Bytes the decoder of `conn` holds for an unfinished request.
     pub fn buffered_bytes(&self, conn: ConnId) -> Option<usize> {
         self.connection(conn).map(|c| c.decoder.buffered())
+    }
+
+    /// Bytes of `conn`'s input set aside, not yet decoded, because the room is paced (S8.1).
+    pub fn deferred_bytes(&self, conn: ConnId) -> Option<usize> {
+        self.connection(conn).map(|c| c.deferred.len())
+    }
+
+    /// Whether the room is paced: it takes no new requests until its members catch up (S8.1).
+    pub fn is_paced(&self) -> bool {
+        self.pace.is_paced()
     }
 
     /// Whether `conn` is open.
@@ -394,6 +421,18 @@ impl Server {
                 self.deadlines.len()
             ));
         }
+        let members: Vec<(ConnId, usize)> = open
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Member { .. }))
+            .map(|(conn, c)| (*conn, c.queued))
+            .collect();
+        let mark = pace::soft_mark(self.config.max_output_bytes);
+        self.pace.check(&members, mark)?;
+        for (conn, c) in &open {
+            if !c.deferred.is_empty() && !self.pace.is_waiting(*conn) {
+                return Err(format!("{conn:?} has deferred input and is not listed"));
+            }
+        }
         self.check_log()
     }
 
@@ -421,14 +460,34 @@ impl Server {
         let frame = self.response(Status::ACCEPT, GREETING.as_bytes());
         self.send(conn, frame);
         self.refresh_deadline(conn);
+        self.settle();
         conn
     }
 
-    /// `bytes` arrived on `conn`. Bytes for a closed connection are ignored.
+    /// `bytes` arrived on `conn`. Bytes for a closed connection are ignored. While the room is
+    /// paced (S8.1), or earlier input of `conn` is still set aside, they are set aside after
+    /// it, to be taken up in order once the room resumes.
     pub fn handle_received(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
         self.begin(now);
-        let Some(connection) = self.connection_mut(conn) else {
+        let paced = self.paced();
+        let Some(c) = self.connection_mut(conn) else {
             return;
+        };
+        if paced || !c.deferred.is_empty() {
+            self.defer(conn, bytes);
+            self.take_deferred(conn);
+        } else {
+            let used = self.decode(conn, bytes);
+            self.defer(conn, &bytes[used..]);
+        }
+        self.settle();
+    }
+
+    /// Decodes `input` and carries out its requests, in order, until it is used up, the
+    /// connection closes, or the room is paced; returns how many bytes were used.
+    fn decode(&mut self, conn: ConnId, input: &[u8]) -> usize {
+        let Some(connection) = self.connection_mut(conn) else {
+            return input.len();
         };
         // The decoder is lent out while its requests are carried out: a request borrows
         // from it, and carrying it out needs the whole machine.
@@ -436,11 +495,11 @@ impl Server {
             &mut connection.decoder,
             RequestDecoder::new(Default::default()),
         );
-        let mut input = bytes;
+        let mut rest = input;
         let mut active = false;
         loop {
-            let (used, progress) = decoder.decode(input);
-            input = &input[used..];
+            let (used, progress) = decoder.decode(rest);
+            rest = &rest[used..];
             match progress {
                 Progress::NeedMore => break,
                 Progress::Message(request) => {
@@ -458,11 +517,12 @@ impl Server {
                     break;
                 }
             }
-            if !self.is_open(conn) {
+            if !self.is_open(conn) || self.paced() {
                 break;
             }
         }
         let mid_message = decoder.is_mid_message();
+        let now = self.now;
         if let Some(c) = self.connection_mut(conn) {
             c.decoder = decoder;
             if mid_message {
@@ -473,16 +533,61 @@ impl Server {
             }
             self.refresh_deadline(conn);
         }
-        self.run_log();
+        input.len() - rest.len()
+    }
+
+    /// Sets `bytes` aside after `conn`'s deferred input (S8.1), listing the connection if it
+    /// had none.
+    fn defer(&mut self, conn: ConnId, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(c) = self.connection_mut(conn) {
+            let listed = !c.deferred.is_empty();
+            c.deferred.extend_from_slice(bytes);
+            if !listed {
+                self.pace.defer(conn);
+            }
+        }
+    }
+
+    /// Takes up `conn`'s deferred input, unless the room is paced; what is left when it is
+    /// paced again stays set aside.
+    fn take_deferred(&mut self, conn: ConnId) {
+        if self.paced() {
+            return;
+        }
+        let Some(c) = self.connection_mut(conn) else {
+            return;
+        };
+        let input = std::mem::take(&mut c.deferred);
+        let used = self.decode(conn, &input);
+        if let Some(c) = self.connection_mut(conn) {
+            // Still listed if anything is left: it was when it went in.
+            c.deferred = input;
+            c.deferred.drain(..used);
+        }
+    }
+
+    /// Whether the room is paced, after bringing the decision up to date (see [`pace`]).
+    fn paced(&mut self) -> bool {
+        self.pace.update(self.room.len(), self.now);
+        self.pace.is_paced()
     }
 
     /// The host wrote `count` bytes of what was queued for `conn` to its socket.
     pub fn handle_drained(&mut self, now: Timestamp, conn: ConnId, count: usize) {
         self.begin(now);
-        if let Some(c) = self.connection_mut(conn) {
+        let mark = pace::soft_mark(self.config.max_output_bytes);
+        if let Some(c) = self.connection_mut(conn)
+            && count > 0
+        {
             c.queued = c.queued.saturating_sub(count);
+            c.last_drain = Some(now);
+            let queued = c.queued;
+            self.pace.drained(conn, queued, mark, now);
         }
-        self.run_log();
+        self.settle();
     }
 
     /// `conn` ended without the machine asking (S6). A member leaves; its name is free. The
@@ -496,7 +601,7 @@ impl Server {
         if self.is_open(conn) {
             self.close(conn, None, cause);
         }
-        self.run_log();
+        self.settle();
     }
 
     /// The host has let go of `conn`'s socket: its last bytes were taken, the peer closed
@@ -548,7 +653,7 @@ impl Server {
                 self.close(conn, Some(CloseMode::AfterFlush), LeaveCause::IdleTimeout);
             }
         }
-        self.run_log();
+        self.settle();
     }
 
     /// Start shutting down (S11): every connection gets `503` with the shutdown notice and
@@ -575,6 +680,7 @@ impl Server {
         if let Log::Local { queue } = &mut self.log {
             queue.clear();
         }
+        self.settle();
     }
 
     // ----- outputs -------------------------------------------------------------------------
@@ -585,19 +691,56 @@ impl Server {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next, if anything is due: the
-    /// earliest deadline, or the current time while the in-process log has entries waiting.
+    /// earliest deadline (a connection's, or when a paced room may resume), or the current
+    /// time while the in-process log has entries waiting or deferred input may be taken up.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let deadline = self.deadlines.first().map(|&(deadline, _)| deadline);
-        match self.log.is_waiting() {
+        let deadline = [
+            self.deadlines.first().map(|&(deadline, _)| deadline),
+            self.pace.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let due_now = self.log.is_waiting() || (!self.is_paced() && self.pace.has_waiting());
+        match due_now {
             true => Some(deadline.map_or(self.now, |deadline| deadline.min(self.now))),
             false => deadline,
         }
     }
 
-    /// Every `handle_*` call starts here: the clock, and a fresh budget of changes to apply.
+    /// Every `handle_*` call starts here: the clock, a fresh budget of changes to apply, and
+    /// the members that stopped holding a paced room by now (S8.1).
     fn begin(&mut self, now: Timestamp) {
         self.now = now;
         self.changes_left = CHANGES_PER_CALL;
+        self.pace.expire(now);
+    }
+
+    /// Every `handle_*` call ends here: the next slice of the in-process log, then of the
+    /// input set aside while the room was paced, then the host is told if the room has
+    /// paused or resumed (S8.1).
+    fn settle(&mut self) {
+        self.run_log();
+        for _ in 0..RESUMES_PER_CALL {
+            if self.paced() {
+                break;
+            }
+            let Some(conn) = self.pace.next_waiting() else {
+                break;
+            };
+            self.take_deferred(conn);
+            if self.deferred_bytes(conn).is_some_and(|left| left > 0) {
+                self.pace.defer(conn);
+            }
+        }
+        self.paced();
+        if let Some(pause) = self.pace.tell_host() {
+            let output = match pause {
+                true => Output::PauseReading,
+                false => Output::ResumeReading,
+            };
+            self.outputs.push_back(output);
+        }
     }
 
     // ----- effects -------------------------------------------------------------------------
@@ -634,6 +777,7 @@ impl Server {
     /// the limit; a frame larger than the limit still goes to an empty queue.
     fn account(&mut self, conn: ConnId, len: usize) -> bool {
         let limit = self.config.max_output_bytes;
+        let (mark, now) = (pace::soft_mark(limit), self.now);
         let Some(c) = self.connection_mut(conn) else {
             return false;
         };
@@ -642,6 +786,10 @@ impl Server {
             return false;
         }
         c.queued += len;
+        if c.queued >= mark && matches!(c.phase, Phase::Member { .. }) {
+            let (queued, last_drain) = (c.queued, c.last_drain);
+            self.pace.grew(conn, queued, mark, last_drain, now);
+        }
         true
     }
 
@@ -698,6 +846,7 @@ impl Server {
             if let Some(deadline) = c.deadline {
                 self.deadlines.remove(&(deadline, conn));
             }
+            self.pace.forget(conn);
             self.live -= 1;
             self.closing += 1;
         }
@@ -749,6 +898,8 @@ impl Server {
             phase: Phase::Guest,
             held: Held::default(),
             queued: 0,
+            last_drain: None,
+            deferred: Vec::new(),
             last_activity: self.now,
             request_started: None,
             deadline: None,

@@ -172,6 +172,8 @@ impl Script {
                     CloseMode::AfterFlush => format!("{conn:?} closed after flush"),
                     CloseMode::Now => format!("{conn:?} closed now"),
                 },
+                Output::PauseReading => "host pauses reading".to_owned(),
+                Output::ResumeReading => "host resumes reading".to_owned(),
                 Output::Event(event) => format!("  log: {}", render_event(&event)),
             };
             self.line(text);

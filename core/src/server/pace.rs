@@ -1,0 +1,471 @@
+//! Overload pacing (S8.1): when the members read, just not as fast as the senders send, the
+//! room stops taking requests until they catch up, instead of cutting them as slow readers.
+//!
+//! # Theory of operation
+//!
+//! S8 counts each connection's *queue*: bytes emitted for it and not yet drained. Pacing
+//! compares a member's queue with a *soft mark*, a quarter of `max_output_bytes`. A member
+//! at or past the mark is *behind*, from the moment it reaches the mark until it reads
+//! below it again: a *stretch*. A member that is behind **holds** the room while it is still
+//! draining, that is until [`DRAIN_WINDOW`] after the host last reported bytes of it
+//! written, and for at most [`HOLD_LIMIT`] in one stretch; after that it is *excused* for
+//! the rest of the stretch. A member that is behind and not draining, or excused, holds
+//! nothing: the room goes on without it, and S8 cuts it if its queue reaches the limit.
+//!
+//! The room is *paced* once more members hold it than are below the mark: the server, not
+//! a few readers, is then the bottleneck. It stays paced until no member holds it, or until
+//! those still holding are no more than those below the mark and have had their *grace*:
+//! as long again as the others took to catch up, and at least [`STRAGGLER_GRACE`].
+//!
+//! While the room is paced the machine decodes no new requests: bytes handed in are set
+//! aside in order (the connection's *deferred* input), and the host is asked to stop
+//! reading ([`Output::PauseReading`](super::Output::PauseReading)), so that TCP slows the
+//! senders down. Once it resumes ([`Output::ResumeReading`](super::Output::ResumeReading)),
+//! deferred input is taken first, [`RESUMES_PER_CALL`] connections per call.
+//!
+//! Why these rules:
+//!
+//! * **More holding than clear.** One slow reader among many that keep up never starts a
+//!   pause: it is cut as in S8. Pacing starts only when most members are behind and reading.
+//! * **Wait for everyone, with a grace.** Members that read at about the same pace all get
+//!   below the mark before more is sent, so none of them drifts towards the limit: a member
+//!   that is last only by chance, or because it started further behind, needs little more
+//!   time than the rest. A member that needs more than twice as long as the others is far
+//!   slower than the room; it is not waited for beyond its grace.
+//! * **Drain window.** Holding is earned by reading. A crowd that stops reading holds the
+//!   room for at most [`DRAIN_WINDOW`] after its last drain (and not at all if its queue
+//!   reaches the mark later than that): then the room goes on, and S8 cuts it.
+//! * **Hold limit.** However it drains, a member holds the room for at most [`HOLD_LIMIT`]
+//!   in one stretch, so a majority of very slow readers (or of hostile ones) slows the room
+//!   for at most that long before the room goes on without them, and a reader far slower
+//!   than the others, which never gets below the mark again, stops costing the room its
+//!   grace after that long.
+//!
+//! # Transitions
+//!
+//! | member | on | becomes |
+//! |---|---|---|
+//! | clear | its queue reaches the mark, drained within the window | holding until the window ends; a stretch begins |
+//! | clear | its queue reaches the mark, not drained within the window | behind; a stretch begins |
+//! | behind or holding | a drain, still at or past the mark, within [`HOLD_LIMIT`] of the stretch's start | holding until the window ends (at most the hold limit) |
+//! | behind or holding | such a drain, [`HOLD_LIMIT`] or more after the stretch began | excused |
+//! | holding | the window runs out | behind (excused at the hold limit) |
+//! | any of those | a drain leaves the queue below the mark | clear; the stretch ends |
+//! | any | the connection closes | forgotten |
+//!
+//! | room | when | becomes |
+//! |---|---|---|
+//! | reading | more members hold it than are below the mark | paced: pause reading |
+//! | paced | no member holds it | reading: resume reading, take deferred input |
+//! | paced | those holding are no more than those below the mark, and their grace is over | reading, likewise |
+//!
+//! Only members count: guests receive no broadcasts, and a guest that fills its own queue
+//! with replies it does not read is cut by S8 alone.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::ids::ConnId;
+use crate::time::Timestamp;
+
+/// How long one drain lets a member that is behind hold the room.
+pub const DRAIN_WINDOW: Duration = Duration::from_millis(250);
+
+/// The longest a member may hold the room in one stretch.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(2);
+
+/// The least grace the last members to catch up get, however quickly the others did.
+pub const STRAGGLER_GRACE: Duration = Duration::from_millis(20);
+
+/// The most connections whose deferred input one call takes up. Each may hold up to what
+/// the host had read before it saw the pause; the rest wait for the next call, and
+/// [`Server::poll_timeout`](super::Server::poll_timeout) says one is due now.
+pub const RESUMES_PER_CALL: usize = 32;
+
+/// The soft mark for a connection limit of `max_output_bytes`.
+pub(crate) fn soft_mark(max_output_bytes: usize) -> usize {
+    (max_output_bytes / 4).max(1)
+}
+
+/// A member's stretch behind the mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stretch {
+    since: Timestamp,
+    /// While set, it holds the room until then.
+    until: Option<Timestamp>,
+    /// It held the room for [`HOLD_LIMIT`]: it holds no more in this stretch.
+    excused: bool,
+}
+
+impl Stretch {
+    /// Holds the room after a drain at `drained`, if it may.
+    fn hold(&mut self, drained: Timestamp, now: Timestamp) {
+        let limit = self.since.saturating_add(HOLD_LIMIT);
+        let until = drained.saturating_add(DRAIN_WINDOW).min(limit);
+        self.excused |= limit <= now;
+        self.until = (!self.excused && until > now).then_some(until);
+    }
+}
+
+/// A pause of the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pause {
+    since: Timestamp,
+    /// Once those still holding are no more than those below the mark: when the room goes
+    /// on without them.
+    grace_until: Option<Timestamp>,
+}
+
+/// The room's pacing state: the members behind the mark, and whether the room is paced.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// Members behind the mark.
+    behind: HashMap<ConnId, Stretch>,
+    /// When each member that holds the room stops holding it, earliest first: one entry for
+    /// each `until` in `behind`.
+    expiries: BTreeSet<(Timestamp, ConnId)>,
+    /// Connections with deferred input, in the order it was set aside. Closed ones, and
+    /// ones whose input was taken since, are skipped when reached.
+    waiting: VecDeque<ConnId>,
+    /// Set while the room is paced.
+    pause: Option<Pause>,
+    /// Whether the host was last asked to stop reading.
+    told_to_pause: bool,
+}
+
+impl Pace {
+    /// Whether the room takes no new requests now.
+    pub(crate) fn is_paced(&self) -> bool {
+        self.pause.is_some()
+    }
+
+    /// Decides whether the room is paced at `now`, by the rules above; `members` is how
+    /// many members the room has.
+    pub(crate) fn update(&mut self, members: usize, now: Timestamp) {
+        let holding = self.expiries.len();
+        let clear = members.saturating_sub(self.behind.len());
+        self.pause = match self.pause {
+            None if holding > clear => Some(Pause {
+                since: now,
+                grace_until: None,
+            }),
+            None => None,
+            Some(_) if holding == 0 => None,
+            Some(mut pause) if holding <= clear => {
+                let took = pause.since.duration_until(now);
+                let grace = took.max(STRAGGLER_GRACE);
+                let until = *pause.grace_until.get_or_insert(now.saturating_add(grace));
+                (until > now).then_some(pause)
+            }
+            // More hold it again (entries applied meanwhile took more past the mark): the
+            // grace starts afresh once they are a minority again.
+            Some(pause) => Some(Pause {
+                grace_until: None,
+                ..pause
+            }),
+        };
+    }
+
+    /// A member's queue grew to `queued` at `now`; it last drained at `last_drain`.
+    pub(crate) fn grew(
+        &mut self,
+        conn: ConnId,
+        queued: usize,
+        mark: usize,
+        last_drain: Option<Timestamp>,
+        now: Timestamp,
+    ) {
+        if queued < mark || self.behind.contains_key(&conn) {
+            return;
+        }
+        let mut stretch = Stretch {
+            since: now,
+            until: None,
+            excused: false,
+        };
+        if let Some(drained) = last_drain {
+            stretch.hold(drained, now);
+        }
+        self.enter(conn, stretch);
+    }
+
+    /// A member drained at `now`, leaving `queued`.
+    pub(crate) fn drained(&mut self, conn: ConnId, queued: usize, mark: usize, now: Timestamp) {
+        let Some(mut stretch) = self.leave(conn) else {
+            return;
+        };
+        if queued >= mark {
+            stretch.hold(now, now);
+            self.enter(conn, stretch);
+        }
+    }
+
+    /// `conn` closed.
+    pub(crate) fn forget(&mut self, conn: ConnId) {
+        self.leave(conn);
+    }
+
+    /// Members whose hold ran out by `now` stop holding the room. Each costs a map update
+    /// and nothing else, so all that are due go at once.
+    pub(crate) fn expire(&mut self, now: Timestamp) {
+        while let Some(&(until, conn)) = self.expiries.first() {
+            if until > now {
+                break;
+            }
+            let Some(mut stretch) = self.leave(conn) else {
+                continue;
+            };
+            stretch.until = None;
+            stretch.excused |= stretch.since.saturating_add(HOLD_LIMIT) <= now;
+            self.enter(conn, stretch);
+        }
+    }
+
+    /// While the room is paced, when it may next resume: a member stops holding it, or the
+    /// stragglers' grace ends.
+    pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
+        let pause = self.pause?;
+        let hold = self.expiries.first().map(|&(until, _)| until);
+        [hold, pause.grace_until].into_iter().flatten().min()
+    }
+
+    /// Returns `Some(pause)` when the host must be told to pause or resume reading.
+    pub(crate) fn tell_host(&mut self) -> Option<bool> {
+        let paced = self.is_paced();
+        (paced != self.told_to_pause).then(|| {
+            self.told_to_pause = paced;
+            paced
+        })
+    }
+
+    /// `conn` now has deferred input to take up when the room resumes.
+    pub(crate) fn defer(&mut self, conn: ConnId) {
+        self.waiting.push_back(conn);
+    }
+
+    /// The next connection whose deferred input to take up.
+    pub(crate) fn next_waiting(&mut self) -> Option<ConnId> {
+        self.waiting.pop_front()
+    }
+
+    /// Whether deferred input may wait to be taken up.
+    pub(crate) fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Whether `conn` is in the list of connections with deferred input.
+    pub(crate) fn is_waiting(&self, conn: ConnId) -> bool {
+        self.waiting.contains(&conn)
+    }
+
+    /// Checks the stretches against the index; `members` are the room's members with their
+    /// queues, and `mark` the soft mark.
+    pub(crate) fn check(&self, members: &[(ConnId, usize)], mark: usize) -> Result<(), String> {
+        let holding: BTreeSet<(Timestamp, ConnId)> = self
+            .behind
+            .iter()
+            .filter_map(|(conn, stretch)| Some((stretch.until?, *conn)))
+            .collect();
+        if holding != self.expiries {
+            return Err(format!(
+                "{} members hold the room, {} expiries are indexed",
+                holding.len(),
+                self.expiries.len()
+            ));
+        }
+        let mut counted = 0;
+        for &(conn, queued) in members {
+            let Some(stretch) = self.behind.get(&conn) else {
+                continue;
+            };
+            counted += 1;
+            if queued < mark {
+                return Err(format!("{conn:?} is behind with {queued} bytes queued"));
+            }
+            if stretch.until.is_some() && stretch.excused {
+                return Err(format!("{conn:?} is excused and holds the room"));
+            }
+        }
+        if counted != self.behind.len() {
+            return Err("a connection that is not a member is counted behind".into());
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, conn: ConnId, stretch: Stretch) {
+        if let Some(until) = stretch.until {
+            self.expiries.insert((until, conn));
+        }
+        self.behind.insert(conn, stretch);
+    }
+
+    fn leave(&mut self, conn: ConnId) -> Option<Stretch> {
+        let stretch = self.behind.remove(&conn)?;
+        if let Some(until) = stretch.until {
+            self.expiries.remove(&(until, conn));
+        }
+        Some(stretch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARK: usize = 100;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn conn(i: u32) -> ConnId {
+        ConnId::new(i, 0)
+    }
+
+    /// Members `0..n`, which drained at `now`, fall behind.
+    fn behind_and_reading(pace: &mut Pace, n: u32, now: Timestamp) {
+        for i in 0..n {
+            pace.grew(conn(i), 200, MARK, Some(now), now);
+        }
+    }
+
+    #[test]
+    fn a_minority_behind_never_paces_the_room() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.update(3, at(0));
+        assert!(!pace.is_paced(), "one holding, two clear");
+        behind_and_reading(&mut pace, 2, at(0));
+        pace.update(3, at(0));
+        assert!(pace.is_paced(), "two holding, one clear");
+        assert_eq!(pace.tell_host(), Some(true));
+        assert_eq!(pace.tell_host(), None, "told once");
+    }
+
+    #[test]
+    fn members_that_stopped_reading_hold_the_room_at_most_the_window() {
+        let mut pace = Pace::default();
+        for i in 0..1000 {
+            pace.grew(conn(i), 200, MARK, None, at(0));
+        }
+        pace.update(1001, at(0));
+        assert!(!pace.is_paced(), "never drained: never holds");
+        let window = DRAIN_WINDOW.as_millis() as u64;
+        for i in 0..1000 {
+            pace.grew(conn(1000 + i), 200, MARK, Some(at(0)), at(window / 2));
+        }
+        pace.update(2001, at(window / 2));
+        assert!(pace.is_paced(), "drained half a window ago: holds");
+        assert_eq!(pace.next_expiry(), Some(at(window)));
+        pace.expire(at(window));
+        pace.update(2001, at(window));
+        assert!(
+            !pace.is_paced(),
+            "a window after their last drain, they stop holding"
+        );
+    }
+
+    #[test]
+    fn the_room_waits_for_everyone_who_keeps_up() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 3, at(0));
+        pace.update(3, at(0));
+        assert!(pace.is_paced());
+        pace.drained(conn(0), 10, MARK, at(20));
+        pace.drained(conn(1), 60, MARK, at(20));
+        pace.update(3, at(20));
+        assert!(
+            pace.is_paced(),
+            "one still holds it: its grace runs to 40 ms"
+        );
+        assert_eq!(pace.next_expiry(), Some(at(40)));
+        pace.drained(conn(2), 99, MARK, at(30));
+        pace.update(3, at(30));
+        assert!(!pace.is_paced(), "everyone below the mark");
+        assert_eq!(
+            pace.tell_host(),
+            None,
+            "paused and resumed between two reports"
+        );
+        let queues = [(conn(0), 10), (conn(1), 60), (conn(2), 99)];
+        pace.check(&queues, MARK).expect("consistent");
+    }
+
+    #[test]
+    fn the_room_goes_on_without_a_member_far_slower_than_the_rest() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 16, at(0));
+        pace.update(16, at(0));
+        for i in 0..15 {
+            pace.drained(conn(i), 10, MARK, at(40));
+        }
+        pace.update(16, at(40));
+        assert!(pace.is_paced(), "one of sixteen holds it: its grace starts");
+        assert_eq!(pace.next_expiry(), Some(at(80)), "as long again: 40 ms");
+        pace.drained(conn(15), 150, MARK, at(70));
+        pace.update(16, at(70));
+        assert!(pace.is_paced(), "still draining within its grace");
+        pace.update(16, at(80));
+        assert!(!pace.is_paced(), "the room goes on without it");
+        pace.update(16, at(90));
+        assert!(
+            !pace.is_paced(),
+            "one holding is not more than fifteen clear"
+        );
+    }
+
+    #[test]
+    fn a_member_that_stops_draining_stops_holding_after_the_window() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.update(1, at(0));
+        assert!(pace.is_paced());
+        let due = pace.next_expiry().expect("paced with a holder");
+        assert_eq!(due, at(0).saturating_add(DRAIN_WINDOW));
+        pace.expire(due);
+        pace.update(1, due);
+        assert!(!pace.is_paced());
+        pace.drained(conn(0), 150, MARK, due);
+        pace.update(1, due);
+        assert!(
+            pace.is_paced(),
+            "a drain within the hold limit holds it again"
+        );
+    }
+
+    #[test]
+    fn a_slow_drainer_holds_the_room_at_most_the_hold_limit_per_stretch() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.update(1, at(0));
+        let mut now = 0;
+        while pace.is_paced() {
+            now += 100;
+            pace.drained(conn(0), 1000, MARK, at(now));
+            pace.expire(at(now));
+            pace.update(1, at(now));
+        }
+        assert_eq!(at(now), at(0).saturating_add(HOLD_LIMIT));
+        pace.drained(conn(0), 900, MARK, at(now + 100));
+        pace.update(1, at(now + 100));
+        assert!(!pace.is_paced(), "excused until it reads below the mark");
+        pace.drained(conn(0), 50, MARK, at(now + 200));
+        behind_and_reading(&mut pace, 1, at(now + 300));
+        pace.update(1, at(now + 300));
+        assert!(pace.is_paced(), "a new stretch");
+        pace.check(&[(conn(0), 200)], MARK).expect("consistent");
+    }
+
+    #[test]
+    fn a_closed_member_is_forgotten() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 2, at(0));
+        pace.update(2, at(0));
+        assert!(pace.is_paced());
+        pace.forget(conn(0));
+        pace.forget(conn(1));
+        pace.update(0, at(0));
+        assert!(!pace.is_paced());
+        pace.check(&[], MARK).expect("consistent");
+    }
+}
