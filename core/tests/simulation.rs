@@ -736,6 +736,9 @@ enum Reader {
     Crawls,
 }
 
+/// What the overloaded room's host reads from a sender at once.
+const READ_SIZE: usize = 1024;
+
 /// The overloaded regime (S8.1): one run of `ms` virtual milliseconds.
 fn overloaded_run(seed: u64, ms: u64) -> World {
     let config = ServerConfig {
@@ -776,16 +779,20 @@ fn overloaded_run(seed: u64, ms: u64) -> World {
             c.posts += 1;
             let text = format!("m{i}-{}", c.posts);
             c.outbox.extend(support::post(&text));
-            if world.paused.is_none() {
-                world.transmit_all(i);
-                in_flight.insert(i);
-            } else if in_flight.remove(&i) {
-                // A paused host starts no new reads, but the read it had started still hands
-                // its bytes in: one chunk, at the host's read size.
+            // The host reads at most one buffer a millisecond; a paused host starts no new
+            // reads, but the one it had started still hands its bytes in.
+            let read = match world.paused {
+                None => Some(READ_SIZE),
+                Some(_) => in_flight.remove(&i).then_some(READ_SIZE),
+            };
+            if let Some(size) = read {
                 let c = &mut world.clients[i];
-                let chunk: Vec<u8> = c.outbox.drain(..c.outbox.len().min(512)).collect();
+                let chunk: Vec<u8> = c.outbox.drain(..c.outbox.len().min(size)).collect();
                 let (conn, now) = (c.conn, world.now());
                 world.server.handle_received(now, conn, &chunk);
+                if world.paused.is_none() {
+                    in_flight.insert(i);
+                }
             }
         }
         for (i, reader) in readers.iter().enumerate() {
