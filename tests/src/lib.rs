@@ -583,22 +583,42 @@ pub fn assert_still_serving(server: &Server) {
 /// "0", "1", …) while every member reads until it holds all `senders × messages` chat lines.
 /// Returns each member's chat lines, in member order.
 pub fn exchange_posts(members: Vec<Client>, senders: usize, messages: usize) -> Vec<Vec<String>> {
+    exchange_posts_with(members, senders, messages, "", |mut member| {
+        member.read_chat_lines(senders * messages)
+    })
+}
+
+/// [`exchange_posts`] with longer bodies ("0" and `padding`, …) and each member's connection
+/// handed to `read`, on a thread of its own; returns what each `read` returned, in member
+/// order.
+pub fn exchange_posts_with<T: Send>(
+    members: Vec<Client>,
+    senders: usize,
+    messages: usize,
+    padding: &str,
+    read: impl Fn(Client) -> T + Sync,
+) -> Vec<T> {
     std::thread::scope(|scope| {
+        let read = &read;
         let readers: Vec<_> = members
             .into_iter()
             .enumerate()
-            .map(|(i, mut member)| {
+            .map(|(i, member)| {
                 if i < senders {
                     let stream = member.stream().try_clone().expect("clone");
                     scope.spawn(move || {
                         let mut batch = Vec::new();
                         for seq in 0..messages {
-                            batch.extend(request("POST", "x", format!("{seq}").as_bytes()));
+                            batch.extend(request(
+                                "POST",
+                                "x",
+                                format!("{seq}{padding}").as_bytes(),
+                            ));
                         }
                         (&stream).write_all(&batch).expect("send all");
                     });
                 }
-                scope.spawn(move || member.read_chat_lines(senders * messages))
+                scope.spawn(move || read(member))
             })
             .collect();
         readers

@@ -80,40 +80,22 @@ conformance! {
         socket2::SockRef::from(stopper.stream())
             .set_recv_buffer_size(4096)
             .expect("a small receive buffer");
-        let line = "y".repeat(200);
-        let received: Vec<(Vec<String>, bool, Client)> = std::thread::scope(|scope| {
-            let readers: Vec<_> = members
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut member)| {
-                    if i < senders {
-                        let stream = member.stream().try_clone().expect("clone");
-                        let line = &line;
-                        scope.spawn(move || {
-                            let batch: Vec<u8> = (0..messages)
-                                .flat_map(|seq| request("POST", "x", format!("{seq} {line}").as_bytes()))
-                                .collect();
-                            std::io::Write::write_all(&mut &stream, &batch).expect("the server takes it all, in time");
-                        });
+        let padding = format!(" {}", "y".repeat(200));
+        let received = chathttp_tests::exchange_posts_with(members, senders, messages, &padding, |mut member| {
+            let (mut chat, mut stopper_left) = (Vec::new(), false);
+            while chat.len() < senders * messages {
+                let body = member.read_response().text();
+                if body.starts_with("[ ") {
+                    // "[ m0 ] : 17", without the padding.
+                    chat.push(body.split(' ').take(5).collect::<Vec<_>>().join(" "));
+                    if chat.len() % 8 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
                     }
-                    scope.spawn(move || {
-                        let (mut chat, mut stopper_left) = (Vec::new(), false);
-                        while chat.len() < senders * messages {
-                            let body = member.read_response().text();
-                            if body.starts_with("[ ") {
-                                chat.push(body.split(' ').take(5).collect::<Vec<_>>().join(" "));
-                                if chat.len() % 8 == 0 {
-                                    std::thread::sleep(Duration::from_millis(1));
-                                }
-                            } else if body == "Stopper has just left the chat room...\n" {
-                                stopper_left = true;
-                            }
-                        }
-                        (chat, stopper_left, member)
-                    })
-                })
-                .collect();
-            readers.into_iter().map(|r| r.join().expect("a reader ends")).collect()
+                } else if body == "Stopper has just left the chat room...\n" {
+                    stopper_left = true;
+                }
+            }
+            (chat, stopper_left, member)
         });
         let chat: Vec<Vec<String>> = received.iter().map(|(chat, ..)| chat.clone()).collect();
         chathttp_tests::assert_one_order_exactly_once(&chat, senders, messages, |i| format!("m{i}"));
