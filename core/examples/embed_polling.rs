@@ -10,7 +10,8 @@
 //! 3. drain [`Server::poll_output`] until it returns `None`, queueing bytes per connection,
 //!    closing what it says to close, and reading nothing new while it says the room is
 //!    paced;
-//! 4. write what sockets will take, and report it with `handle_drained`.
+//! 4. write what sockets will take, and report it with `handle_drained`; then drain the
+//!    outputs again, since a report of a write can resume a paced room.
 //!
 //! The machine never blocks and never reads a clock, so the host decides everything about
 //! threads and time. Run with `cargo run -p chathttp-core --example embed_polling [ADDR]`
@@ -168,35 +169,7 @@ fn main() -> io::Result<()> {
         }
 
         // 3. Carry out everything the machine asks for.
-        while let Some(output) = server.poll_output() {
-            match output {
-                Output::Send { conn, frame } => {
-                    if let Some(c) = connections.get_mut(&conn) {
-                        c.queue.push_back(frame.into_bytes());
-                    }
-                }
-                Output::Broadcast { to, frame } => {
-                    let bytes = frame.into_bytes();
-                    for conn in to.iter() {
-                        if let Some(c) = connections.get_mut(conn) {
-                            c.queue.push_back(bytes.clone());
-                        }
-                    }
-                }
-                Output::Close { conn, mode } => {
-                    if let Some(c) = connections.get_mut(&conn) {
-                        c.closing = true;
-                        if mode == CloseMode::Now {
-                            c.queue.clear();
-                            c.linger_until = Some(Instant::now()); // no linger: cut
-                        }
-                    }
-                }
-                Output::PauseReading => paused = true,
-                Output::ResumeReading => paused = false,
-                Output::Event(event) => println!("{event:?}"),
-            }
-        }
+        carry_out(&mut server, &mut connections, &mut paused);
 
         // 4. Write what the sockets take (one vectored write each) and report it.
         for (&conn, c) in connections.iter_mut() {
@@ -224,6 +197,13 @@ fn main() -> io::Result<()> {
                     }
                 }
             }
+        }
+        // Reports of writes can resume a paused room, or let it take up input it set aside:
+        // carry that out before choosing what to wait for.
+        carry_out(&mut server, &mut connections, &mut paused);
+
+        // 5. Choose what to wait for.
+        for (&conn, c) in connections.iter_mut() {
             if c.closing && c.queue.is_empty() && c.linger_until.is_none() {
                 let _ = c.stream.shutdown(Shutdown::Write);
                 let linger = if c.peer_closed {
@@ -242,6 +222,44 @@ fn main() -> io::Result<()> {
                 writable: !c.queue.is_empty(),
             };
             poller.modify_with_mode(&c.stream, interest, PollMode::Level)?;
+        }
+    }
+}
+
+/// Carries out the machine's outputs, in order: queue frames, mark closes, note whether the
+/// room is paced (S8.1), print events.
+fn carry_out(
+    server: &mut Server,
+    connections: &mut HashMap<ConnId, Connection>,
+    paused: &mut bool,
+) {
+    while let Some(output) = server.poll_output() {
+        match output {
+            Output::Send { conn, frame } => {
+                if let Some(c) = connections.get_mut(&conn) {
+                    c.queue.push_back(frame.into_bytes());
+                }
+            }
+            Output::Broadcast { to, frame } => {
+                let bytes = frame.into_bytes();
+                for conn in to.iter() {
+                    if let Some(c) = connections.get_mut(conn) {
+                        c.queue.push_back(bytes.clone());
+                    }
+                }
+            }
+            Output::Close { conn, mode } => {
+                if let Some(c) = connections.get_mut(&conn) {
+                    c.closing = true;
+                    if mode == CloseMode::Now {
+                        c.queue.clear();
+                        c.linger_until = Some(Instant::now()); // no linger: cut
+                    }
+                }
+            }
+            Output::PauseReading => *paused = true,
+            Output::ResumeReading => *paused = false,
+            Output::Event(event) => println!("{event:?}"),
         }
     }
 }

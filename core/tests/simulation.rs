@@ -19,7 +19,8 @@
 //! every member keeps reading at its own pace, a few stop reading or read far slower than
 //! the rest, and the host stops reading while the machine says the room is paced. Nobody
 //! who keeps draining is cut; those who stop are, and so is the one far slower than the
-//! rest; no pause outlasts the hold limit; and the exactly-once checks above hold throughout.
+//! rest; the room is never silent for longer than the hold limit and the drain window; and
+//! the exactly-once checks above hold throughout.
 //!
 //! `SIM_SEED=<n>` replays one seed; `SIM_STEPS=<n>` sets the steps per seed;
 //! `SIM_SEEDS=<n>` the number of seeds. A failure prints the seed and the step.

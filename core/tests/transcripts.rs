@@ -703,3 +703,95 @@ fn s12_a_flooder_gets_429_with_the_retry_time_and_is_kicked_at_the_kth() {
     s.send(f, &post("six"));
     assert_snapshot!(s.transcript);
 }
+
+/// Two members who have just drained everything, and a room of `max_output_bytes: 1000`,
+/// whose soft mark (250 bytes) one long chat line passes (S8.1).
+fn two_members_reading() -> (
+    chathttp_core::Server,
+    chathttp_core::ConnId,
+    chathttp_core::ConnId,
+) {
+    use chathttp_core::{Server, Timestamp};
+    let config = ServerConfig {
+        max_output_bytes: 1000,
+        max_connections: 2,
+        ..ServerConfig::default()
+    };
+    let now = Timestamp::from_millis(0);
+    let mut server = Server::new(config, now);
+    let (a, b) = (server.handle_open(now), server.handle_open(now));
+    server.handle_received(now, a, &add("alice"));
+    server.handle_received(now, b, &add("bob"));
+    while server.poll_output().is_some() {}
+    for conn in [a, b] {
+        let queued = server.queued_bytes(conn).expect("open");
+        server.handle_drained(now, conn, queued);
+    }
+    while server.poll_output().is_some() {}
+    (server, a, b)
+}
+
+/// What `server` sent `to` (bodies), and whether it asked the host to pause or resume.
+fn bodies_and_pacing(
+    server: &mut chathttp_core::Server,
+    to: chathttp_core::ConnId,
+) -> (Vec<String>, Vec<&'static str>) {
+    use chathttp_core::Output;
+    let (mut bodies, mut pacing) = (Vec::new(), Vec::new());
+    while let Some(output) = server.poll_output() {
+        match output {
+            Output::Send { conn, frame } if conn == to => bodies.push(render_frame(&frame)),
+            Output::Broadcast { to: all, frame } if all.contains(&to) => {
+                bodies.push(render_frame(&frame))
+            }
+            Output::PauseReading => pacing.push("pause"),
+            Output::ResumeReading => pacing.push("resume"),
+            _ => {}
+        }
+    }
+    (bodies, pacing)
+}
+
+#[test]
+fn s8_1_what_a_peer_sent_before_it_closed_is_carried_out_though_the_room_is_paced() {
+    use chathttp_core::{Disconnect, Timestamp};
+    let (mut server, alice, bob) = two_members_reading();
+    let now = Timestamp::from_millis(10);
+    let long = "x".repeat(300);
+    let mut chunk = post(&long);
+    chunk.extend(post("second"));
+    server.handle_received(now, alice, &chunk);
+    let (bodies, pacing) = bodies_and_pacing(&mut server, bob);
+    assert_eq!(pacing, ["pause"], "both are behind the mark and reading");
+    assert_eq!(bodies.len(), 1, "the second line waits: {bodies:?}");
+    assert_eq!(server.deferred_bytes(alice), Some(post("second").len()));
+    server.handle_closed(now, alice, Disconnect::Eof);
+    let (bodies, _) = bodies_and_pacing(&mut server, bob);
+    assert_eq!(
+        bodies,
+        [
+            "200 OK \"[ alice ] : second\\n\"",
+            "200 OK \"alice has just left the chat room...\\n\""
+        ],
+        "her last line, then her leave"
+    );
+    server.check_invariants().expect("consistent");
+}
+
+#[test]
+fn s8_1_a_connection_turned_away_during_a_pause_still_lets_the_room_resume() {
+    use chathttp_core::Timestamp;
+    let (mut server, alice, bob) = two_members_reading();
+    let now = Timestamp::from_millis(10);
+    server.handle_received(now, alice, &post(&"x".repeat(300)));
+    let (_, pacing) = bodies_and_pacing(&mut server, bob);
+    assert_eq!(pacing, ["pause"]);
+    // Nobody drains any more: a drain window later nobody holds the room. The first input
+    // then is a connection past the limit.
+    let later = now.saturating_add(pace::DRAIN_WINDOW);
+    let _turned_away = server.handle_open(later);
+    let (_, pacing) = bodies_and_pacing(&mut server, bob);
+    assert_eq!(pacing, ["resume"]);
+    assert!(!server.is_paced());
+    server.check_invariants().expect("consistent");
+}

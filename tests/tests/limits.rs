@@ -71,8 +71,9 @@ conformance! {
     }
 
     fn s8_1_members_that_read_slower_than_the_senders_send_are_paced_not_cut(rt: Runtime) {
-        // Senders pipeline 27 MB of chat to members who read about 2 MB/s each, through
-        // queues of 64 KiB: without pacing every member would be cut within milliseconds.
+        // Three senders pipeline far more chat than the members' 64 KiB queues hold, and the
+        // members read it more slowly than the senders write: without pacing, every member
+        // would be cut as a slow reader.
         let server = Server::start(rt, &["--max-output-bytes", "65536", "--message-rate", "0"]);
         let (senders, messages) = (3, 3000);
         let members: Vec<Client> = (0..8).map(|i| server.member(&format!("m{i}"))).collect();

@@ -187,6 +187,14 @@ pub enum Event {
     },
 }
 
+/// Whether decoding stops when the room is paced (S8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    Obeyed,
+    /// The connection is going: what it sent is carried out regardless.
+    Ignored,
+}
+
 /// How a connection ended, as the host saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disconnect {
@@ -208,6 +216,8 @@ struct Connection {
     last_drain: Option<Timestamp>,
     /// Input handed in while the room was paced, not yet decoded (S8.1).
     deferred: Vec<u8>,
+    /// In the room's list of connections whose deferred input waits to be taken up.
+    listed: bool,
     last_activity: Timestamp,
     request_started: Option<Timestamp>,
     deadline: Option<Timestamp>,
@@ -429,8 +439,10 @@ impl Server {
         let mark = pace::soft_mark(self.config.max_output_bytes);
         self.pace.check(&members, mark)?;
         for (conn, c) in &open {
-            if !c.deferred.is_empty() && !self.pace.is_waiting(*conn) {
-                return Err(format!("{conn:?} has deferred input and is not listed"));
+            if c.listed != self.pace.is_waiting(*conn) || (!c.deferred.is_empty() && !c.listed) {
+                return Err(format!(
+                    "{conn:?} has deferred input and is not listed once"
+                ));
             }
         }
         self.check_log()
@@ -455,11 +467,11 @@ impl Server {
             self.outputs
                 .push_back(Output::Event(Event::OverCapacity { conn }));
             self.forget(conn, CloseMode::AfterFlush);
-            return conn;
+        } else {
+            let frame = self.response(Status::ACCEPT, GREETING.as_bytes());
+            self.send(conn, frame);
+            self.refresh_deadline(conn);
         }
-        let frame = self.response(Status::ACCEPT, GREETING.as_bytes());
-        self.send(conn, frame);
-        self.refresh_deadline(conn);
         self.settle();
         conn
     }
@@ -470,22 +482,24 @@ impl Server {
     pub fn handle_received(&mut self, now: Timestamp, conn: ConnId, bytes: &[u8]) {
         self.begin(now);
         let paced = self.paced();
-        let Some(c) = self.connection_mut(conn) else {
-            return;
-        };
-        if paced || !c.deferred.is_empty() {
-            self.defer(conn, bytes);
-            self.take_deferred(conn);
-        } else {
-            let used = self.decode(conn, bytes);
-            self.defer(conn, &bytes[used..]);
+        match self.connection(conn) {
+            None => {}
+            Some(c) if paced || !c.deferred.is_empty() => {
+                self.defer(conn, bytes);
+                self.take_deferred(conn, Pacing::Obeyed);
+            }
+            Some(_) => {
+                let used = self.decode(conn, bytes, Pacing::Obeyed);
+                self.defer(conn, &bytes[used..]);
+            }
         }
         self.settle();
     }
 
     /// Decodes `input` and carries out its requests, in order, until it is used up, the
-    /// connection closes, or the room is paced; returns how many bytes were used.
-    fn decode(&mut self, conn: ConnId, input: &[u8]) -> usize {
+    /// connection closes, or (if `pacing` is obeyed) the room is paced; returns how many
+    /// bytes were used.
+    fn decode(&mut self, conn: ConnId, input: &[u8], pacing: Pacing) -> usize {
         let Some(connection) = self.connection_mut(conn) else {
             return input.len();
         };
@@ -517,7 +531,7 @@ impl Server {
                     break;
                 }
             }
-            if !self.is_open(conn) || self.paced() {
+            if !self.is_open(conn) || (pacing == Pacing::Obeyed && self.paced()) {
                 break;
             }
         }
@@ -536,37 +550,31 @@ impl Server {
         input.len() - rest.len()
     }
 
-    /// Sets `bytes` aside after `conn`'s deferred input (S8.1), listing the connection if it
-    /// had none.
+    /// Sets `bytes` aside after `conn`'s deferred input (S8.1), and lists the connection
+    /// for [`settle`](Self::settle) if it is not listed.
     fn defer(&mut self, conn: ConnId, bytes: &[u8]) {
-        if bytes.is_empty() {
+        let Some(c) = self.connection_mut(conn) else {
             return;
-        }
-        if let Some(c) = self.connection_mut(conn) {
-            let listed = !c.deferred.is_empty();
-            c.deferred.extend_from_slice(bytes);
-            if !listed {
-                self.pace.defer(conn);
-            }
+        };
+        c.deferred.extend_from_slice(bytes);
+        if !c.deferred.is_empty() && !std::mem::replace(&mut c.listed, true) {
+            self.pace.defer(conn);
         }
     }
 
-    /// Takes up `conn`'s deferred input, unless the room is paced; what is left when it is
-    /// paced again stays set aside.
-    fn take_deferred(&mut self, conn: ConnId) {
-        if self.paced() {
-            return;
-        }
+    /// Takes up `conn`'s deferred input, unless `pacing` is obeyed and the room is paced;
+    /// what is left when it is paced again stays set aside.
+    fn take_deferred(&mut self, conn: ConnId, pacing: Pacing) {
+        let paced = pacing == Pacing::Obeyed && self.paced();
         let Some(c) = self.connection_mut(conn) else {
             return;
         };
         let input = std::mem::take(&mut c.deferred);
-        let used = self.decode(conn, &input);
-        if let Some(c) = self.connection_mut(conn) {
-            // Still listed if anything is left: it was when it went in.
-            c.deferred = input;
-            c.deferred.drain(..used);
-        }
+        let used = match paced {
+            true => 0,
+            false => self.decode(conn, &input, pacing),
+        };
+        self.defer(conn, &input[used..]);
     }
 
     /// Whether the room is paced, after bringing the decision up to date (see [`pace`]).
@@ -591,13 +599,21 @@ impl Server {
     }
 
     /// `conn` ended without the machine asking (S6). A member leaves; its name is free. The
-    /// id stays taken until [`handle_released`](Self::handle_released).
+    /// id stays taken until [`handle_released`](Self::handle_released). After an orderly
+    /// close ([`Disconnect::Eof`]), requests of `conn` set aside while the room was paced are
+    /// carried out first.
     pub fn handle_closed(&mut self, now: Timestamp, conn: ConnId, how: Disconnect) {
         self.begin(now);
         let cause = match how {
             Disconnect::Eof => LeaveCause::PeerClosed,
             Disconnect::Error => LeaveCause::ConnectionError,
         };
+        // A peer that closed in order may have sent its last requests first: those set
+        // aside while the room was paced are carried out now (at most what the host had read,
+        // S8.1). A reset loses them, as it loses whatever the kernel had not yet delivered.
+        if how == Disconnect::Eof {
+            self.take_deferred(conn, Pacing::Ignored);
+        }
         if self.is_open(conn) {
             self.close(conn, None, cause);
         }
@@ -721,17 +737,18 @@ impl Server {
     /// paused or resumed (S8.1).
     fn settle(&mut self) {
         self.run_log();
-        for _ in 0..RESUMES_PER_CALL {
-            if self.paced() {
-                break;
-            }
+        let mut taken = 0;
+        while taken < RESUMES_PER_CALL && !self.paced() {
             let Some(conn) = self.pace.next_waiting() else {
                 break;
             };
-            self.take_deferred(conn);
-            if self.deferred_bytes(conn).is_some_and(|left| left > 0) {
-                self.pace.defer(conn);
-            }
+            // Closed since it was listed: nothing to take up.
+            let Some(c) = self.connection_mut(conn) else {
+                continue;
+            };
+            c.listed = false;
+            self.take_deferred(conn, Pacing::Obeyed);
+            taken += 1;
         }
         self.paced();
         if let Some(pause) = self.pace.tell_host() {
@@ -900,6 +917,7 @@ impl Server {
             queued: 0,
             last_drain: None,
             deferred: Vec::new(),
+            listed: false,
             last_activity: self.now,
             request_started: None,
             deadline: None,

@@ -58,6 +58,7 @@
 //! | reading | more members hold it than are below the mark | paced: pause reading |
 //! | paced | no member holds it | reading: resume reading, take deferred input |
 //! | paced | those holding are no more than those below the mark, and their grace is over | reading, likewise |
+//! | paced | more hold it again than are below the mark, during the grace | paced; the grace is set again when they are no more |
 //!
 //! Only members count: guests receive no broadcasts, and a guest that fills its own queue
 //! with replies it does not read is cut by S8 alone.
@@ -124,8 +125,8 @@ pub(crate) struct Pace {
     /// When each member that holds the room stops holding it, earliest first: one entry for
     /// each `until` in `behind`.
     expiries: BTreeSet<(Timestamp, ConnId)>,
-    /// Connections with deferred input, in the order it was set aside. Closed ones, and
-    /// ones whose input was taken since, are skipped when reached.
+    /// Connections with deferred input, each once, in the order it was set aside. Closed
+    /// ones are skipped when reached.
     waiting: VecDeque<ConnId>,
     /// Set while the room is paced.
     pause: Option<Pause>,
@@ -158,7 +159,8 @@ impl Pace {
                 (until > now).then_some(pause)
             }
             // More hold it again (entries applied meanwhile took more past the mark): the
-            // grace starts afresh once they are a minority again.
+            // grace is set again once they are no more than those clear, still measured from
+            // the start of the pause.
             Some(pause) => Some(Pause {
                 grace_until: None,
                 ..pause
@@ -213,6 +215,9 @@ impl Pace {
                 break;
             }
             let Some(mut stretch) = self.leave(conn) else {
+                // Every expiry has its stretch (see `check`); should one not, it must not
+                // be met again.
+                self.expiries.pop_first();
                 continue;
             };
             stretch.until = None;
