@@ -283,15 +283,11 @@ async fn read_loop<R: Runtime>(
     let how = loop {
         // While the room is paced (S8.1), wait: woken when it resumes or the connection
         // closes.
-        if !gate.is_open() {
-            future::poll_fn(
-                |cx| match buffers::lock(&queue).may_read(&gate, cx.waker()) {
-                    true => Poll::Ready(()),
-                    false => Poll::Pending,
-                },
-            )
-            .await;
-        }
+        future::poll_fn(|cx| match buffers::may_read(&queue, &gate, cx.waker()) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        })
+        .await;
         let input = match stream.read(buffer.space()).await {
             Ok(0) => break Some(Disconnect::Eof),
             Ok(n) => Input::Received(conn, buffer.take(n)),

@@ -42,6 +42,12 @@ pub fn lock(queue: &Mutex<Outgoing>) -> MutexGuard<'_, Outgoing> {
     queue.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether a connection's reader may start its next read (see [`Outgoing::may_read`]); if
+/// not, `waker` is woken when it may. One atomic load while the room is not paced (S8.1).
+pub fn may_read(queue: &Mutex<Outgoing>, gate: &ReadGate, waker: &Waker) -> bool {
+    gate.is_open() || lock(queue).may_read(gate, waker)
+}
+
 /// What a connection's writer does next (see [`Outgoing::writer_step`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -236,7 +242,8 @@ impl Outgoing {
 
     /// Whether the reader may start its next read: the room is not paced (see
     /// [`ReadGate`]), or the connection is closing, and its reader must see the peer close
-    /// to end the linger. If not, `waker` is woken when that changes.
+    /// to end the linger. If not, `waker` is woken when that changes. Readers call the
+    /// free function [`may_read`], which spares the lock while the gate is open.
     pub fn may_read(&mut self, gate: &ReadGate, waker: &Waker) -> bool {
         if self.closing.is_some() || gate.poll_open(waker) {
             return true;

@@ -251,7 +251,7 @@ fn read_loop(
     let how = loop {
         // While the room is paced (S8.1), wait: unparked when it resumes or the
         // connection closes.
-        while !gate.is_open() && !buffers::lock(queue).may_read(gate, &waker) {
+        while !buffers::may_read(queue, gate, &waker) {
             thread::park();
         }
         let input = match (&*stream).read(buffer.space()) {

@@ -565,15 +565,16 @@ impl Server {
     /// Takes up `conn`'s deferred input, unless `pacing` is obeyed and the room is paced;
     /// what is left when it is paced again stays set aside.
     fn take_deferred(&mut self, conn: ConnId, pacing: Pacing) {
-        let paced = pacing == Pacing::Obeyed && self.paced();
+        if pacing == Pacing::Obeyed && self.paced() {
+            // Left as it is, listed again if `settle` took it off the list.
+            self.defer(conn, &[]);
+            return;
+        }
         let Some(c) = self.connection_mut(conn) else {
             return;
         };
         let input = std::mem::take(&mut c.deferred);
-        let used = match paced {
-            true => 0,
-            false => self.decode(conn, &input, pacing),
-        };
+        let used = self.decode(conn, &input, pacing);
         self.defer(conn, &input[used..]);
     }
 
