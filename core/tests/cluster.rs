@@ -764,3 +764,36 @@ fn k1_past_1024_entries_in_flight_joins_and_messages_get_503_and_connections_sta
     w.settle();
     assert_eq!(w.last(A, late[0]), "200 OK \"[ m32 ] : me too\\n\"");
 }
+
+/// A leave the log turns down (its member was reaped already) comes back as nothing; it must
+/// not count against the node's bound for ever (K1).
+#[test]
+fn k1_leaves_that_come_back_as_nothing_do_not_use_up_the_bound() {
+    let now = Timestamp::from_millis(0);
+    let mut server = Server::new_shared(ServerConfig::default(), now, "a");
+    server.handle_log_reset(now, Vec::new(), false);
+    for i in 0..=MAX_ENTRIES_IN_FLIGHT {
+        let conn = server.handle_open(now);
+        server.handle_received(now, conn, &add(&format!("m{i}")));
+        let join = server.poll_append().expect("the join is appended");
+        server.handle_log_entry(now, join);
+        server.handle_closed(now, conn, Disconnect::Eof);
+        let leave = server.poll_append().expect("the leave is appended");
+        assert_eq!(leave.kind, LogKind::Leave);
+        // The host drops it: the log said the member was gone already.
+        while server.poll_output().is_some() {}
+    }
+    let conn = server.handle_open(now);
+    server.handle_received(now, conn, &add("late"));
+    let mut replies = Vec::new();
+    while let Some(output) = server.poll_output() {
+        if let Output::Send { frame, .. } = output {
+            replies.push(render_frame(&frame));
+        }
+    }
+    assert!(
+        replies.iter().all(|r| !r.contains(SLOW)),
+        "a join refused as slow: {replies:?}"
+    );
+    assert!(server.poll_append().is_some(), "the join goes to the log");
+}

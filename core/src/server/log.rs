@@ -250,7 +250,10 @@ pub(crate) enum Log {
         down: Option<String>,
         /// Entries for the host to append, in order.
         appends: VecDeque<LogEntry>,
-        /// This node's entries handed out and not yet applied or refused (K1).
+        /// This node's joins and messages handed out and not yet applied or refused (K1).
+        /// Leaves and rejoins are not counted: they are never refused for being many, and
+        /// one may come back as nothing (a leave of a member already reaped, a rejoin of a
+        /// member whose claim the log still holds).
         in_flight: usize,
     },
 }
@@ -334,7 +337,7 @@ impl Server {
         self.begin(now);
         if let Log::Shared { .. } = self.log {
             if *entry.author.node == *self.node {
-                self.landed();
+                self.landed(&entry.kind);
             }
             self.apply(entry);
         }
@@ -359,7 +362,7 @@ impl Server {
         if let Log::Local { .. } = self.log {
             return;
         }
-        self.landed();
+        self.landed(&entry.kind);
         let Some(conn) = self.local(&entry.author) else {
             return;
         };
@@ -561,15 +564,17 @@ impl Server {
             Log::Shared {
                 appends, in_flight, ..
             } => {
+                *in_flight += usize::from(counts_in_flight(&entry.kind));
                 appends.push_back(entry);
-                *in_flight += 1;
             }
         }
     }
 
     /// One of this node's entries came back from the shared log, applied or refused.
-    fn landed(&mut self) {
-        if let Log::Shared { in_flight, .. } = &mut self.log {
+    fn landed(&mut self, kind: &LogKind) {
+        if let Log::Shared { in_flight, .. } = &mut self.log
+            && counts_in_flight(kind)
+        {
             *in_flight = in_flight.saturating_sub(1);
         }
     }
@@ -833,4 +838,10 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Whether an entry of this kind counts against [`MAX_ENTRIES_IN_FLIGHT`] (K1): joins and
+/// messages, the entries that always come back, applied or refused.
+fn counts_in_flight(kind: &LogKind) -> bool {
+    matches!(kind, LogKind::Join(_) | LogKind::Say(_))
 }
