@@ -102,6 +102,21 @@ pub enum NameError {
     NotUtf8,
 }
 
+/// Why a `History` header, or an epoch the host chose, cannot be used (E1, E2).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The header is neither a count nor `after ID`.
+    #[error("the History header must be a number of messages or \"after ID\"")]
+    BadAsk,
+    /// Two `History` headers that disagree.
+    #[error("two History headers that disagree")]
+    Conflicting,
+    /// An epoch must be 1 to 32 ASCII letters, digits, `-` or `_`.
+    #[error("an epoch must be 1 to 32 ASCII letters, digits, '-' or '_'")]
+    BadEpoch,
+}
+
 /// A call the host made that the machine's state does not allow. Never caused by a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

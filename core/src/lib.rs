@@ -12,7 +12,8 @@
 //!   [`wire::ResponseDecoder`], and the encoders.
 //! * [`server`]: the room machine, [`Server`]; in [`server::log`], the log that sequences
 //!   every change to the room, either inside one machine or shared by several machines that
-//!   so serve one room; in [`server::room`], this machine's members.
+//!   so serve one room; in [`server::room`], this machine's members; in
+//!   [`server::history`], the last chat lines, their ids and what a joiner asks to replay.
 //!   [`server::flood`] is flood control (S12), a token bucket per connection.
 //! * [`names`]: which user names are valid (S2.1) and when two collide (S2.2).
 //! * [`client`]: the client session machine, [`client::ClientSession`].
@@ -73,7 +74,7 @@ pub mod server;
 pub mod time;
 pub mod wire;
 
-pub use error::{FrameError, NameError, UsageError};
+pub use error::{FrameError, HistoryError, NameError, UsageError};
 pub use ids::{ConnId, UserName};
 pub use limits::{FrameLimits, ServerConfig};
 pub use server::{CloseMode, Disconnect, Event, LeaveCause, Output, Server};

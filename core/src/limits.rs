@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 pub use crate::server::flood::FloodLimits;
+pub use crate::server::history::HistoryConfig;
 
 /// Framing limits for one direction of a stream (W5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub developer_header: String,
     /// Flood control (S12).
     pub flood: FloodLimits,
+    /// History and resume (E1): off unless the host hands in an epoch it chose.
+    pub history: HistoryConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             server_header: concat!("chathttp/", env!("CARGO_PKG_VERSION")).to_owned(),
             developer_header: "chathttp".to_owned(),
             flood: FloodLimits::default(),
+            history: HistoryConfig::off(),
         }
     }
 }

@@ -4,7 +4,7 @@ mod support;
 
 use chathttp_core::server::{Disconnect, Output, Server};
 use chathttp_core::wire::encode::{RequestFields, ResponseFields, write_request, write_response};
-use chathttp_core::wire::{Method, Progress, RequestDecoder, ResponseDecoder, Status, UserAgent};
+use chathttp_core::wire::{HeaderValue, Method, Progress, RequestDecoder, ResponseDecoder, Status};
 use chathttp_core::{FrameLimits, ServerConfig, Timestamp, UserName};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use std::collections::HashSet;
@@ -126,7 +126,7 @@ fn request_round_trip() {
             && decoded.method() == Some(request.method)
             && decoded.target == b"127.0.0.1"
             && decoded.version == b"HTTP/1.1"
-            && decoded.user_agent == UserAgent::Value(request.name.as_bytes())
+            && decoded.user_agent == HeaderValue::Value(request.name.as_bytes())
             && decoded.body == request.body.as_slice()
     }
     QuickCheck::new()

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use chathttp_core::ServerConfig;
+use chathttp_core::server::history::{Epoch, HistoryConfig};
 use chathttp_core::server::pace;
 use insta::assert_snapshot;
 use support::*;
@@ -794,4 +795,138 @@ fn s8_1_a_connection_turned_away_during_a_pause_still_lets_the_room_resume() {
     assert_eq!(pacing, ["resume"]);
     assert!(!server.is_paced());
     server.check_invariants().expect("consistent");
+}
+
+/// A room keeping `lines` chat lines under epoch `e1` (E1).
+fn with_history(lines: usize) -> Script {
+    Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        history: HistoryConfig {
+            lines,
+            epoch: Epoch::new("e1").expect("a valid epoch"),
+        },
+        ..ServerConfig::default()
+    })
+}
+
+#[test]
+fn e2_e3_a_count_replays_the_last_lines_then_the_marker_and_ids_only_for_who_asked() {
+    let mut s = with_history(3);
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    for n in 1..=4 {
+        s.send_quietly(alice, &post(&format!("line {n}")), "a line");
+    }
+    s.note("the room keeps 3 lines: bob asks for 2 and gets lines 3 and 4, with their ids");
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "2"));
+    s.note("a live line: bob's copy carries its id, alice's has the seven headers only");
+    s.send(alice, &post("line 5"));
+    s.note("asking for more than is kept replays what is kept; 0 replays nothing");
+    let carol = s.open();
+    s.send(carol, &add_with_history("carol", "50"));
+    let dave = s.open();
+    s.send(dave, &add_with_history("dave", "0"));
+    s.note("without History a joiner is not history-aware");
+    let erin = s.open();
+    s.send(erin, &add("erin"));
+    s.send(bob, &post("hi"));
+    s.note("a History header that is neither a count nor after ID, or two that disagree: 400");
+    let frank = s.open();
+    s.send(frank, &add_with_history("frank", "ten"));
+    s.send(
+        frank,
+        b"ADD / HTTP/1.1\nUser_Agent: frank\nHistory: 1\nHistory: 2\n\n",
+    );
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e2_e3_after_an_id_resumes_without_a_gap_or_says_what_was_missed() {
+    let mut s = with_history(3);
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    for n in 1..=5 {
+        s.send_quietly(alice, &post(&format!("line {n}")), "a line");
+    }
+    s.note("lines 3 to 5 are kept; after e1.3 there is nothing missing");
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "after e1.3"));
+    s.disconnect(bob);
+    s.note("after e1.2: line 3 is the oldest kept, so nothing is missing either");
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "after e1.2"));
+    s.disconnect(bob);
+    s.note("after e1.1: line 2 is gone; every kept line, and the marker says so");
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "after e1.1"));
+    s.disconnect(bob);
+    s.note("an id of another epoch (a restarted room): every kept line, and missed");
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "after e0.5"));
+    s.note("the newest id: nothing to replay");
+    let carol = s.open();
+    s.send(carol, &add_with_history("carol", "after e1.5"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e3_a_long_replay_is_fed_as_the_joiner_drains_and_what_happens_meanwhile_waits_behind_the_marker()
+{
+    let limit = 4_000;
+    let mut s = Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        max_output_bytes: limit,
+        history: HistoryConfig {
+            lines: 10,
+            epoch: Epoch::new("e1").expect("a valid epoch"),
+        },
+        ..ServerConfig::default()
+    });
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    for n in 1..=10 {
+        s.send_quietly(
+            alice,
+            &post(&format!("line {n} {}", "x".repeat(300))),
+            "a line",
+        );
+        s.drained(alice, limit);
+    }
+    s.note(&format!(
+        "ten lines of about 500 bytes are more than the joiner's limit of {limit}: the replay \
+         goes out while what bob has not read stays under half the soft mark ({} bytes)",
+        limit / 8
+    ));
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "10"));
+    s.note("meanwhile alice speaks, carol joins, bob asks who is in: none of it reaches bob yet");
+    s.send(alice, &post("live while bob catches up"));
+    s.drained(alice, limit);
+    let carol = s.open();
+    s.send(carol, &add("carol"));
+    s.send(bob, &request("GET", None, ""));
+    s.note("bob reads: the next lines; at the end, the marker, then what waited, in order");
+    for _ in 0..8 {
+        s.drained(bob, 1_200);
+    }
+    assert!(
+        s.server.is_open(bob),
+        "bob was never cut for his own replay"
+    );
+    assert!(!s.server.is_replaying(bob));
+    s.server.check_invariants().expect("consistent");
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e1_with_history_off_the_header_is_ignored_as_by_a_revision_1_server() {
+    let mut s = with_history(0);
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    s.send(alice, &post("before"));
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "not even valid"));
+    s.send(alice, &post("after"));
+    assert_snapshot!(s.transcript);
 }

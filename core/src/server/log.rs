@@ -303,6 +303,9 @@ impl Server {
     pub fn new_shared(config: ServerConfig, now: Timestamp, node: &str) -> Self {
         let mut server = Self::new(config, now);
         server.node = node.into();
+        // Ids of a shared room's lines must come from the shared log (E5), which does not
+        // give them yet: history is off, and `History` is ignored as by a revision-1 server.
+        server.history = super::History::new(super::history::HistoryConfig::off());
         server.log = Log::Shared {
             down: Some("the shared log has not been read yet".into()),
             appends: VecDeque::new(),
@@ -493,7 +496,7 @@ impl Server {
             }
         }
         for conn in self.open_conns() {
-            let Some(Phase::Joining { name }) = self.phase_mut(conn) else {
+            let Some(Phase::Joining { name, .. }) = self.phase_mut(conn) else {
                 continue;
             };
             let name = name.clone();
@@ -700,10 +703,15 @@ impl Server {
     }
 
     /// A joiner of this node becomes a member: welcomed, and announced to the others unless
-    /// it was already in before a log reset.
+    /// it was already in before a log reset; a history-aware joiner's replay starts (E3),
+    /// taken here, at the point in the log where it joins.
     fn become_member(&mut self, conn: ConnId, name: UserName, announce: bool) {
+        let ask = match self.phase_mut(conn) {
+            Some(Phase::Joining { ask, .. }) => ask.take(),
+            _ => None,
+        };
         let others = self.room.recipients();
-        self.room.insert(conn, name.clone());
+        self.room.insert(conn, name.clone(), ask.is_some());
         if let Some(phase) = self.phase_mut(conn) {
             *phase = Phase::Member {
                 says: 0,
@@ -719,6 +727,10 @@ impl Server {
         }
         self.outputs
             .push_back(Output::Event(Event::Joined { conn, name }));
+        if let Some(ask) = ask {
+            let replay = self.history.replay(&ask);
+            self.start_replay(conn, replay);
+        }
     }
 
     fn apply_say(&mut self, author: &MemberRef, local: Option<ConnId>, text: &str) {
@@ -726,11 +738,20 @@ impl Server {
             *says = says.saturating_sub(1);
         }
         if let Some(name) = self.roster.name_of(author) {
+            let seq = self.history.record(self.now, name, text);
             let mut body = Vec::new();
             body::write_chat(&mut body, name.as_str(), text);
-            let frame = self.response(Status::OK, &body);
-            let everyone = self.room.recipients();
-            self.broadcast(everyone, frame);
+            let to = self.room.chat_recipients();
+            if !to.plain.is_empty() {
+                let frame = self.response(Status::OK, &body);
+                self.broadcast_only(to.plain, frame);
+            }
+            // Encoded with its id only when some member is history-aware (E2).
+            if !to.aware.is_empty() || !self.room.replaying().is_empty() {
+                let id = self.history.id(seq);
+                let frame = self.response_at(Status::OK, &body, self.now, Some(&id));
+                self.broadcast(to.aware, frame);
+            }
         }
         if let Some(conn) = local {
             self.release_held(conn);

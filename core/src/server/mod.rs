@@ -50,6 +50,7 @@
 //! flight its later requests are held, so replies keep request order (S7).
 
 pub mod flood;
+pub mod history;
 pub mod log;
 pub mod pace;
 mod phase;
@@ -63,9 +64,10 @@ use crate::error::FrameError;
 use crate::ids::{ConnId, UserName};
 use crate::limits::ServerConfig;
 use crate::time::{Timestamp, datetime_text};
-use crate::wire::encode::{ResponseFields, write_response};
+use crate::wire::encode::{ResponseFields, write_response_with_id};
 use crate::wire::{Frame, Progress, RequestDecoder, Status};
 
+use history::{History, Replay};
 use log::Log;
 use pace::{Pace, RESUMES_PER_CALL};
 use phase::{Held, Phase};
@@ -74,7 +76,7 @@ pub use log::{
     AppendRefusal, CHANGES_PER_CALL, LogEntry, LogKind, MAX_ENTRIES_IN_FLIGHT, MAX_SAYS_IN_FLIGHT,
     MemberRef, RESYNC_NOTICE, Roster, SLOW,
 };
-pub use room::{LeaveCause, Room};
+pub use room::{ChatRecipients, LeaveCause, Room};
 
 /// The body of the greeting (S1). Any short body is allowed; this one tells a person at a
 /// `nc` prompt what to do next.
@@ -223,6 +225,18 @@ struct Connection {
     deadline: Option<Timestamp>,
     /// Flood control (S12).
     bucket: flood::Bucket,
+    /// A history-aware member's replay, while it is fed (E3).
+    replay: Option<Replaying>,
+}
+
+/// A replay being fed to a history-aware joiner (E3), and what waits behind it.
+#[derive(Debug)]
+struct Replaying {
+    replay: Replay,
+    /// Frames due to the joiner since it joined (live lines, notices, replies), in order,
+    /// sent after the marker. Counted in the connection's queue (S8).
+    pending: VecDeque<Frame>,
+    pending_bytes: usize,
 }
 
 /// One entry of the connection table.
@@ -274,6 +288,8 @@ pub struct Server {
     log: Log,
     /// Overload pacing (S8.1).
     pace: Pace,
+    /// The last chat lines, for replay (E1).
+    history: History,
     /// Joins and leaves the current `handle_*` call may still apply from the in-process log.
     changes_left: usize,
     deadlines: BTreeSet<(Timestamp, ConnId)>,
@@ -287,6 +303,7 @@ impl Server {
     /// A server with no connections, configured by `config`, at time `now`.
     pub fn new(config: ServerConfig, now: Timestamp) -> Self {
         Self {
+            history: History::new(config.history.clone()),
             config,
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -348,6 +365,16 @@ impl Server {
     /// Whether the room is paced: it takes no new requests until its members catch up (S8.1).
     pub fn is_paced(&self) -> bool {
         self.pace.is_paced()
+    }
+
+    /// The room's last chat lines and their epoch (E1).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Whether `conn`'s replay (E3) is still being fed.
+    pub fn is_replaying(&self, conn: ConnId) -> bool {
+        self.connection(conn).is_some_and(|c| c.replay.is_some())
     }
 
     /// Whether `conn` is open.
@@ -439,6 +466,16 @@ impl Server {
         let mark = pace::soft_mark(self.config.max_output_bytes);
         self.pace.check(&members, mark)?;
         for (conn, c) in &open {
+            let replaying = self.room.replaying().contains(conn);
+            if replaying != c.replay.is_some() {
+                return Err(format!("{conn:?}'s replay and the room disagree"));
+            }
+            if let Some(r) = &c.replay {
+                let pending: usize = r.pending.iter().map(|f| f.len()).sum();
+                if pending != r.pending_bytes || pending > c.queued {
+                    return Err(format!("{conn:?} holds {pending} bytes behind its replay"));
+                }
+            }
             if c.listed != self.pace.is_waiting(*conn) || (!c.deferred.is_empty() && !c.listed) {
                 return Err(format!(
                     "{conn:?} has deferred input and is not listed once"
@@ -595,6 +632,7 @@ impl Server {
             c.last_drain = Some(now);
             let queued = c.queued;
             self.pace.drained(conn, queued, mark, now);
+            self.feed_replay(conn);
         }
         self.settle();
     }
@@ -763,15 +801,36 @@ impl Server {
 
     // ----- effects -------------------------------------------------------------------------
 
-    /// Queues `frame` for `conn`, or cuts `conn` if its queue would pass the limit (S8).
+    /// Queues `frame` for `conn` (behind its replay, if one is fed), or cuts `conn` if its
+    /// queue would pass the limit (S8).
     fn send(&mut self, conn: ConnId, frame: Frame) {
-        if self.account(conn, frame.len()) {
-            self.outputs.push_back(Output::Send { conn, frame });
+        if !self.account(conn, frame.len()) {
+            return;
+        }
+        match self.connection_mut(conn).and_then(|c| c.replay.as_mut()) {
+            Some(replaying) => {
+                replaying.pending_bytes += frame.len();
+                replaying.pending.push_back(frame);
+            }
+            None => self.outputs.push_back(Output::Send { conn, frame }),
         }
     }
 
-    /// Queues one `frame` for each of `to`, cutting those whose queue would pass the limit.
+    /// Queues one `frame` for each of `to`, and for every member whose replay is being fed
+    /// (behind it, E3), cutting those whose queue would pass the limit. `to` is a list of
+    /// the [`Room`]'s, which leaves those members out.
     fn broadcast(&mut self, to: Arc<[ConnId]>, frame: Frame) {
+        if !self.room.replaying().is_empty() {
+            for conn in self.room.replaying().to_vec() {
+                self.send(conn, frame.clone());
+            }
+        }
+        self.broadcast_only(to, frame);
+    }
+
+    /// Queues one `frame` for each of `to` only, cutting those whose queue would pass the
+    /// limit.
+    fn broadcast_only(&mut self, to: Arc<[ConnId]>, frame: Frame) {
         if to.is_empty() {
             return;
         }
@@ -894,9 +953,21 @@ impl Server {
     }
 
     fn response(&mut self, status: Status, body: &[u8]) -> Frame {
-        let second = self.now.local().and_utc().timestamp();
+        self.response_at(status, body, self.now, None)
+    }
+
+    /// A response dated `at` (a replayed line keeps the time it was said), with a
+    /// `Message_Id` if `id` is given (E2).
+    fn response_at(
+        &mut self,
+        status: Status,
+        body: &[u8],
+        at: Timestamp,
+        id: Option<&str>,
+    ) -> Frame {
+        let second = at.local().and_utc().timestamp();
         if self.datetime.0 != second {
-            self.datetime = (second, datetime_text(self.now.local()));
+            self.datetime = (second, datetime_text(at.local()));
         }
         let fields = ResponseFields {
             datetime: &self.datetime.1,
@@ -904,8 +975,71 @@ impl Server {
             server: &self.config.server_header,
         };
         let mut out = Vec::new();
-        write_response(&mut out, status, &fields, body);
+        write_response_with_id(&mut out, status, &fields, id, body);
         Frame::new(out)
+    }
+
+    // ----- replay (E3) ---------------------------------------------------------------------
+
+    /// Starts feeding `replay` to the member `conn`, which has just been welcomed: until the
+    /// marker, it is in no list of recipients and what it is due waits behind the replay.
+    fn start_replay(&mut self, conn: ConnId, replay: Replay) {
+        let Some(c) = self.connection_mut(conn) else {
+            return;
+        };
+        c.replay = Some(Replaying {
+            replay,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+        });
+        self.room.set_replaying(conn, true);
+        self.feed_replay(conn);
+    }
+
+    /// Sends `conn` the next lines of its replay while what it has not yet read of them stays
+    /// under half the soft mark (S8.1), so a long replay never makes the joiner a slow reader
+    /// and is fed as it drains; after the last, the marker and whatever waited behind it.
+    fn feed_replay(&mut self, conn: ConnId) {
+        let budget = pace::soft_mark(self.config.max_output_bytes) / 2;
+        loop {
+            let Some(c) = self.connection_mut(conn) else {
+                return;
+            };
+            let Some(replaying) = c.replay.as_mut() else {
+                return;
+            };
+            if c.queued.saturating_sub(replaying.pending_bytes) >= budget {
+                return;
+            }
+            let frame = match replaying.replay.lines.pop_front() {
+                Some(line) => {
+                    replaying.replay.sent += 1;
+                    let mut body = Vec::new();
+                    crate::wire::body::write_chat(&mut body, line.name.as_str(), &line.text);
+                    let id = self.history.id(line.seq);
+                    self.response_at(Status::OK, &body, line.at, Some(&id))
+                }
+                None => {
+                    let replaying = c.replay.take();
+                    self.room.set_replaying(conn, false);
+                    let Some(replaying) = replaying else { return };
+                    let marker = history::marker(replaying.replay.sent, replaying.replay.missed);
+                    let frame = self.response(Status::OK, marker.as_bytes());
+                    if self.account(conn, frame.len()) {
+                        self.outputs.push_back(Output::Send { conn, frame });
+                        self.outputs.extend(
+                            (replaying.pending.into_iter())
+                                .map(|frame| Output::Send { conn, frame }),
+                        );
+                    }
+                    return;
+                }
+            };
+            if !self.account(conn, frame.len()) {
+                return;
+            }
+            self.outputs.push_back(Output::Send { conn, frame });
+        }
     }
 
     // ----- the connection table ------------------------------------------------------------
@@ -923,6 +1057,7 @@ impl Server {
             request_started: None,
             deadline: None,
             bucket: flood::Bucket::new(self.now),
+            replay: None,
         };
         let index = match self.free_slots.pop() {
             Some(index) => index,

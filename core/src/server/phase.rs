@@ -22,9 +22,9 @@
 //! |---|---|---|---|
 //! | any | a request while entries are in flight or held | hold it (a member's `POST` streams) | same |
 //! | any | `GET` | list the roster (S4) | same |
-//! | guest | `ADD` with a valid, free name | append `Join` | joining |
+//! | guest | `ADD` with a valid, free name (and a valid `History`, if any, E2) | append `Join` | joining |
 //! | guest | `ADD` otherwise, `POST`, `DELETE` | refuse with a `4xx` (or `503`: log down) | guest |
-//! | joining | its join applied | welcome; notice to the others | member |
+//! | joining | its join applied | welcome; notice to the others; with `History`, the replay (E3) | member |
 //! | joining | its join refused (the name was taken first, the log said no) | `401` or `503`; release held | guest |
 //! | member | `ADD` | `403` | member |
 //! | member | `POST` | append `Say` | member, one more in flight |
@@ -38,11 +38,12 @@
 use std::collections::VecDeque;
 
 use super::flood::{self, Verdict};
+use super::history::Ask;
 use super::log::{LogKind, MAX_SAYS_IN_FLIGHT};
 use super::{CloseMode, LeaveCause, Server, refusal};
-use crate::error::NameError;
+use crate::error::{HistoryError, NameError};
 use crate::ids::{ConnId, UserName};
-use crate::wire::{Method, Request, Status, UserAgent, VERSION, body};
+use crate::wire::{HeaderValue, Method, Request, Status, VERSION, body};
 
 /// Where a connection stands with the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,8 @@ pub(crate) enum Phase {
     Joining {
         /// The name asked for, validated and free when it was asked.
         name: UserName,
+        /// The history asked for with `History` (E2); `None`: not history-aware.
+        ask: Option<Ask>,
     },
     /// A member: in the [`Room`](super::Room), and in the roster unless `rejoining`.
     Member {
@@ -98,8 +101,42 @@ struct HeldRequest {
     method_token: Box<[u8]>,
     target: Box<[u8]>,
     version: Box<[u8]>,
-    user_agent: Option<Option<Box<[u8]>>>,
+    user_agent: OwnedHeader,
+    history: OwnedHeader,
     body: Box<[u8]>,
+}
+
+/// A [`HeaderValue`], owned.
+#[derive(Debug)]
+enum OwnedHeader {
+    Missing,
+    Value(Box<[u8]>),
+    Conflicting,
+}
+
+impl OwnedHeader {
+    fn new(value: HeaderValue<'_>) -> Self {
+        match value {
+            HeaderValue::Missing => Self::Missing,
+            HeaderValue::Value(value) => Self::Value(value.into()),
+            HeaderValue::Conflicting => Self::Conflicting,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Value(value) => value.len(),
+            Self::Missing | Self::Conflicting => 0,
+        }
+    }
+
+    fn as_header(&self) -> HeaderValue<'_> {
+        match self {
+            Self::Missing => HeaderValue::Missing,
+            Self::Value(value) => HeaderValue::Value(value),
+            Self::Conflicting => HeaderValue::Conflicting,
+        }
+    }
 }
 
 impl HeldRequest {
@@ -108,11 +145,8 @@ impl HeldRequest {
             method_token: request.method_token.into(),
             target: request.target.into(),
             version: request.version.into(),
-            user_agent: match request.user_agent {
-                UserAgent::Missing => None,
-                UserAgent::Value(value) => Some(Some(value.into())),
-                UserAgent::Conflicting => Some(None),
-            },
+            user_agent: OwnedHeader::new(request.user_agent),
+            history: OwnedHeader::new(request.history),
             body: request.body.into(),
         }
     }
@@ -123,7 +157,13 @@ impl HeldRequest {
 
     /// What holding it costs, counted against `max_output_bytes` (S8).
     fn len(&self) -> usize {
-        self.method_token.len() + self.target.len() + self.version.len() + self.body.len() + 64
+        let headers = self.user_agent.len() + self.history.len();
+        self.method_token.len()
+            + self.target.len()
+            + self.version.len()
+            + headers
+            + self.body.len()
+            + 64
     }
 
     fn as_request(&self) -> Request<'_> {
@@ -131,11 +171,8 @@ impl HeldRequest {
             method_token: &self.method_token,
             target: &self.target,
             version: &self.version,
-            user_agent: match &self.user_agent {
-                None => UserAgent::Missing,
-                Some(Some(value)) => UserAgent::Value(value),
-                Some(None) => UserAgent::Conflicting,
-            },
+            user_agent: self.user_agent.as_header(),
+            history: self.history.as_header(),
             body: &self.body,
         }
     }
@@ -144,7 +181,7 @@ impl HeldRequest {
 /// What a request asks for, once checked against the connection's phase.
 #[derive(Debug)]
 pub(crate) enum Command<'a> {
-    Join(UserName),
+    Join(UserName, Option<Ask>),
     Say(&'a str),
     List,
     Leave,
@@ -174,7 +211,7 @@ impl Server {
                 format!("unsupported version {version:?}; expected HTTP/1.1"),
             )
         } else if let Some(method) = request.method() {
-            if request.user_agent == UserAgent::Conflicting {
+            if request.user_agent == HeaderValue::Conflicting {
                 Refuse(
                     Status::BAD_REQUEST,
                     "two User_Agent headers that disagree".into(),
@@ -215,14 +252,19 @@ impl Server {
                 Refuse(Status::FORBIDDEN, format!("already joined as {name}"))
             }
             (Method::Add, Phase::Guest | Phase::Joining { .. }) => {
-                match join_name(request.user_agent) {
-                    Err(error) => Refuse(Status::BAD_REQUEST, error.to_string()),
-                    Ok(name) => match self.taken_by(&name) {
+                let ask = match self.history.is_on() {
+                    true => history_ask(request.history),
+                    false => Ok(None),
+                };
+                match (join_name(request.user_agent), ask) {
+                    (Err(error), _) => Refuse(Status::BAD_REQUEST, error.to_string()),
+                    (_, Err(error)) => Refuse(Status::BAD_REQUEST, error.to_string()),
+                    (Ok(name), Ok(ask)) => match self.taken_by(&name) {
                         Some(holder) => {
                             let (status, reason) = refusal::name_taken(&name, holder);
                             Refuse(status, reason)
                         }
-                        None => Command::Join(name),
+                        None => Command::Join(name, ask),
                     },
                 }
             }
@@ -258,13 +300,14 @@ impl Server {
                 self.send(conn, frame);
             }
             Command::Refuse(status, reason) => self.refuse(conn, status, reason),
-            Command::Join(name) => {
+            Command::Join(name, ask) => {
                 if let Some(down) = self.log.down() {
                     let (status, reason) = refusal::unavailable("cannot join now", down);
                     return self.refuse(conn, status, reason);
                 }
                 if let Some(c) = self.connection_mut(conn) {
-                    c.phase = Phase::Joining { name: name.clone() };
+                    let name = name.clone();
+                    c.phase = Phase::Joining { name, ask };
                 }
                 self.append(conn, LogKind::Join(name));
             }
@@ -346,12 +389,21 @@ impl Server {
 }
 
 /// S2: the name is the trimmed `User_Agent` value, valid per S2.1.
-fn join_name(user_agent: UserAgent<'_>) -> Result<UserName, NameError> {
+fn join_name(user_agent: HeaderValue<'_>) -> Result<UserName, NameError> {
     match user_agent {
-        UserAgent::Value(raw) => {
+        HeaderValue::Value(raw) => {
             UserName::parse(std::str::from_utf8(raw).map_err(|_| NameError::NotUtf8)?)
         }
-        UserAgent::Missing | UserAgent::Conflicting => Err(NameError::Missing),
+        HeaderValue::Missing | HeaderValue::Conflicting => Err(NameError::Missing),
+    }
+}
+
+/// E2: what an `ADD`'s `History` header asks for; none without the header.
+fn history_ask(history: HeaderValue<'_>) -> Result<Option<Ask>, HistoryError> {
+    match history {
+        HeaderValue::Missing => Ok(None),
+        HeaderValue::Value(value) => Ask::parse(value).map(Some),
+        HeaderValue::Conflicting => Err(HistoryError::Conflicting),
     }
 }
 

@@ -5,6 +5,10 @@
 //! The [`Room`] is the part of it that lives on this machine's connections: a member enters it
 //! when its join is applied, and leaves it as soon as its connection closes, so nothing is
 //! ever sent to a closed connection while its leave waits to be applied.
+//!
+//! A history-aware member (E2) receives chat lines with a `Message_Id`, so chat goes to two
+//! lists: [`Room::chat_recipients`]. While such a member's replay is being fed (E3) it is in
+//! no list at all: the server keeps what it is due behind the replay, in order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,18 +40,42 @@ pub enum LeaveCause {
     Flood,
 }
 
+#[derive(Debug)]
+struct Member {
+    conn: ConnId,
+    name: UserName,
+    /// Joined with a `History` header (E2).
+    aware: bool,
+    /// Its replay is still being fed (E3).
+    replaying: bool,
+}
+
+/// Who receives a chat line, by whether it carries a `Message_Id` (E2).
+#[derive(Debug, Clone)]
+pub struct ChatRecipients {
+    /// Members that joined without `History`: the seven headers.
+    pub plain: Arc<[ConnId]>,
+    /// History-aware members: the eighth header too.
+    pub aware: Arc<[ConnId]>,
+}
+
 /// This node's members, in join order.
 #[derive(Debug, Default)]
 pub struct Room {
     /// Members by the order they entered: iteration is join order.
-    by_seq: BTreeMap<u64, (ConnId, UserName)>,
+    by_seq: BTreeMap<u64, Member>,
     /// Entry numbers by connection.
     seq_of: HashMap<ConnId, u64>,
     /// Names in use, by every key S2.2 compares them by.
     names: NameIndex<ConnId>,
-    /// Every member's connection, rebuilt after a membership change: a broadcast hands the
-    /// same list to the host each time instead of building one per message.
+    /// Every member's connection (but those replaying), rebuilt after a membership change:
+    /// a broadcast hands the same list to the host each time instead of building one per
+    /// message.
     recipients: Option<Arc<[ConnId]>>,
+    /// The same members, split for chat lines (E2).
+    chat: Option<ChatRecipients>,
+    /// Members whose replay is being fed, in join order.
+    replaying: Vec<ConnId>,
     /// The last member's entry number.
     next_seq: u64,
 }
@@ -65,12 +93,26 @@ impl Room {
         self.seq_of
             .get(&conn)
             .and_then(|seq| self.by_seq.get(seq))
-            .map(|(_, name)| name)
+            .map(|m| &m.name)
     }
 
     /// Members in join order.
     pub fn members(&self) -> impl ExactSizeIterator<Item = (ConnId, &UserName)> {
-        self.by_seq.values().map(|(conn, name)| (*conn, name))
+        self.by_seq.values().map(|m| (m.conn, &m.name))
+    }
+
+    /// Whether `conn` is a history-aware member (E2).
+    pub fn is_aware(&self, conn: ConnId) -> bool {
+        self.member(conn).is_some_and(|m| m.aware)
+    }
+
+    /// Members whose replay is still being fed (E3), in join order.
+    pub fn replaying(&self) -> &[ConnId] {
+        &self.replaying
+    }
+
+    fn member(&self, conn: ConnId) -> Option<&Member> {
+        self.seq_of.get(&conn).and_then(|seq| self.by_seq.get(seq))
     }
 
     /// How many members.
@@ -83,16 +125,49 @@ impl Room {
         self.by_seq.is_empty()
     }
 
-    /// Every member's connection, in join order, shared.
+    /// Every member's connection, in join order, shared; members whose replay is being fed
+    /// are left out.
     pub fn recipients(&mut self) -> Arc<[ConnId]> {
         let by_seq = &self.by_seq;
         self.recipients
-            .get_or_insert_with(|| by_seq.values().map(|(conn, _)| *conn).collect())
+            .get_or_insert_with(|| listed(by_seq, |_| true))
             .clone()
     }
 
-    /// Adds `conn` last.
-    pub(crate) fn insert(&mut self, conn: ConnId, name: UserName) {
+    /// The recipients of a chat line, split by whether they are history-aware; members whose
+    /// replay is being fed are left out.
+    pub fn chat_recipients(&mut self) -> ChatRecipients {
+        let by_seq = &self.by_seq;
+        self.chat
+            .get_or_insert_with(|| ChatRecipients {
+                plain: listed(by_seq, |m| !m.aware),
+                aware: listed(by_seq, |m| m.aware),
+            })
+            .clone()
+    }
+
+    /// Starts or ends `conn`'s replay: while it lasts, `conn` is in no list of recipients.
+    pub(crate) fn set_replaying(&mut self, conn: ConnId, replaying: bool) {
+        let Some(member) = self.seq_of.get(&conn).and_then(|s| self.by_seq.get_mut(s)) else {
+            return;
+        };
+        if std::mem::replace(&mut member.replaying, replaying) == replaying {
+            return;
+        }
+        match replaying {
+            true => self.replaying.push(conn),
+            false => self.replaying.retain(|&c| c != conn),
+        }
+        self.changed();
+    }
+
+    fn changed(&mut self) {
+        self.recipients = None;
+        self.chat = None;
+    }
+
+    /// Adds `conn` last; `aware` if it joined with a `History` header (E2).
+    pub(crate) fn insert(&mut self, conn: ConnId, name: UserName, aware: bool) {
         self.next_seq += 1;
         let seq = self.next_seq;
         let free = self.names.insert(&name, conn);
@@ -101,22 +176,41 @@ impl Room {
             "a joiner's name is checked against the room before it enters"
         );
         self.seq_of.insert(conn, seq);
-        self.by_seq.insert(seq, (conn, name));
-        self.recipients = None;
+        let member = Member {
+            conn,
+            name,
+            aware,
+            replaying: false,
+        };
+        self.by_seq.insert(seq, member);
+        self.changed();
     }
 
     pub(crate) fn remove(&mut self, conn: ConnId) -> Option<UserName> {
         let seq = self.seq_of.remove(&conn)?;
-        let (_, name) = self.by_seq.remove(&seq)?;
-        self.names.remove(&name);
-        self.recipients = None;
-        Some(name)
+        let member = self.by_seq.remove(&seq)?;
+        self.names.remove(&member.name);
+        if member.replaying {
+            self.replaying.retain(|&c| c != conn);
+        }
+        self.changed();
+        Some(member.name)
     }
 
     pub(crate) fn clear(&mut self) {
         self.by_seq.clear();
         self.seq_of.clear();
         self.names.clear();
-        self.recipients = None;
+        self.replaying.clear();
+        self.changed();
     }
+}
+
+/// The connections of the members `keep` chooses, but those replaying, in join order.
+fn listed(by_seq: &BTreeMap<u64, Member>, keep: impl Fn(&Member) -> bool) -> Arc<[ConnId]> {
+    by_seq
+        .values()
+        .filter(|m| !m.replaying && keep(m))
+        .map(|m| m.conn)
+        .collect()
 }

@@ -26,7 +26,7 @@
 
 use std::marker::PhantomData;
 
-use super::{Request, Response, UserAgent};
+use super::{HeaderValue, Request, Response};
 use crate::error::FrameError;
 use crate::limits::FrameLimits;
 
@@ -282,8 +282,37 @@ pub struct Head<S> {
     start: Option<S>,
     header_lines: usize,
     content_length: Option<u64>,
-    user_agent: Option<Span>,
-    user_agent_conflict: bool,
+    user_agent: Seen,
+    /// Requests: `History` (E2).
+    history: Seen,
+    /// Responses: `Message_Id` (E2).
+    message_id: Seen,
+}
+
+/// A header that may appear more than once: its first value, and whether a later one
+/// disagreed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    first: Option<Span>,
+    conflict: bool,
+}
+
+impl Seen {
+    fn record(&mut self, value: Span, message: &[u8]) {
+        match self.first {
+            Some(previous) if previous.of(message) != value.of(message) => self.conflict = true,
+            Some(_) => {}
+            None => self.first = Some(value),
+        }
+    }
+
+    fn value<'a>(&self, message: &'a [u8]) -> HeaderValue<'a> {
+        match (self.conflict, self.first) {
+            (true, _) => HeaderValue::Conflicting,
+            (false, Some(span)) => HeaderValue::Value(span.of(message)),
+            (false, None) => HeaderValue::Missing,
+        }
+    }
 }
 
 impl<S: Copy> Head<S> {
@@ -367,7 +396,7 @@ impl<S: Copy> Head<S> {
             end: at + line.len() - trailing,
         };
         // Values are not scanned for control bytes: unknown headers are ignored whole, and
-        // the two that are read are checked by what reads them (digits; S2.1's name rules).
+        // those that are read are checked by what reads them (digits; S2.1's name rules; E2).
         let bytes = value.of(message);
         if header_name_is(name, b"content-length") {
             let length = parse_decimal(bytes).ok_or(FrameError::BadContentLength)?;
@@ -378,10 +407,11 @@ impl<S: Copy> Head<S> {
                 _ => self.content_length = Some(length),
             }
         } else if header_name_is(name, b"user-agent") {
-            match self.user_agent {
-                Some(previous) if previous.of(message) != bytes => self.user_agent_conflict = true,
-                _ => self.user_agent = Some(value),
-            }
+            self.user_agent.record(value, message);
+        } else if header_name_is(name, b"history") {
+            self.history.record(value, message);
+        } else if header_name_is(name, b"message-id") {
+            self.message_id.record(value, message);
         }
         Ok(())
     }
@@ -465,16 +495,12 @@ impl Kind for RequestKind {
 
     fn assemble<'a>(message: &'a [u8], head: &Head<RequestLine>, head_len: usize) -> Request<'a> {
         let RequestLine([method, target, version]) = head.start.unwrap_or_default();
-        let user_agent = match (head.user_agent_conflict, head.user_agent) {
-            (true, _) => UserAgent::Conflicting,
-            (false, Some(span)) => UserAgent::Value(span.of(message)),
-            (false, None) => UserAgent::Missing,
-        };
         Request {
             method_token: method.of(message),
             target: target.of(message),
             version: version.of(message),
-            user_agent,
+            user_agent: head.user_agent.value(message),
+            history: head.history.value(message),
             body: &message[head_len..],
         }
     }
@@ -522,6 +548,10 @@ impl Kind for ResponseKind {
             version: line.version.of(message),
             code: line.code,
             reason: line.reason.of(message),
+            message_id: match head.message_id.value(message) {
+                HeaderValue::Value(id) => Some(id),
+                HeaderValue::Missing | HeaderValue::Conflicting => None,
+            },
             body: &message[head_len..],
         }
     }

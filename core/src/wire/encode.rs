@@ -16,7 +16,20 @@ pub struct ResponseFields<'a> {
 
 /// Appends one response to `out`.
 pub fn write_response(out: &mut Vec<u8>, status: Status, fields: &ResponseFields<'_>, body: &[u8]) {
-    out.reserve(160 + fields.developer.len() + fields.server.len() + body.len());
+    write_response_with_id(out, status, fields, None, body);
+}
+
+/// Appends one response to `out`; with `message_id`, an eighth header `Message_Id` follows
+/// the seven (E2: a chat line for a history-aware connection).
+pub fn write_response_with_id(
+    out: &mut Vec<u8>,
+    status: Status,
+    fields: &ResponseFields<'_>,
+    message_id: Option<&str>,
+    body: &[u8],
+) {
+    let id_len = message_id.map_or(0, |id| id.len() + 13);
+    out.reserve(160 + fields.developer.len() + fields.server.len() + id_len + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status.code()));
     out.push(b' ');
@@ -29,9 +42,13 @@ pub fn write_response(out: &mut Vec<u8>, status: Status, fields: &ResponseFields
     out.extend_from_slice(fields.server.as_bytes());
     out.extend_from_slice(b"\nContent_Length: ");
     push_decimal(out, body.len() as u64);
-    out.extend_from_slice(
-        b"\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\n",
-    );
+    out.extend_from_slice(b"\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n");
+    if let Some(id) = message_id {
+        out.extend_from_slice(b"Message_Id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
     out.extend_from_slice(body);
 }
 
@@ -104,6 +121,22 @@ mod tests {
             Server: Python Socket Server\nContent_Length: 29\nContent_Language: en\n\
             Content_Encoding: utf-8\nContent_Type: text\n\n[ Alice ] : Hello, everyone!\n";
         assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+    }
+
+    #[test]
+    fn a_message_id_is_the_eighth_header() {
+        let mut out = Vec::new();
+        let fields = ResponseFields {
+            datetime: b"2015-11-29 10:17:48",
+            developer: "d",
+            server: "s",
+        };
+        write_response_with_id(&mut out, Status::OK, &fields, Some("e1.7"), b"[ a ] : hi\n");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.ends_with("Content_Type: text\nMessage_Id: e1.7\n\n[ a ] : hi\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -115,14 +115,14 @@ impl Status {
     }
 }
 
-/// What a request said in its `User_Agent` header(s).
+/// What a message said in one header that it may repeat (`User_Agent`, `History`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserAgent<'a> {
-    /// No `User_Agent` header.
+pub enum HeaderValue<'a> {
+    /// No such header.
     Missing,
     /// One value (or several equal ones), trimmed.
     Value(&'a [u8]),
-    /// Two `User_Agent` headers that disagree (a `400`, W8).
+    /// Two of them that disagree (a `400`).
     Conflicting,
 }
 
@@ -136,7 +136,9 @@ pub struct Request<'a> {
     /// The version token.
     pub version: &'a [u8],
     /// The `User_Agent` header.
-    pub user_agent: UserAgent<'a>,
+    pub user_agent: HeaderValue<'a>,
+    /// The `History` header (E2), read on `ADD`.
+    pub history: HeaderValue<'a>,
     /// Exactly `Content_Length` bytes.
     pub body: &'a [u8],
 }
@@ -157,6 +159,8 @@ pub struct Response<'a> {
     pub code: u16,
     /// The reason phrase (may hold spaces).
     pub reason: &'a [u8],
+    /// The `Message_Id` header of a chat line sent to a history-aware connection (E2).
+    pub message_id: Option<&'a [u8]>,
     /// Exactly `Content_Length` bytes.
     pub body: &'a [u8],
 }

@@ -31,6 +31,11 @@ pub fn add(name: &str) -> Vec<u8> {
     request("ADD", Some(name), "")
 }
 
+/// `ADD` with a `History` header (E2).
+pub fn add_with_history(name: &str, history: &str) -> Vec<u8> {
+    format!("ADD / HTTP/1.1\nUser_Agent: {name}\nHistory: {history}\n\n").into_bytes()
+}
+
 pub fn post(text: &str) -> Vec<u8> {
     request("POST", None, &format!("{text}\n"))
 }
@@ -207,11 +212,18 @@ pub fn render_frame(frame: &[u8]) -> String {
         .filter_map(|l| l.split_once(": ").map(|(n, _)| n))
         .collect();
 
-    if names != RESPONSE_HEADER_NAMES || !head.ends_with("\n\n") || head.contains('\r') {
+    // E2: a chat line to a history-aware connection carries an eighth header, its id.
+    let seven = names.get(..7) == Some(&RESPONSE_HEADER_NAMES[..]);
+    let id = match (names.len(), response.message_id) {
+        (7, None) => String::new(),
+        (8, Some(id)) if names[7] == "Message_Id" => format!("[{}] ", escape(id)),
+        _ => return format!("NONSTANDARD HEAD {}", escape(frame)),
+    };
+    if !seven || !head.ends_with("\n\n") || head.contains('\r') {
         return format!("NONSTANDARD HEAD {}", escape(frame));
     }
     format!(
-        "{} {} {}",
+        "{} {} {id}{}",
         response.code,
         String::from_utf8_lossy(response.reason),
         escape(response.body)
