@@ -31,6 +31,7 @@ pub mod closing;
 pub mod descriptors;
 pub mod driver;
 pub mod gate;
+pub mod history;
 pub mod log;
 pub mod memory;
 pub mod outbox;

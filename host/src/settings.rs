@@ -74,6 +74,11 @@ struct Flags {
     #[arg(long, value_name = "K", default_value = "50",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     flood_kick: u32,
+    /// Chat lines the room keeps for replay to joiners that ask with a History header (E1);
+    /// 0 turns history off. Each line holds up to --max-body-bytes
+    #[arg(long, value_name = "N", default_value = "100",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    history: u32,
     /// Share the room with every server started with the same Redis and --room: a Redis
     /// URL such as redis://127.0.0.1:6379, or rediss:// for TLS (docs/CLUSTER.md); the
     /// password may come from CHATHTTP_REDIS_PASSWORD instead. Without it the room is this
@@ -182,6 +187,7 @@ impl Flags {
                 burst: self.message_burst.get(),
                 kick: self.flood_kick,
             },
+            history: crate::history::in_memory(self.history as usize),
             ..ServerConfig::default()
         };
         let cluster = self.redis.map(|redis| ClusterSettings {
@@ -235,8 +241,24 @@ mod tests {
     fn x_defaults_match_the_protocol() {
         let settings = parse(&[]).expect("no flags is valid");
         assert_eq!(settings.bind, "127.0.0.1:9994".parse().expect("addr"));
-        let defaults = ServerConfig::default();
+        let defaults = ServerConfig {
+            history: settings.config.history.clone(),
+            ..ServerConfig::default()
+        };
         assert_eq!(settings.config, defaults);
+        assert_eq!(settings.config.history.lines, 100, "E1: --history 100");
+    }
+
+    #[test]
+    fn e1_history_zero_is_off_and_each_start_is_a_new_epoch() {
+        assert_eq!(
+            parse(&["--history", "0"]).expect("ok").config.history.lines,
+            0
+        );
+        let (a, b) = (parse(&[]).expect("ok"), parse(&[]).expect("ok"));
+        assert_ne!(a.config.history.epoch, b.config.history.epoch);
+        assert!(parse(&["--history", "-1"]).is_err());
+        assert!(parse(&["--history", "1000001"]).is_err());
     }
 
     #[test]

@@ -93,8 +93,8 @@ pub struct Line {
     pub seq: u64,
     /// When the room applied it: replays carry it in `Datetime`, as the live line did.
     pub at: Timestamp,
-    /// Who said it.
-    pub name: UserName,
+    /// Who said it (the name as members see it).
+    pub name: Box<str>,
     /// What was said (one trailing newline dropped, as in the log).
     pub text: Box<str>,
 }
@@ -218,7 +218,7 @@ impl History {
         self.push(Line {
             seq,
             at,
-            name: name.clone(),
+            name: name.as_str().into(),
             text: text.into(),
         });
         seq

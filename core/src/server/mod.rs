@@ -1015,7 +1015,7 @@ impl Server {
                 Some(line) => {
                     replaying.replay.sent += 1;
                     let mut body = Vec::new();
-                    crate::wire::body::write_chat(&mut body, line.name.as_str(), &line.text);
+                    crate::wire::body::write_chat(&mut body, &line.name, &line.text);
                     let id = self.history.id(line.seq);
                     self.response_at(Status::OK, &body, line.at, Some(&id))
                 }
