@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use chathttp_core::limits::FloodLimits;
+use chathttp_core::server::history::{Epoch, HistoryConfig};
 use chathttp_core::server::pace::{DRAIN_WINDOW, HOLD_LIMIT};
 use chathttp_core::server::{CloseMode, Disconnect, Event, LeaveCause, Output, Server};
 use chathttp_core::wire::{Frame, ResponseDecoder};
@@ -871,4 +872,405 @@ fn an_overloaded_room_paces_its_senders_and_cuts_only_who_stops_reading() {
             world.longest_silence_ms
         );
     }
+}
+
+// ----- history and resume (E1–E3) ---------------------------------------------------------
+//
+// People who join with `History`, read at their own pace, drop (a reset or an orderly
+// close, losing whatever the host had queued for them) and come back with
+// `History: after LAST_ID`, among plain members who never ask. The model is the ids
+// themselves: one in-memory room numbers its lines 1, 2, 3..., and every history-aware
+// member receives every line, so across join, replay, drop and resume each person must read
+// consecutive sequence numbers, one body per id, with a gap only where the marker says some
+// were missed. Until its marker, a joiner receives chat lines only (E3).
+
+/// Where a person's current connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `ADD` sent; the welcome not read yet.
+    Joining,
+    /// Welcomed; reading the replay up to the marker.
+    Replaying,
+    Live,
+}
+
+struct Person {
+    name: String,
+    conn: Option<ConnId>,
+    stage: Stage,
+    inbox: VecDeque<Frame>,
+    read_offset: usize,
+    decoder: ResponseDecoder,
+    /// The last line read, over every connection.
+    last_seq: Option<u64>,
+    /// This connection's first chat line is still to come, and whether it may follow a gap
+    /// (a first join by count); resolved against the marker.
+    first_line: Option<bool>,
+    /// A gap was seen before the marker.
+    gap: bool,
+    replayed: usize,
+    lines_read: u64,
+}
+
+struct HistoryWorld {
+    rng: Rng,
+    server: Server,
+    now_ms: u64,
+    people: Vec<Person>,
+    /// Plain members' connections, and what they were sent (never an id).
+    plain: Vec<ConnId>,
+    /// Who holds each connection: a person, or a plain member.
+    owner: HashMap<ConnId, Option<usize>>,
+    /// Every id's body, as first seen.
+    bodies: HashMap<u64, String>,
+    posts: u64,
+    tally: BTreeMap<&'static str, u64>,
+}
+
+const EPOCH: &str = "sim";
+
+impl HistoryWorld {
+    fn new(seed: u64, kept: usize) -> Self {
+        let config = ServerConfig {
+            max_output_bytes: 64 * 1024,
+            flood: FloodLimits {
+                interval: None,
+                ..FloodLimits::default()
+            },
+            history: HistoryConfig {
+                lines: kept,
+                epoch: Epoch::new(EPOCH).expect("a valid epoch"),
+            },
+            ..ServerConfig::default()
+        };
+        let mut world = Self {
+            rng: Rng::new(seed),
+            server: Server::new(config, Timestamp::from_millis(0)),
+            now_ms: 0,
+            people: Vec::new(),
+            plain: Vec::new(),
+            owner: HashMap::new(),
+            bodies: HashMap::new(),
+            posts: 0,
+            tally: BTreeMap::new(),
+        };
+        for p in 0..6 {
+            world.people.push(Person {
+                name: format!("p{p}"),
+                conn: None,
+                stage: Stage::Live,
+                inbox: VecDeque::new(),
+                read_offset: 0,
+                decoder: ResponseDecoder::new(FrameLimits::for_responses()),
+                last_seq: None,
+                first_line: None,
+                gap: false,
+                replayed: 0,
+                lines_read: 0,
+            });
+        }
+        for q in 0..3 {
+            let conn = world.server.handle_open(world.now());
+            world.owner.insert(conn, None);
+            world.plain.push(conn);
+            world
+                .server
+                .handle_received(world.now(), conn, &support::add(&format!("q{q}")));
+        }
+        world.pump();
+        world
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.now_ms)
+    }
+
+    fn step(&mut self) {
+        let p = self.rng.below(self.people.len());
+        match self.rng.below(100) {
+            0..=7 => self.connect(p),
+            8..=37 => self.post(p),
+            38..=77 => self.read(p),
+            78..=81 => self.drop_connection(p),
+            _ => {
+                self.now_ms += self.rng.below(50) as u64;
+                let now = self.now();
+                self.server.handle_timeout(now);
+            }
+        }
+        self.pump();
+        if let Err(broken) = self.server.check_invariants() {
+            panic!("the machine's own invariants: {broken}");
+        }
+    }
+
+    fn connect(&mut self, p: usize) {
+        if self.people[p].conn.is_some() {
+            return;
+        }
+        let ask = match self.people[p].last_seq {
+            Some(last) => format!("after {EPOCH}.{last}"),
+            None => ["0", "5", "1000"][self.rng.below(3)].to_owned(),
+        };
+        let conn = self.server.handle_open(self.now());
+        self.owner.insert(conn, Some(p));
+        let person = &mut self.people[p];
+        person.conn = Some(conn);
+        person.stage = Stage::Joining;
+        person.first_line = Some(person.last_seq.is_none());
+        person.gap = false;
+        person.replayed = 0;
+        let add = support::add_with_history(&person.name, &ask);
+        let now = self.now();
+        // The greeting is read like anything else.
+        self.server.handle_received(now, conn, &add);
+        *self.tally.entry("joins").or_default() += 1;
+    }
+
+    fn post(&mut self, p: usize) {
+        self.posts += 1;
+        let text = format!("n{}", self.posts);
+        // Plain members speak too: their lines reach people with ids.
+        let conn = match self.rng.chance(30) {
+            true => Some(self.plain[self.rng.below(self.plain.len())]),
+            false => self.people[p]
+                .conn
+                .filter(|_| self.people[p].stage != Stage::Joining),
+        };
+        if let Some(conn) = conn {
+            let now = self.now();
+            self.server
+                .handle_received(now, conn, &support::post(&text));
+        }
+    }
+
+    /// The person reads part of what was queued for it; the host reports it drained.
+    fn read(&mut self, p: usize) {
+        let budget = 1 + self.rng.below(8 * 1024);
+        let person = &mut self.people[p];
+        let Some(conn) = person.conn else { return };
+        let mut read = Vec::new();
+        while read.len() < budget {
+            let Some(front) = person.inbox.front() else {
+                break;
+            };
+            let take = (front.len() - person.read_offset).min(budget - read.len());
+            read.extend_from_slice(&front[person.read_offset..person.read_offset + take]);
+            person.read_offset += take;
+            if person.read_offset == front.len() {
+                person.inbox.pop_front();
+                person.read_offset = 0;
+            }
+        }
+        let mut responses = Vec::new();
+        person.decoder.decode_each(&read, |decoded| {
+            let response = decoded.expect("the server's bytes decode");
+            let id = response
+                .message_id
+                .map(|id| String::from_utf8_lossy(id).into_owned());
+            responses.push((id, String::from_utf8_lossy(response.body).into_owned()));
+        });
+        for (id, body) in responses {
+            self.take(p, id, &body);
+        }
+        if !read.is_empty() {
+            let now = self.now();
+            self.server.handle_drained(now, conn, read.len());
+        }
+    }
+
+    /// One response read by person `p`, checked against the model.
+    fn take(&mut self, p: usize, id: Option<String>, body: &str) {
+        let person = &mut self.people[p];
+        let name = &person.name;
+        if body == format!("Welcome, {name}!\n") {
+            assert_eq!(person.stage, Stage::Joining, "{name}: a second welcome");
+            person.stage = Stage::Replaying;
+            return;
+        }
+        if let Some(marker) = body.strip_prefix("History: ") {
+            assert_eq!(
+                person.stage,
+                Stage::Replaying,
+                "{name}: a marker out of place"
+            );
+            let missed = marker.ends_with(", some were missed\n");
+            let count: usize = marker
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("the marker counts the lines");
+            assert_eq!(
+                count, person.replayed,
+                "{name}: the marker miscounts the replay"
+            );
+            assert_eq!(
+                missed, person.gap,
+                "{name}: the marker says missed={missed}, the ids say otherwise"
+            );
+            person.stage = Stage::Live;
+            *self
+                .tally
+                .entry(if missed { "markers:missed" } else { "markers" })
+                .or_default() += 1;
+            return;
+        }
+        if !body.starts_with("[ ") {
+            // The greeting comes before the welcome; join and leave notices, and others'
+            // news, come after the marker (E3).
+            assert_ne!(
+                person.stage,
+                Stage::Replaying,
+                "{name}: {body:?} before the marker"
+            );
+            return;
+        }
+        assert_ne!(
+            person.stage,
+            Stage::Joining,
+            "{name}: a chat line before the welcome"
+        );
+        let id = id.unwrap_or_else(|| panic!("{name}: a chat line without an id, {body:?}"));
+        let seq: u64 = id
+            .strip_prefix(&format!("{EPOCH}."))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: not an id of this room: {id}"));
+        let consecutive = person.last_seq.is_none_or(|last| seq == last + 1);
+        match person.first_line.take() {
+            // A first join by count may start anywhere; a resume may skip lines only if the
+            // marker then says so.
+            Some(true) => {}
+            Some(false) if person.stage == Stage::Replaying => person.gap = !consecutive,
+            _ => assert!(
+                consecutive,
+                "{name}: read {seq} after {:?}: a line lost or doubled",
+                person.last_seq
+            ),
+        }
+        if person.stage == Stage::Replaying {
+            person.replayed += 1;
+        }
+        person.last_seq = Some(seq);
+        person.lines_read += 1;
+        let first = self.bodies.entry(seq).or_insert_with(|| body.to_owned());
+        assert_eq!(first, body, "id {seq} names two lines");
+    }
+
+    /// The person's connection ends: a reset or an orderly close, and whatever the host had
+    /// queued for it is lost.
+    fn drop_connection(&mut self, p: usize) {
+        let Some(conn) = self.people[p].conn.take() else {
+            return;
+        };
+        let how = match self.rng.chance(50) {
+            true => Disconnect::Error,
+            false => Disconnect::Eof,
+        };
+        let person = &mut self.people[p];
+        person.inbox.clear();
+        person.read_offset = 0;
+        person.decoder = ResponseDecoder::new(FrameLimits::for_responses());
+        let now = self.now();
+        self.server.handle_closed(now, conn, how);
+        self.server.handle_released(conn);
+        *self.tally.entry("drops").or_default() += 1;
+    }
+
+    fn pump(&mut self) {
+        loop {
+            while let Some(output) = self.server.poll_output() {
+                match output {
+                    Output::Send { conn, frame } => self.deliver(conn, &frame),
+                    Output::Broadcast { to, frame } => {
+                        for &conn in to.iter() {
+                            self.deliver(conn, &frame);
+                        }
+                    }
+                    Output::Close { conn, .. } => {
+                        let owner = self.owner.get(&conn).copied().flatten();
+                        // Only a person's own drop ends its connection: reading steadily, a
+                        // joiner is never cut for its own replay (E3, S8).
+                        let owner = owner.filter(|&p| self.people[p].conn == Some(conn));
+                        assert!(owner.is_none(), "a person who reads was cut");
+                        self.server.handle_released(conn);
+                    }
+                    Output::PauseReading | Output::ResumeReading | Output::Event(_) => {}
+                }
+            }
+            match self.server.poll_timeout() {
+                Some(due) if due <= self.now() => self.server.handle_timeout(self.now()),
+                _ => return,
+            }
+        }
+    }
+
+    fn deliver(&mut self, conn: ConnId, frame: &Frame) {
+        match self.owner.get(&conn) {
+            Some(Some(p)) if self.people[*p].conn == Some(conn) => {
+                self.people[*p].inbox.push_back(frame.clone());
+            }
+            Some(None) => {
+                // Plain members read everything at once: never an id (E2).
+                let text = String::from_utf8_lossy(frame);
+                assert!(
+                    !text.contains("\nMessage_Id: "),
+                    "a plain member got an id: {text}"
+                );
+                self.server.handle_drained(self.now(), conn, frame.len());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn history_run(seed: u64, steps: u64, kept: usize) -> BTreeMap<&'static str, u64> {
+    let mut world = HistoryWorld::new(seed, kept);
+    for _ in 0..steps {
+        world.step();
+    }
+    let lines: u64 = world.people.iter().map(|p| p.lines_read).sum();
+    world.tally.insert("lines read", lines);
+    world
+        .tally
+        .insert("lines said", world.server.history().last_seq());
+    world.tally
+}
+
+#[test]
+fn history_aware_people_who_drop_and_resume_read_every_line_once() {
+    let steps = env_u64("SIM_STEPS").unwrap_or(20_000);
+    let seeds: Vec<u64> = match env_u64("SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env_u64("SIM_SEEDS").unwrap_or(4)).collect(),
+    };
+    let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // A history longer than the run (nothing is ever missed), and a short one (resumes
+    // after a long absence must say so).
+    for kept in [100_000, 20] {
+        for &seed in &seeds {
+            let result = std::panic::catch_unwind(|| history_run(seed, steps, kept));
+            match result {
+                Ok(tally) => {
+                    for (kind, n) in tally {
+                        *totals.entry(kind).or_default() += n;
+                    }
+                }
+                Err(panic) => {
+                    eprintln!(
+                        "history simulation failed: replay with SIM_SEED={seed} (kept {kept})"
+                    );
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+    eprintln!("history simulation: {totals:?}");
+    assert!(
+        totals.get("markers:missed").is_some_and(|&n| n > 0),
+        "no resume ever missed lines"
+    );
+    assert!(
+        totals.get("drops").is_some_and(|&n| n > 100),
+        "people rarely dropped"
+    );
 }
