@@ -25,6 +25,10 @@ pub struct Args {
     /// is always checked.
     #[arg(long)]
     pub tls: bool,
+    /// Chat lines said before you joined to show on joining, if the server keeps them
+    /// (default: 50 in the TUI, none in line mode); 0 asks for none
+    #[arg(long, value_name = "N")]
+    pub history: Option<usize>,
     /// Connect over TLS, trusting the certificates in this PEM file instead (a private CA,
     /// or a self-signed server's own certificate). Implies --tls.
     #[arg(long, value_name = "PATH")]

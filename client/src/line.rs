@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chathttp_core::client::{ClientEvent, Intent};
+use chathttp_core::server::history::Ask;
 use chathttp_core::{UsageError, UserName};
 use chrono::NaiveTime;
 
@@ -43,6 +44,8 @@ pub struct LineMode<W> {
     quitting: bool,
     /// Input read before the server accepted our name; sent once it has.
     pending: Vec<Command>,
+    /// `--history N`: chat lines to ask for on joining (E2).
+    history: Option<usize>,
 }
 
 impl<W: Write> LineMode<W> {
@@ -55,7 +58,14 @@ impl<W: Write> LineMode<W> {
             joined: false,
             quitting: false,
             pending: Vec::new(),
+            history: None,
         }
+    }
+
+    /// Asks for the last `lines` chat lines on joining (E2).
+    pub fn with_history(mut self, lines: Option<usize>) -> Self {
+        self.history = lines;
+        self
     }
 
     /// The actions that start the session: connect, unless the name is one the server
@@ -127,7 +137,14 @@ impl<W: Write> LineMode<W> {
 impl<W: Write> Frontend for LineMode<W> {
     fn on_connected(&mut self) -> Vec<Action> {
         self.print(&format!("* connected to {}", self.server));
-        vec![Action::Send(Intent::Join(self.name.clone()))]
+        let name = self.name.clone();
+        match self.history {
+            Some(lines) => vec![Action::Send(Intent::JoinWithHistory(
+                name,
+                Ask::Last(lines),
+            ))],
+            None => vec![Action::Send(Intent::Join(name))],
+        }
     }
 
     fn on_connect_failed(&mut self, reason: String) -> Vec<Action> {
@@ -147,12 +164,33 @@ impl<W: Write> Frontend for LineMode<W> {
                 self.print(&format!("! the name \"{name}\" is taken"));
                 return vec![Action::Exit(1)];
             }
-            ClientEvent::ChatLine { from, text } => {
+            ClientEvent::ChatLine { from, text, .. } => {
                 let time = at.format("%H:%M:%S");
                 for line in chat_text(&text).split('\n') {
                     self.print(&format!("[{time}] <{from}> {line}"));
                 }
             }
+            ClientEvent::Replayed {
+                from,
+                text,
+                said_at,
+                ..
+            } => {
+                let time = said_at.map_or(at, |t| t.time()).format("%H:%M:%S");
+                for line in chat_text(&text).split('\n') {
+                    self.print(&format!("[{time}] <{from}> {line}"));
+                }
+            }
+            ClientEvent::HistoryEnd { replayed, missed } => {
+                let noun = if replayed == 1 { "message" } else { "messages" };
+                let missed = if missed {
+                    "; older ones were not kept"
+                } else {
+                    ""
+                };
+                self.print(&format!("* history: {replayed} earlier {noun}{missed}"));
+            }
+            ClientEvent::NoHistory => self.print("* this server keeps no history"),
             ClientEvent::MemberJoined { name } => self.print(&format!("* {name} joined")),
             ClientEvent::MemberLeft { name } => self.print(&format!("* {name} left")),
             ClientEvent::UserList { names } => {
@@ -189,7 +227,7 @@ impl<W: Write> Frontend for LineMode<W> {
     fn on_send_error(&mut self, intent: Intent, error: UsageError) -> Vec<Action> {
         self.print(&format!("! {error}"));
         match intent {
-            Intent::Join(_) => vec![Action::Exit(1)],
+            Intent::Join(_) | Intent::JoinWithHistory(..) => vec![Action::Exit(1)],
             Intent::Leave => vec![Action::Exit(0)],
             Intent::Say(_) | Intent::ListUsers => Vec::new(),
         }
@@ -212,10 +250,15 @@ impl From<Tagged> for Input {
 
 /// Runs line mode on standard input and output until the session ends. Returns the exit
 /// code: 0 after `/quit` or end of input, 1 when the server refused us or went away.
-pub fn run(server: ServerAddr, name: String, tls: Option<Arc<rustls::ClientConfig>>) -> u8 {
+pub fn run(
+    server: ServerAddr,
+    name: String,
+    history: Option<usize>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> u8 {
     let (tx, rx) = mpsc::channel();
     spawn_stdin_reader(tx.clone());
-    let mut frontend = LineMode::new(io::stdout().lock(), server, name);
+    let mut frontend = LineMode::new(io::stdout().lock(), server, name).with_history(history);
     let mut driver = Driver::new(tx, tls);
     let start = frontend.start();
     driver.run(&mut frontend, start);

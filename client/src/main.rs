@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     let interactive =
         !args.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if interactive {
-        match tui::run(&args.server, args.name.as_deref(), tls) {
+        let history = args.history.unwrap_or(tui::DEFAULT_HISTORY);
+        match tui::run(&args.server, args.name.as_deref(), history, tls) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {
                 eprintln!("chat-client: terminal error: {error}");
@@ -34,6 +35,6 @@ fn main() -> ExitCode {
             eprintln!("chat-client: line mode needs --name NAME");
             return ExitCode::from(2);
         };
-        ExitCode::from(line::run(args.server, name, tls))
+        ExitCode::from(line::run(args.server, name, args.history, tls))
     }
 }

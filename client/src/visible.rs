@@ -25,9 +25,22 @@ pub fn visible_line(text: &str) -> Cow<'_, str> {
 pub fn visible_event(event: ClientEvent) -> ClientEvent {
     let line = |s: String| visible_line(&s).into_owned();
     match event {
-        ClientEvent::ChatLine { from, text } => ClientEvent::ChatLine {
+        ClientEvent::ChatLine { from, text, id } => ClientEvent::ChatLine {
             from: line(from),
             text: visible_text(&text).into_owned(),
+            id: id.filter(|id| usable_id(id)),
+        },
+        ClientEvent::Replayed {
+            from,
+            text,
+            id,
+            said_at,
+        } => ClientEvent::Replayed {
+            from: line(from),
+            text: visible_text(&text).into_owned(),
+            // An id the client could not send back is no id; an empty one resumes nothing.
+            id: Some(id).filter(|id| usable_id(id)).unwrap_or_default(),
+            said_at,
         },
         ClientEvent::Joined { name } => ClientEvent::Joined { name: line(name) },
         ClientEvent::NameTaken { name } => ClientEvent::NameTaken { name: line(name) },
@@ -50,6 +63,13 @@ pub fn visible_event(event: ClientEvent) -> ClientEvent {
         },
         other => other,
     }
+}
+
+/// Whether a `Message_Id` can go back in `History: after ID`: one token of visible ASCII,
+/// as short as any id this server family gives, so a hostile server cannot make the client
+/// send it header lines.
+fn usable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn escape(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
@@ -111,13 +131,31 @@ mod tests {
         let event = visible_event(ClientEvent::ChatLine {
             from: "ev\u{1b}e".into(),
             text: "hi\u{1b}[2J\nthere".into(),
+            id: Some("e1.1".into()),
         });
         assert_eq!(
             event,
             ClientEvent::ChatLine {
                 from: "ev␛e".into(),
                 text: "hi␛[2J\nthere".into(),
+                id: Some("e1.1".into()),
             }
+        );
+        let event = visible_event(ClientEvent::Replayed {
+            from: "ev\u{1b}e".into(),
+            text: "\u{202e}olleh".into(),
+            id: "e1\r\nX: y".into(),
+            said_at: None,
+        });
+        assert_eq!(
+            event,
+            ClientEvent::Replayed {
+                from: "ev␛e".into(),
+                text: "\\u{202e}olleh".into(),
+                id: String::new(),
+                said_at: None,
+            },
+            "an id that could not go back in a header is dropped"
         );
         let event = visible_event(ClientEvent::UserList {
             names: vec!["a\rb".into()],

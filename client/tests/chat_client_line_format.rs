@@ -42,6 +42,7 @@ fn one_line_per_event() {
     let chat = |from: &str, text: &str| ClientEvent::ChatLine {
         from: from.into(),
         text: text.into(),
+        id: None,
     };
     f.on_event(chat("bob", "hi"), at(12, 0, 1));
     f.on_event(chat("bob", "two\nlines\n"), at(12, 0, 2));

@@ -414,3 +414,112 @@ fn the_tui_stays_in_the_room_through_a_redis_blip() {
     tui.type_keys(b"/quit\r");
     tui.assert_exits_and_restores();
 }
+
+/// A TCP relay in front of the server that can cut every connection through it and turn new
+/// ones away, as a dropped Wi-Fi link would, while the server itself runs on.
+struct Relay {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(server: std::net::SocketAddr) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let open = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (accept_open, accept_links) = (open.clone(), links.clone());
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !accept_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees its connection end at once
+                }
+                let Ok(upstream) = TcpStream::connect(server) else {
+                    continue;
+                };
+                let pipes = [
+                    (client.try_clone(), upstream.try_clone()),
+                    (upstream.try_clone(), client.try_clone()),
+                ];
+                for (from, to) in pipes {
+                    let (Ok(mut from), Ok(mut to)) = (from, to) else {
+                        continue;
+                    };
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                let mut held = accept_links.lock().expect("the relay's list");
+                held.extend([client, upstream]);
+            }
+        });
+        Self { addr, open, links }
+    }
+
+    /// Cuts every connection through the relay and turns new ones away.
+    fn drop_link(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().expect("the relay's list").drain(..) {
+            let _ = link.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore_link(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn e2_a_dropped_link_reconnects_and_shows_what_was_said_meanwhile() {
+    let server = Server::start(SERVER, &[]);
+    let relay = Relay::start(server.addr());
+    let mut tui = Tui::start(relay.addr, "carol");
+    tui.log_in("carol (you)");
+    let mut watcher = LineClient::start(server.addr(), "watcher");
+    watcher.expect_line("* joined as watcher");
+    watcher.send("before the drop");
+    tui.screen.wait_for_text("before the drop");
+
+    relay.drop_link();
+    // The one immediate attempt is turned away too; then the TUI waits for Enter.
+    tui.screen
+        .wait_for_text("Press Enter to reconnect as carol");
+    watcher.expect_line("* carol left");
+    for text in [
+        "said while away 1",
+        "said while away 2",
+        "said while away 3",
+    ] {
+        watcher.send(text);
+        watcher.expect_chat("watcher", text);
+    }
+
+    relay.restore_link();
+    tui.type_keys(b"\r");
+    tui.screen.wait_for_text("3 messages while you were away");
+    let screen = tui.screen.text();
+    for text in [
+        "said while away 1",
+        "said while away 2",
+        "said while away 3",
+    ] {
+        assert_eq!(
+            screen.matches(text).count(),
+            1,
+            "{text} shown once:\n{screen}"
+        );
+    }
+    assert_eq!(
+        screen.matches("before the drop").count(),
+        1,
+        "nothing doubled:\n{screen}"
+    );
+    watcher.expect_line("* carol joined");
+    tui.type_keys(b"/quit\r");
+    tui.assert_exits_and_restores();
+}

@@ -7,6 +7,7 @@ use chathttp_client::tui::App;
 use chathttp_client::tui::app::Screen;
 use chathttp_client::tui::view::{self, name_color};
 use chathttp_core::client::{ClientEvent, Intent};
+use chathttp_core::server::history::Ask;
 use chrono::NaiveTime;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui::Terminal;
@@ -50,10 +51,7 @@ fn joined(name: &str) -> App {
         app.on_key(key(KeyCode::Enter)),
         vec![Action::Connect(server())]
     );
-    assert_eq!(
-        app.on_connected(),
-        vec![Action::Send(Intent::Join(name.into()))]
-    );
+    assert_eq!(app.on_connected(), vec![Action::Send(first_join(name))]);
     let actions = app.on_event(ClientEvent::Joined { name: name.into() }, at(12, 0, 0));
     assert_eq!(
         actions,
@@ -69,14 +67,180 @@ fn joined(name: &str) -> App {
     app
 }
 
+/// The `ADD` of a first join: the last 50 lines asked for (E2).
+fn first_join(name: &str) -> Intent {
+    Intent::JoinWithHistory(name.into(), Ask::Last(50))
+}
+
 fn say(app: &mut App, from: &str, text: &str, time: NaiveTime) {
     app.on_event(
         ClientEvent::ChatLine {
             from: from.into(),
             text: text.into(),
+            id: None,
         },
         time,
     );
+}
+
+fn replayed(app: &mut App, from: &str, text: &str, id: &str, said: NaiveTime) {
+    app.on_event(
+        ClientEvent::Replayed {
+            from: from.into(),
+            text: text.into(),
+            id: id.into(),
+            said_at: Some(
+                chrono::NaiveDate::from_ymd_opt(2026, 12, 5)
+                    .expect("a date")
+                    .and_time(said),
+            ),
+        },
+        at(13, 0, 0),
+    );
+}
+
+#[test]
+fn e3_history_on_joining_is_dimmed_above_a_rule() {
+    let mut app = App::new(&server(), Some("bob"));
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.on_connected(), vec![Action::Send(first_join("bob"))]);
+    app.on_event(ClientEvent::Joined { name: "bob".into() }, at(13, 0, 0));
+    replayed(&mut app, "alice", "is anyone here?", "e1.1", at(11, 58, 0));
+    replayed(
+        &mut app,
+        "carol",
+        "sorry, I was away",
+        "e1.2",
+        at(11, 59, 30),
+    );
+    app.on_event(
+        ClientEvent::HistoryEnd {
+            replayed: 2,
+            missed: false,
+        },
+        at(13, 0, 0),
+    );
+    say(&mut app, "alice", "hi bob", at(13, 0, 5));
+    let terminal = render(&mut app, 80, 12);
+    insta::assert_snapshot!(terminal.backend());
+    let buffer = terminal.backend().buffer();
+    let row_of = |needle: &str| {
+        (0..buffer.area.height)
+            .find(|&y| {
+                let row: String = (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect();
+                row.contains(needle)
+            })
+            .unwrap_or_else(|| panic!("{needle} is on screen"))
+    };
+    let (old, rule, new) = (row_of("anyone"), row_of(" history "), row_of("hi bob"));
+    assert!(
+        old < rule && rule < new,
+        "replayed lines above the rule, live ones below"
+    );
+    let x = (0..buffer.area.width)
+        .find(|&x| buffer[(x, old)].symbol() == "i" && buffer[(x + 1, old)].symbol() == "s")
+        .expect("the replayed text");
+    assert!(
+        buffer[(x, old)].modifier.contains(Modifier::DIM),
+        "replayed lines are dimmed"
+    );
+}
+
+#[test]
+fn e2_a_dropped_connection_reconnects_and_resumes_after_the_last_id() {
+    let mut app = joined("bob");
+    app.on_event(
+        ClientEvent::ChatLine {
+            from: "alice".into(),
+            text: "brb".into(),
+            id: Some("e1.5".into()),
+        },
+        at(12, 0, 1),
+    );
+    let actions = app.on_event(
+        ClientEvent::Disconnected {
+            reason: "connection reset".into(),
+        },
+        at(12, 0, 2),
+    );
+    assert_eq!(
+        actions,
+        vec![Action::Connect(server())],
+        "reconnects at once"
+    );
+    assert_eq!(
+        app.on_connected(),
+        vec![Action::Send(Intent::JoinWithHistory(
+            "bob".into(),
+            Ask::After("e1.5".into())
+        ))]
+    );
+    app.on_event(ClientEvent::Joined { name: "bob".into() }, at(12, 0, 3));
+    for (n, text) in ["one", "two", "three"].into_iter().enumerate() {
+        replayed(
+            &mut app,
+            "alice",
+            text,
+            &format!("e1.{}", 6 + n),
+            at(12, 0, 2),
+        );
+    }
+    app.on_event(
+        ClientEvent::HistoryEnd {
+            replayed: 3,
+            missed: false,
+        },
+        at(12, 0, 3),
+    );
+    insta::assert_snapshot!(render(&mut app, 80, 14).backend());
+    let text = format!("{}", render(&mut app, 80, 14).backend());
+    assert!(text.contains("3 messages while you were away"), "{text}");
+
+    // The next drop resumes after the last replayed line; a gap is said plainly.
+    app.on_event(
+        ClientEvent::Disconnected {
+            reason: "gone".into(),
+        },
+        at(12, 1, 0),
+    );
+    assert_eq!(
+        app.on_connected(),
+        vec![Action::Send(Intent::JoinWithHistory(
+            "bob".into(),
+            Ask::After("e1.8".into())
+        ))]
+    );
+    app.on_event(ClientEvent::Joined { name: "bob".into() }, at(12, 5, 0));
+    app.on_event(
+        ClientEvent::HistoryEnd {
+            replayed: 0,
+            missed: true,
+        },
+        at(12, 5, 0),
+    );
+    let text = format!("{}", render(&mut app, 120, 14).backend());
+    assert!(
+        text.contains("0 messages while you were away; some were missed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn e2_resuming_on_a_server_without_history_says_that_lines_are_lost() {
+    let mut app = joined("bob");
+    app.on_event(
+        ClientEvent::Disconnected {
+            reason: "gone".into(),
+        },
+        at(12, 0, 1),
+    );
+    app.on_connected();
+    app.on_event(ClientEvent::Joined { name: "bob".into() }, at(12, 0, 2));
+    app.on_event(ClientEvent::NoHistory, at(12, 0, 2));
+    let text = format!("{}", render(&mut app, 100, 14).backend());
+    assert!(text.contains("This server keeps no history"), "{text}");
 }
 
 #[test]
@@ -106,7 +270,7 @@ fn login_refused_name_taken_then_retried_on_the_same_connection() {
     type_text(&mut app, "bob");
     assert_eq!(
         app.on_key(key(KeyCode::Enter)),
-        vec![Action::Send(Intent::Join("bob".into()))]
+        vec![Action::Send(first_join("bob"))]
     );
 }
 
@@ -278,22 +442,25 @@ fn cjk_and_emoji_text() {
 fn offline_offers_to_reconnect_with_the_same_name() {
     let mut app = joined("bob");
     say(&mut app, "alice", "brb", at(12, 0, 1));
-    app.on_event(
+    let actions = app.on_event(
         ClientEvent::Disconnected {
             reason: "the server closed the connection".into(),
         },
         at(12, 0, 2),
     );
+    assert_eq!(
+        actions,
+        vec![Action::Connect(server())],
+        "one attempt at once"
+    );
+    app.on_connect_failed("connection refused".into());
     insta::assert_snapshot!(render(&mut app, 80, 12).backend());
 
     assert_eq!(
         app.on_key(key(KeyCode::Enter)),
         vec![Action::Connect(server())]
     );
-    assert_eq!(
-        app.on_connected(),
-        vec![Action::Send(Intent::Join("bob".into()))]
-    );
+    assert_eq!(app.on_connected(), vec![Action::Send(first_join("bob"))]);
     assert_eq!(
         app.on_event(ClientEvent::Joined { name: "bob".into() }, at(12, 0, 3)),
         vec![Action::Send(Intent::ListUsers)]
@@ -314,7 +481,6 @@ fn rejoin_refused_goes_back_to_the_login_form() {
         },
         at(12, 0, 1),
     );
-    app.on_key(key(KeyCode::Enter));
     app.on_connected();
     app.on_event(ClientEvent::NameTaken { name: "bob".into() }, at(12, 0, 2));
     assert!(matches!(app.screen, Screen::Login(_)));

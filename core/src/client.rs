@@ -12,6 +12,15 @@
 //! works against a server that behaves exactly like the original. A response that is none of
 //! those four answers the oldest request still waiting for an answer; so does the speaker's
 //! own chat line, which is the reply to its `POST` (S3).
+//!
+//! # History (E2, E3)
+//!
+//! [`Intent::JoinWithHistory`] sends `ADD` with a `History` header. After the welcome, a
+//! server that keeps history sends the replayed lines, each with a `Message_Id`
+//! ([`ClientEvent::Replayed`]), then a marker ([`ClientEvent::HistoryEnd`]); nothing else
+//! comes before the marker. So anything else in its place (a notice, a member list, a chat
+//! line without an id) means the server ignored the header, a revision-1 server or one with
+//! history off: [`ClientEvent::NoHistory`], and the session goes on as revision 1.
 
 use std::collections::VecDeque;
 
@@ -19,9 +28,10 @@ use crate::error::UsageError;
 use crate::ids::UserName;
 use crate::limits::FrameLimits;
 use crate::server::SHUTDOWN_NOTICE;
+use crate::server::history::Ask;
 use crate::time::{Timestamp, datetime_text};
 use crate::wire::body::{self, Body};
-use crate::wire::encode::{RequestFields, write_request};
+use crate::wire::encode::{RequestFields, write_request_with_history};
 use crate::wire::{Method, Response, ResponseDecoder};
 
 /// What the user wants to do.
@@ -29,6 +39,8 @@ use crate::wire::{Method, Response, ResponseDecoder};
 pub enum Intent {
     /// Join the room as this name (`ADD`).
     Join(String),
+    /// Join the room as this name, asking for history (`ADD` with `History`, E2).
+    JoinWithHistory(String, Ask),
     /// Say this text to everyone (`POST`). It may hold newlines.
     Say(String),
     /// Ask who is online (`GET`).
@@ -59,7 +71,30 @@ pub enum ClientEvent {
         from: String,
         /// What they said.
         text: String,
+        /// Its id, when we joined with history (E2): resume after it.
+        id: Option<String>,
     },
+    /// A line said before we joined, replayed because we asked (E3).
+    Replayed {
+        /// Who said it.
+        from: String,
+        /// What they said.
+        text: String,
+        /// Its id.
+        id: String,
+        /// When it was said, as the server's `Datetime` gives it (its local time).
+        said_at: Option<chrono::NaiveDateTime>,
+    },
+    /// The replay is over (E3): what follows is live.
+    HistoryEnd {
+        /// Lines replayed.
+        replayed: usize,
+        /// Some lines asked for were no longer kept (or the server restarted since our id).
+        missed: bool,
+    },
+    /// The server ignored the `History` header (revision 1, or history off): nothing is
+    /// replayed, and lines carry no ids.
+    NoHistory,
     /// Someone else joined (S2.3).
     MemberJoined {
         /// Their name.
@@ -94,6 +129,17 @@ pub enum ClientEvent {
     },
 }
 
+/// Where the replay asked for stands (E3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Not asked for, or over.
+    None,
+    /// Asked for with `ADD`; not welcomed yet.
+    Asked,
+    /// Welcomed: replayed lines until the marker.
+    Running(usize),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Guest,
@@ -111,6 +157,7 @@ pub struct ClientSession {
     phase: Phase,
     /// Requests sent and not yet answered, oldest first.
     waiting: VecDeque<Method>,
+    replay: Replay,
     transmit: Vec<u8>,
     events: VecDeque<ClientEvent>,
 }
@@ -124,6 +171,7 @@ impl ClientSession {
             decoder: ResponseDecoder::new(FrameLimits::for_responses()),
             phase: Phase::Guest,
             waiting: VecDeque::new(),
+            replay: Replay::None,
             transmit: Vec::new(),
             events: VecDeque::new(),
         }
@@ -149,14 +197,25 @@ impl ClientSession {
 
     /// The user wants something. Encodes the request, or says why it cannot be sent now.
     pub fn handle_intent(&mut self, now: Timestamp, intent: Intent) -> Result<(), UsageError> {
+        let mut history = None;
         let (method, user_agent, body) = match (&self.phase, intent) {
             (Phase::Closed | Phase::Leaving(_), _) => return Err(UsageError::NotConnected),
             (Phase::Guest, Intent::Join(raw)) => {
                 let name = UserName::parse(&raw)?.as_str().to_owned();
                 self.phase = Phase::Joining(name.clone());
+                self.replay = Replay::None;
                 (Method::Add, name, Vec::new())
             }
-            (_, Intent::Join(_)) => return Err(UsageError::AlreadyJoined),
+            (Phase::Guest, Intent::JoinWithHistory(raw, ask)) => {
+                let name = UserName::parse(&raw)?.as_str().to_owned();
+                self.phase = Phase::Joining(name.clone());
+                self.replay = Replay::Asked;
+                history = Some(ask.to_header());
+                (Method::Add, name, Vec::new())
+            }
+            (_, Intent::Join(_) | Intent::JoinWithHistory(..)) => {
+                return Err(UsageError::AlreadyJoined);
+            }
             (Phase::Joined(name), Intent::Say(text)) => {
                 if text.trim().is_empty() {
                     return Err(UsageError::EmptyMessage);
@@ -185,7 +244,8 @@ impl ClientSession {
             datetime: &datetime,
             user_agent: &user_agent,
         };
-        write_request(&mut self.transmit, method, &fields, &body);
+        let history = history.as_deref();
+        write_request_with_history(&mut self.transmit, method, &fields, history, &body);
         self.waiting.push_back(method);
         Ok(())
     }
@@ -196,6 +256,7 @@ impl ClientSession {
             decoder,
             phase,
             waiting,
+            replay,
             events,
             ..
         } = self;
@@ -205,7 +266,21 @@ impl ClientSession {
                 return;
             }
             match decoded {
-                Ok(response) => events.extend(classify(&response, phase, waiting)),
+                Ok(response) => {
+                    match replayed(&response, replay) {
+                        Some(Some(event)) => return events.push_back(event),
+                        Some(None) => events.push_back(ClientEvent::NoHistory),
+                        None => {}
+                    }
+                    events.extend(classify(&response, phase, waiting));
+                    if *replay == Replay::Asked {
+                        *replay = match phase {
+                            Phase::Joining(_) => Replay::Asked,
+                            Phase::Joined(_) => Replay::Running(0),
+                            _ => Replay::None,
+                        };
+                    }
+                }
                 Err(error) => {
                     *phase = Phase::Closed;
                     let reason = format!("the server sent something unreadable: {error}");
@@ -234,6 +309,44 @@ impl ClientSession {
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
+}
+
+/// While a replay runs (E3), reads `response` as a replayed line or the marker
+/// (`Some(Some(event))`). Any other `200` ends it: the server ignored `History`
+/// (`Some(None)`, told before the response's own event). `None`: read it as usual.
+fn replayed(response: &Response<'_>, replay: &mut Replay) -> Option<Option<ClientEvent>> {
+    let Replay::Running(count) = *replay else {
+        return None;
+    };
+    if response.code == 200 {
+        if let (Body::Chat { name, text }, Some(id)) =
+            (body::parse(response.body), response.message_id)
+        {
+            *replay = Replay::Running(count + 1);
+            let said_at = response
+                .datetime
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| chrono::NaiveDateTime::parse_from_str(d, "%Y-%m-%d %H:%M:%S").ok());
+            return Some(Some(ClientEvent::Replayed {
+                from: String::from_utf8_lossy(name).into_owned(),
+                text: String::from_utf8_lossy(text).into_owned(),
+                id: String::from_utf8_lossy(id).into_owned(),
+                said_at,
+            }));
+        }
+        *replay = Replay::None;
+        if let Some(marker) = response.body.strip_prefix(b"History: ") {
+            let missed = marker.ends_with(b", some were missed\n");
+            return Some(Some(ClientEvent::HistoryEnd {
+                replayed: count,
+                missed,
+            }));
+        }
+        return Some(None);
+    }
+    // A refusal or the shutdown notice: the replay ends with the connection.
+    *replay = Replay::None;
+    None
 }
 
 /// One response, read by its status and H3 body texts. Updates the phase and the queue of
@@ -288,6 +401,9 @@ fn classify(
             return Some(ClientEvent::ChatLine {
                 from: from.into_owned(),
                 text: String::from_utf8_lossy(text).into_owned(),
+                id: response
+                    .message_id
+                    .map(|id| String::from_utf8_lossy(id).into_owned()),
             });
         }
         Body::Joined { name } => {

@@ -4,6 +4,7 @@ mod support;
 
 use chathttp_core::client::{ClientEvent, ClientSession, Intent};
 use chathttp_core::server::Server;
+use chathttp_core::server::history::{Ask, Epoch, HistoryConfig};
 use chathttp_core::{ServerConfig, Timestamp, UsageError};
 
 const ORIGINAL_GREETING: &[u8] = b"HTTP/1.1 202 Accept\nDatetime: 2015-11-29 10:17:34\nDeveloper: Soros_Liu\nServer: Python Socket Server\nContent_Length: 4\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\nHi!\n";
@@ -54,7 +55,8 @@ fn against_the_original_server_byte_for_byte() {
         [
             ClientEvent::ChatLine {
                 from: "Alice".into(),
-                text: "Hello, everyone!".into()
+                text: "Hello, everyone!".into(),
+                id: None,
             },
             ClientEvent::Joined {
                 name: "Alice".into()
@@ -201,4 +203,137 @@ fn c2_a_busy_503_is_shown_and_the_session_stays() {
     session
         .handle_intent(now(), Intent::Join("a".into()))
         .expect("a refused join can be tried again");
+}
+
+/// Carries bytes both ways between `server` and the sessions until nothing moves.
+fn exchange(server: &mut Server, sessions: &mut [(chathttp_core::ConnId, ClientSession)]) {
+    loop {
+        let mut moved = false;
+        for (conn, session) in sessions.iter_mut() {
+            if let Some(bytes) = session.poll_transmit() {
+                server.handle_received(now(), *conn, &bytes);
+                moved = true;
+            }
+        }
+        while let Some(output) = server.poll_output() {
+            moved = true;
+            let (to, frame): (Vec<_>, _) = match output {
+                chathttp_core::Output::Send { conn, frame } => (vec![conn], frame),
+                chathttp_core::Output::Broadcast { to, frame } => (to.to_vec(), frame),
+                _ => continue,
+            };
+            for (conn, session) in sessions.iter_mut() {
+                if to.contains(conn) {
+                    session.handle_received(&frame);
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+#[test]
+fn e2_e3_history_is_replayed_then_live_lines_carry_ids_to_resume_after() {
+    let config = ServerConfig {
+        history: HistoryConfig {
+            lines: 10,
+            epoch: Epoch::new("e1").expect("a valid epoch"),
+        },
+        ..ServerConfig::default()
+    };
+    let mut server = Server::new(config, now());
+    let mut sessions = vec![
+        (server.handle_open(now()), ClientSession::new("h")),
+        (server.handle_open(now()), ClientSession::new("h")),
+    ];
+    sessions[0]
+        .1
+        .handle_intent(now(), Intent::Join("alice".into()))
+        .expect("join");
+    exchange(&mut server, &mut sessions);
+    sessions[0]
+        .1
+        .handle_intent(now(), Intent::Say("one".into()))
+        .expect("say");
+    sessions[0]
+        .1
+        .handle_intent(now(), Intent::Say("two".into()))
+        .expect("say");
+    exchange(&mut server, &mut sessions);
+    let ask = Ask::Last(1);
+    sessions[1]
+        .1
+        .handle_intent(now(), Intent::JoinWithHistory("bob".into(), ask))
+        .expect("join");
+    sessions[1]
+        .1
+        .handle_intent(now(), Intent::ListUsers)
+        .expect("list");
+    exchange(&mut server, &mut sessions);
+    sessions[0]
+        .1
+        .handle_intent(now(), Intent::Say("three".into()))
+        .expect("say");
+    exchange(&mut server, &mut sessions);
+    let bob: Vec<ClientEvent> = events(&mut sessions[1].1);
+    assert_eq!(
+        bob,
+        [
+            ClientEvent::Connected,
+            ClientEvent::Joined { name: "bob".into() },
+            ClientEvent::Replayed {
+                from: "alice".into(),
+                text: "two".into(),
+                id: "e1.2".into(),
+                said_at: Some(now().local()),
+            },
+            ClientEvent::HistoryEnd {
+                replayed: 1,
+                missed: false
+            },
+            ClientEvent::UserList {
+                names: vec!["alice".into(), "bob".into()]
+            },
+            ClientEvent::ChatLine {
+                from: "alice".into(),
+                text: "three".into(),
+                id: Some("e1.3".into())
+            },
+        ]
+    );
+}
+
+#[test]
+fn e2_a_server_that_ignores_history_is_noticed_and_the_session_goes_on() {
+    let mut session = ClientSession::new("127.0.0.1");
+    session.handle_received(ORIGINAL_GREETING);
+    let ask = Ask::After("e1.7".into());
+    session
+        .handle_intent(now(), Intent::JoinWithHistory("Alice".into(), ask))
+        .expect("join");
+    let sent = String::from_utf8(session.poll_transmit().expect("an ADD")).expect("text");
+    assert!(
+        sent.ends_with("Content_Type: text\nHistory: after e1.7\n\n"),
+        "{sent}"
+    );
+    let welcome = b"HTTP/1.1 200 OK\nDatetime: 2015-11-29 10:17:40\nDeveloper: Soros_Liu\nServer: Python Socket Server\nContent_Length: 4\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\nOK!\n";
+    session.handle_received(welcome);
+    session.handle_received(ORIGINAL_CHAT);
+    assert_eq!(
+        events(&mut session),
+        [
+            ClientEvent::Connected,
+            ClientEvent::Joined {
+                name: "Alice".into()
+            },
+            ClientEvent::NoHistory,
+            ClientEvent::ChatLine {
+                from: "Alice".into(),
+                text: "Hello, everyone!".into(),
+                id: None
+            },
+        ]
+    );
 }

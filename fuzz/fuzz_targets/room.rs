@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chathttp_core::server::history::{Epoch, HistoryConfig};
 use chathttp_core::server::{Disconnect, Output, Server};
 use chathttp_core::{ConnId, FrameLimits, ServerConfig, Timestamp};
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,8 @@ const PIECES: &[&[u8]] = &[
     b"ADD / HTTP/1.1\nUser_Agent: alice\n\n",
     b"ADD / HTTP/1.1\nUser_Agent: ALICE\n\n",
     b"ADD / HTTP/1.1\nUser_Agent: bob\n\n",
+    b"ADD / HTTP/1.1\nUser_Agent: carol\nHistory: 5\n\n",
+    b"ADD / HTTP/1.1\nUser_Agent: dave\nHistory: after f.2\n\n",
     b"POST / HTTP/1.1\nContent_Length: 3\n\nhi\n",
     b"GET / HTTP/1.1\n\n",
     b"DELETE / HTTP/1.1\n\n",
@@ -33,6 +36,10 @@ fuzz_target!(|data: &[u8]| {
         max_output_bytes: 1024,
         idle_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(3),
+        history: HistoryConfig {
+            lines: 4,
+            epoch: Epoch::new("f").expect("a valid epoch"),
+        },
         ..ServerConfig::default()
     };
     let mut now_ms = 0u64;

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use chathttp_core::client::{ClientEvent, Intent};
+use chathttp_core::server::history::Ask;
 use chathttp_core::{Method, UsageError, UserName};
 use chrono::NaiveTime;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
@@ -20,6 +21,8 @@ const MAX_LOG: usize = 10_000;
 /// Bytes of text the log keeps (C3): a room of long messages drops old entries sooner, so
 /// what a busy room costs the client is bounded however the peers write.
 const MAX_LOG_BYTES: usize = 8 * 1024 * 1024;
+/// Chat lines asked for on joining (E2), unless `--history` says otherwise.
+pub const DEFAULT_HISTORY: usize = 50;
 /// Rows one mouse-wheel step scrolls.
 const WHEEL_ROWS: usize = 3;
 
@@ -32,6 +35,8 @@ pub struct App {
     pub link: Link,
     /// Connections are TLS (`--tls`, `--ca`): the chat screen shows a lock.
     pub secure: bool,
+    /// Chat lines to ask for on joining (E2); 0 asks for none.
+    pub history: usize,
     exit: bool,
 }
 
@@ -136,6 +141,10 @@ pub struct ChatView {
     /// For each `GET` waiting for its answer: whether the user asked (then the list is
     /// logged) or the client did (then it only refreshes the member pane).
     lists_to_log: VecDeque<bool>,
+    /// The id of the last chat line received (E2): a rejoin resumes after it.
+    pub last_id: Option<String>,
+    /// This connection rejoined after a drop: its replay is what was missed.
+    resuming: bool,
 }
 
 /// One thing in the log.
@@ -151,7 +160,10 @@ impl Entry {
     /// The bytes of text it holds, what the log's byte bound counts.
     pub fn text_bytes(&self) -> usize {
         match &self.kind {
-            EntryKind::Chat { from, text } => from.len() + text.len(),
+            EntryKind::Chat { from, text } | EntryKind::Replayed { from, text } => {
+                from.len() + text.len()
+            }
+            EntryKind::Rule(s) => s.len(),
             EntryKind::Joined(s)
             | EntryKind::Left(s)
             | EntryKind::Info(s)
@@ -171,6 +183,15 @@ pub enum EntryKind {
         /// What they said (may hold newlines).
         text: String,
     },
+    /// A chat message said before we joined, replayed (E3): shown dimmed.
+    Replayed {
+        /// Who said it.
+        from: String,
+        /// What they said.
+        text: String,
+    },
+    /// A rule across the log, with a note in it: where history ends.
+    Rule(String),
     /// Someone joined.
     Joined(String),
     /// Someone left.
@@ -196,6 +217,7 @@ impl App {
             }),
             link: Link::Offline,
             secure: false,
+            history: DEFAULT_HISTORY,
             exit: false,
         }
     }
@@ -320,7 +342,7 @@ impl App {
         // guest: retry on it rather than reconnecting.
         if self.link == Link::Open(server.clone()) {
             form.status = Status::Busy(format!("Joining as {name}…"));
-            return vec![Action::Send(Intent::Join(name))];
+            return vec![Action::Send(self.join(name, None))];
         }
         form.status = Status::Busy(format!("Connecting to {server}…"));
         self.link = Link::Connecting(server.clone());
@@ -376,6 +398,16 @@ impl App {
         }
     }
 
+    /// `ADD` as `name`: with history asked for unless `--history 0`, after `last_id` when
+    /// rejoining (E2).
+    fn join(&self, name: String, last_id: Option<&str>) -> Intent {
+        match (last_id, self.history) {
+            (Some(id), _) => Intent::JoinWithHistory(name, Ask::After(id.into())),
+            (None, 0) => Intent::Join(name),
+            (None, lines) => Intent::JoinWithHistory(name, Ask::Last(lines)),
+        }
+    }
+
     /// Back to the login screen with an error, keeping the server and name.
     fn back_to_login(&mut self, server: ServerAddr, name: &str, error: String) {
         self.screen = Screen::Login(LoginForm {
@@ -393,15 +425,18 @@ impl Frontend for App {
         if let Link::Connecting(server) = &self.link {
             self.link = Link::Open(server.clone());
         }
-        let name = match &mut self.screen {
+        let (name, last_id) = match &mut self.screen {
             Screen::Login(form) => {
                 let name = form.name.text().trim().to_owned();
                 form.status = Status::Busy(format!("Joining as {name}…"));
-                name
+                (name, None)
             }
-            Screen::Chat(chat) => chat.me.clone(),
+            Screen::Chat(chat) => {
+                chat.resuming = true;
+                (chat.me.clone(), chat.last_id.clone())
+            }
         };
-        vec![Action::Send(Intent::Join(name))]
+        vec![Action::Send(self.join(name, last_id.as_deref()))]
     }
 
     fn on_connect_failed(&mut self, reason: String) -> Vec<Action> {
@@ -409,7 +444,11 @@ impl Frontend for App {
         match &mut self.screen {
             Screen::Login(form) => form.status = Status::Error(capitalize(&reason)),
             Screen::Chat(chat) => {
-                chat.note(EntryKind::Error(capitalize(&reason)));
+                chat.note(EntryKind::Error(format!(
+                    "{}. Press Enter to reconnect as {}, Ctrl-C to quit.",
+                    capitalize(&reason),
+                    chat.me
+                )));
                 chat.go_offline(reason);
             }
         }
@@ -477,11 +516,48 @@ impl Frontend for App {
                         let (server, me) = (chat.server.clone(), chat.me.clone());
                         self.back_to_login(server, &me, error);
                     }
-                    ClientEvent::ChatLine { from, text } => {
+                    ClientEvent::ChatLine { from, text, id } => {
                         // A tab in a terminal cell would move the cursor past the cells
                         // ratatui drew; the TUI lays it out as spaces instead.
                         let text = chat_text(&text).replace('\t', "    ");
                         chat.push(at_entry(EntryKind::Chat { from, text }));
+                        if id.is_some() {
+                            chat.last_id = id;
+                        }
+                    }
+                    ClientEvent::Replayed {
+                        from,
+                        text,
+                        id,
+                        said_at,
+                    } => {
+                        let text = chat_text(&text).replace('\t', "    ");
+                        chat.push(Entry {
+                            at: Some(said_at.map_or(at, |t| t.time())),
+                            kind: EntryKind::Replayed { from, text },
+                        });
+                        if !id.is_empty() {
+                            chat.last_id = Some(id);
+                        }
+                    }
+                    ClientEvent::HistoryEnd { replayed, missed } => {
+                        let noun = if replayed == 1 { "message" } else { "messages" };
+                        let rule = match (std::mem::take(&mut chat.resuming), missed) {
+                            (false, _) if replayed == 0 => None,
+                            (false, _) => Some("history".to_owned()),
+                            (true, false) => Some(format!("{replayed} {noun} while you were away")),
+                            (true, true) => Some(format!(
+                                "{replayed} {noun} while you were away; some were missed"
+                            )),
+                        };
+                        if let Some(rule) = rule {
+                            chat.note(EntryKind::Rule(rule));
+                        }
+                    }
+                    ClientEvent::NoHistory if std::mem::take(&mut chat.resuming) => {
+                        chat.note(EntryKind::Error(
+                            "This server keeps no history: anything said while you were away is not shown.".into(),
+                        ));
                     }
                     ClientEvent::MemberJoined { name } => {
                         if !chat.members.contains(&name) {
@@ -517,6 +593,18 @@ impl Frontend for App {
                     {
                         self.exit = true;
                         return vec![Action::Exit(0)];
+                    }
+                    // A connection that was in the room is tried once more at once, and
+                    // resumes where it stopped (E2); if that fails too, Enter tries again.
+                    ClientEvent::Disconnected { reason } if chat.presence == Presence::Online => {
+                        chat.push(at_entry(EntryKind::Error(format!(
+                            "Disconnected: {reason}. Reconnecting to {} as {}…",
+                            chat.server, chat.me
+                        ))));
+                        chat.go_offline(reason);
+                        chat.presence = Presence::Rejoining;
+                        self.link = Link::Connecting(chat.server.clone());
+                        return vec![Action::Connect(chat.server.clone())];
                     }
                     ClientEvent::Disconnected { reason } => {
                         chat.push(at_entry(EntryKind::Error(format!(
@@ -590,6 +678,8 @@ impl ChatView {
             log_width: 0,
             presence: Presence::Online,
             lists_to_log: VecDeque::new(),
+            last_id: None,
+            resuming: false,
         }
     }
 

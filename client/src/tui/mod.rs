@@ -27,7 +27,7 @@ use crossterm::terminal::{
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
-pub use app::App;
+pub use app::{App, DEFAULT_HISTORY};
 
 use crate::args::ServerAddr;
 use crate::driver::{Action, Driver};
@@ -55,6 +55,7 @@ impl From<Tagged> for Input {
 pub fn run(
     server: &ServerAddr,
     name: Option<&str>,
+    history: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> io::Result<u8> {
     install_panic_hook();
@@ -76,6 +77,7 @@ pub fn run(
         }
     });
     let mut app = App::new(server, name);
+    app.history = history;
     app.secure = tls.is_some();
     let mut driver = Driver::new(tx, tls);
     event_loop(&mut terminal, &mut app, &mut driver, &rx)

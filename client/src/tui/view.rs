@@ -304,6 +304,21 @@ pub fn entry_lines(entry: &Entry, me: &str, width: usize) -> Vec<Line<'static>> 
             spans.push(" ".into());
             spans.push(text.clone().into());
         }
+        EntryKind::Replayed { from, text } => {
+            // Said before we joined: dimmed, so the rule below it reads as "now".
+            let past = Style::new().dim();
+            spans.push(Span::styled(format!("<{from}>"), past.fg(name_color(from))));
+            spans.push(" ".into());
+            spans.push(Span::styled(text.clone(), past));
+        }
+        EntryKind::Rule(text) => {
+            let label = format!(" {text} ");
+            let room = width.saturating_sub(TIME_WIDTH + label.chars().count());
+            let left = "─".repeat(room / 2);
+            let right = "─".repeat(room - room / 2);
+            let style = Style::new().fg(Color::Yellow);
+            spans.push(Span::styled(format!("{left}{label}{right}"), style));
+        }
         EntryKind::Joined(name) => {
             spans.push(Span::styled("→ ", notice.fg(Color::Green)));
             spans.push(Span::styled(name.clone(), notice.fg(name_color(name))));

@@ -110,6 +110,14 @@ pub enum Ask {
 }
 
 impl Ask {
+    /// The header's value that asks for this.
+    pub fn to_header(&self) -> String {
+        match self {
+            Self::Last(n) => n.to_string(),
+            Self::After(id) => format!("after {id}"),
+        }
+    }
+
     /// Reads a `History` header's value.
     pub fn parse(value: &[u8]) -> Result<Self, HistoryError> {
         let value = std::str::from_utf8(value).map_err(|_| HistoryError::BadAsk)?;

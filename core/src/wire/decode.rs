@@ -287,6 +287,8 @@ pub struct Head<S> {
     history: Seen,
     /// Responses: `Message_Id` (E2).
     message_id: Seen,
+    /// Responses: `Datetime` (H2), which dates a replayed line (E3).
+    datetime: Seen,
 }
 
 /// A header that may appear more than once: its first value, and whether a later one
@@ -412,6 +414,8 @@ impl<S: Copy> Head<S> {
             self.history.record(value, message);
         } else if header_name_is(name, b"message-id") {
             self.message_id.record(value, message);
+        } else if header_name_is(name, b"datetime") {
+            self.datetime.record(value, message);
         }
         Ok(())
     }
@@ -548,10 +552,8 @@ impl Kind for ResponseKind {
             version: line.version.of(message),
             code: line.code,
             reason: line.reason.of(message),
-            message_id: match head.message_id.value(message) {
-                HeaderValue::Value(id) => Some(id),
-                HeaderValue::Missing | HeaderValue::Conflicting => None,
-            },
+            message_id: head.message_id.value(message).single(),
+            datetime: head.datetime.value(message).single(),
             body: &message[head_len..],
         }
     }

@@ -65,7 +65,20 @@ pub struct RequestFields<'a> {
 
 /// Appends one request to `out`, with the ten headers of the seed's examples.
 pub fn write_request(out: &mut Vec<u8>, method: Method, fields: &RequestFields<'_>, body: &[u8]) {
-    out.reserve(220 + 2 * fields.host.len() + fields.user_agent.len() + body.len());
+    write_request_with_history(out, method, fields, None, body);
+}
+
+/// Appends one request to `out`; with `history`, an eleventh header `History` follows the
+/// ten (E2: an `ADD` that asks for history).
+pub fn write_request_with_history(
+    out: &mut Vec<u8>,
+    method: Method,
+    fields: &RequestFields<'_>,
+    history: Option<&str>,
+    body: &[u8],
+) {
+    let extra = history.map_or(0, |h| h.len() + 10);
+    out.reserve(220 + 2 * fields.host.len() + fields.user_agent.len() + extra + body.len());
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(fields.host.as_bytes());
@@ -79,9 +92,13 @@ pub fn write_request(out: &mut Vec<u8>, method: Method, fields: &RequestFields<'
         b"\nAccept_Language: en\nAccept: text\nAccept_Encoding: utf-8\nContent_Length: ",
     );
     push_decimal(out, body.len() as u64);
-    out.extend_from_slice(
-        b"\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n\n",
-    );
+    out.extend_from_slice(b"\nContent_Language: en\nContent_Encoding: utf-8\nContent_Type: text\n");
+    if let Some(history) = history {
+        out.extend_from_slice(b"History: ");
+        out.extend_from_slice(history.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
     out.extend_from_slice(body);
 }
 

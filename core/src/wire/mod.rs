@@ -126,6 +126,16 @@ pub enum HeaderValue<'a> {
     Conflicting,
 }
 
+impl<'a> HeaderValue<'a> {
+    /// The value, if there is exactly one.
+    pub fn single(self) -> Option<&'a [u8]> {
+        match self {
+            Self::Value(value) => Some(value),
+            Self::Missing | Self::Conflicting => None,
+        }
+    }
+}
+
 /// A request, as decoded. It borrows its bytes from the decoder or from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -161,6 +171,8 @@ pub struct Response<'a> {
     pub reason: &'a [u8],
     /// The `Message_Id` header of a chat line sent to a history-aware connection (E2).
     pub message_id: Option<&'a [u8]>,
+    /// The `Datetime` header (H2): when a replayed line was said (E3).
+    pub datetime: Option<&'a [u8]>,
     /// Exactly `Content_Length` bytes.
     pub body: &'a [u8],
 }
