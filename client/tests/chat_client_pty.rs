@@ -276,8 +276,7 @@ fn server_gone_then_back_and_enter_rejoins_with_the_same_name() {
 
     drop(server);
     tui.screen.wait_for_text("Disconnected: ");
-    tui.screen
-        .wait_for_text("Press Enter to reconnect as carol");
+    tui.screen.wait_for_text("Offline · Enter reconnects");
     tui.screen.wait_for_text(" offline ");
 
     // The same port again (the servers bind with SO_REUSEADDR, so no wait for TIME_WAIT).
@@ -487,8 +486,7 @@ fn e2_a_dropped_link_reconnects_and_shows_what_was_said_meanwhile() {
 
     relay.drop_link();
     // The one immediate attempt is turned away too; then the TUI waits for Enter.
-    tui.screen
-        .wait_for_text("Press Enter to reconnect as carol");
+    tui.screen.wait_for_text("Offline · Enter reconnects");
     watcher.expect_line("* carol left");
     for text in [
         "said while away 1",
