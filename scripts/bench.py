@@ -72,8 +72,9 @@ def tls_pair():
                    check=True, capture_output=True)
 
 
-def chat_peer(binary, tls=False):
+def chat_peer(binary, tls=False, extra=()):
     cmd = [os.path.join(TARGET, "release", binary), "--bind", "127.0.0.1:0"] + OUR_FLAGS
+    cmd += list(extra)
     if tls:
         cmd += ["--tls-cert", TLS_CERT, "--tls-key", TLS_KEY]
     return dict(proto="chathttp", port=0, args=["--ca", TLS_CERT] if tls else [], cmd=cmd)
@@ -86,6 +87,8 @@ PEERS = {
     "smol-tls": chat_peer("chat-server-smol", tls=True),
     "asyncstd-tls": chat_peer("chat-server-asyncstd", tls=True),
     "std-tls": chat_peer("chat-server-std", tls=True),
+    # History off (E1), against the default --history 100.
+    "smol-nohistory": chat_peer("chat-server-smol", extra=["--history", "0"]),
     # ngIRCd listens with a backlog of 10: more connects in flight get SYNs dropped and
     # retried for minutes, so it gets 10 at once (as in the shared run.py).
     "ngircd": dict(proto="irc", port=17002, args=["--irc-echo"], join_conc=10,

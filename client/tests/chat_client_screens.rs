@@ -83,6 +83,19 @@ fn say(app: &mut App, from: &str, text: &str, time: NaiveTime) {
     );
 }
 
+/// The connection of a member drops: the app tries once at once to reconnect.
+fn drop_connection(app: &mut App, reason: &str, time: NaiveTime) {
+    let event = ClientEvent::Disconnected {
+        reason: reason.into(),
+    };
+    let actions = app.on_event(event, time);
+    assert_eq!(
+        actions,
+        vec![Action::Connect(server())],
+        "one attempt at once"
+    );
+}
+
 fn replayed(app: &mut App, from: &str, text: &str, id: &str, said: NaiveTime) {
     app.on_event(
         ClientEvent::Replayed {
@@ -159,17 +172,7 @@ fn e2_a_dropped_connection_reconnects_and_resumes_after_the_last_id() {
         },
         at(12, 0, 1),
     );
-    let actions = app.on_event(
-        ClientEvent::Disconnected {
-            reason: "connection reset".into(),
-        },
-        at(12, 0, 2),
-    );
-    assert_eq!(
-        actions,
-        vec![Action::Connect(server())],
-        "reconnects at once"
-    );
+    drop_connection(&mut app, "connection reset", at(12, 0, 2));
     assert_eq!(
         app.on_connected(),
         vec![Action::Send(Intent::JoinWithHistory(
@@ -442,17 +445,7 @@ fn cjk_and_emoji_text() {
 fn offline_offers_to_reconnect_with_the_same_name() {
     let mut app = joined("bob");
     say(&mut app, "alice", "brb", at(12, 0, 1));
-    let actions = app.on_event(
-        ClientEvent::Disconnected {
-            reason: "the server closed the connection".into(),
-        },
-        at(12, 0, 2),
-    );
-    assert_eq!(
-        actions,
-        vec![Action::Connect(server())],
-        "one attempt at once"
-    );
+    drop_connection(&mut app, "the server closed the connection", at(12, 0, 2));
     app.on_connect_failed("connection refused".into());
     insta::assert_snapshot!(render(&mut app, 80, 12).backend());
 

@@ -295,17 +295,7 @@ impl World {
     /// reports them drained.
     fn read_upto(&mut self, i: usize, budget: usize) {
         let c = &mut self.clients[i];
-        let mut read = Vec::new();
-        while read.len() < budget {
-            let Some(front) = c.inbox.front() else { break };
-            let take = (front.len() - c.read_offset).min(budget - read.len());
-            read.extend_from_slice(&front[c.read_offset..c.read_offset + take]);
-            c.read_offset += take;
-            if c.read_offset == front.len() {
-                c.inbox.pop_front();
-                c.read_offset = 0;
-            }
-        }
+        let read = read_from(&mut c.inbox, &mut c.read_offset, budget);
         let Client {
             decoder,
             expected,
@@ -655,6 +645,23 @@ impl World {
         }
         self.check();
     }
+}
+
+/// Up to `budget` bytes of the frames in `inbox`, from `offset` into the first: what a
+/// client reads of what the host queued for it.
+fn read_from(inbox: &mut VecDeque<Frame>, offset: &mut usize, budget: usize) -> Vec<u8> {
+    let mut read = Vec::new();
+    while read.len() < budget {
+        let Some(front) = inbox.front() else { break };
+        let take = (front.len() - *offset).min(budget - read.len());
+        read.extend_from_slice(&front[*offset..*offset + take]);
+        *offset += take;
+        if *offset == front.len() {
+            inbox.pop_front();
+            *offset = 0;
+        }
+    }
+    read
 }
 
 fn body_of(frame: &[u8]) -> String {
@@ -1049,19 +1056,7 @@ impl HistoryWorld {
         let budget = 1 + self.rng.below(8 * 1024);
         let person = &mut self.people[p];
         let Some(conn) = person.conn else { return };
-        let mut read = Vec::new();
-        while read.len() < budget {
-            let Some(front) = person.inbox.front() else {
-                break;
-            };
-            let take = (front.len() - person.read_offset).min(budget - read.len());
-            read.extend_from_slice(&front[person.read_offset..person.read_offset + take]);
-            person.read_offset += take;
-            if person.read_offset == front.len() {
-                person.inbox.pop_front();
-                person.read_offset = 0;
-            }
-        }
+        let read = read_from(&mut person.inbox, &mut person.read_offset, budget);
         let mut responses = Vec::new();
         person.decoder.decode_each(&read, |decoded| {
             let response = decoded.expect("the server's bytes decode");
