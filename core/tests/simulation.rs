@@ -448,6 +448,7 @@ impl World {
                         self.server.handle_released(conn);
                     }
                 }
+                Output::Record(_) => panic!("this regime keeps no history to record"),
                 Output::PauseReading => {
                     assert!(self.paused.is_none(), "paused twice");
                     self.paused = Some(self.now_ms);
@@ -932,12 +933,15 @@ struct HistoryWorld {
     bodies: HashMap<u64, String>,
     posts: u64,
     tally: BTreeMap<&'static str, u64>,
+    /// With recording (E4): lines handed out to record, not yet reported recorded.
+    to_record: VecDeque<u64>,
 }
 
 const EPOCH: &str = "sim";
 
 impl HistoryWorld {
-    fn new(seed: u64, kept: usize) -> Self {
+    fn new(seed: u64, kept: usize, recorded: bool) -> Self {
+        let history = HistoryConfig::in_memory(kept, Epoch::new(EPOCH).expect("a valid epoch"));
         let config = ServerConfig {
             max_output_bytes: 64 * 1024,
             flood: FloodLimits {
@@ -945,8 +949,8 @@ impl HistoryWorld {
                 ..FloodLimits::default()
             },
             history: HistoryConfig {
-                lines: kept,
-                epoch: Epoch::new(EPOCH).expect("a valid epoch"),
+                recorded,
+                ..history
             },
             ..ServerConfig::default()
         };
@@ -960,6 +964,7 @@ impl HistoryWorld {
             bodies: HashMap::new(),
             posts: 0,
             tally: BTreeMap::new(),
+            to_record: VecDeque::new(),
         };
         for p in 0..6 {
             world.people.push(Person {
@@ -999,6 +1004,18 @@ impl HistoryWorld {
             8..=37 => self.post(p),
             38..=77 => self.read(p),
             78..=81 => self.drop_connection(p),
+            // The recorder commits what has queued, or part of it.
+            82..=89 if !self.to_record.is_empty() => {
+                let upto = self.rng.below(self.to_record.len());
+                let seq = self
+                    .to_record
+                    .drain(..=upto)
+                    .next_back()
+                    .expect("one at least");
+                let now = self.now();
+                self.server.handle_recorded(now, seq);
+                *self.tally.entry("commits").or_default() += 1;
+            }
             _ => {
                 self.now_ms += self.rng.below(50) as u64;
                 let now = self.now();
@@ -1008,6 +1025,18 @@ impl HistoryWorld {
         self.pump();
         if let Err(broken) = self.server.check_invariants() {
             panic!("the machine's own invariants: {broken}");
+        }
+        for person in &self.people {
+            let Some(conn) = person.conn else { continue };
+            let unread = person.inbox.iter().map(|f| f.len()).sum::<usize>() - person.read_offset;
+            let queued = self.server.queued_bytes(conn).expect("open");
+            let withheld = self.server.withheld_bytes(conn).expect("open");
+            assert_eq!(
+                queued,
+                unread + withheld,
+                "{}: queued bytes drifted",
+                person.name
+            );
         }
     }
 
@@ -1076,6 +1105,8 @@ impl HistoryWorld {
 
     /// One response read by person `p`, checked against the model.
     fn take(&mut self, p: usize, id: Option<String>, body: &str) {
+        let history = self.server.history();
+        let recorded = history.is_recorded().then(|| history.recorded());
         let person = &mut self.people[p];
         let name = &person.name;
         if body == format!("Welcome, {name}!\n") {
@@ -1145,6 +1176,13 @@ impl HistoryWorld {
         if person.stage == Stage::Replaying {
             person.replayed += 1;
         }
+        // E4: no line reaches anyone before the host has recorded it.
+        if let Some(recorded) = recorded {
+            assert!(
+                seq <= recorded,
+                "{name}: read line {seq}, recorded only up to {recorded}"
+            );
+        }
         person.last_seq = Some(seq);
         person.lines_read += 1;
         let first = self.bodies.entry(seq).or_insert_with(|| body.to_owned());
@@ -1189,6 +1227,7 @@ impl HistoryWorld {
                         assert!(owner.is_none(), "a person who reads was cut");
                         self.server.handle_released(conn);
                     }
+                    Output::Record(line) => self.to_record.push_back(line.seq),
                     Output::PauseReading | Output::ResumeReading | Output::Event(_) => {}
                 }
             }
@@ -1218,8 +1257,8 @@ impl HistoryWorld {
     }
 }
 
-fn history_run(seed: u64, steps: u64, kept: usize) -> BTreeMap<&'static str, u64> {
-    let mut world = HistoryWorld::new(seed, kept);
+fn history_run(seed: u64, steps: u64, kept: usize, recorded: bool) -> BTreeMap<&'static str, u64> {
+    let mut world = HistoryWorld::new(seed, kept, recorded);
     for _ in 0..steps {
         world.step();
     }
@@ -1239,11 +1278,12 @@ fn history_aware_people_who_drop_and_resume_read_every_line_once() {
         None => (1..=env_u64("SIM_SEEDS").unwrap_or(4)).collect(),
     };
     let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
-    // A history longer than the run (nothing is ever missed), and a short one (resumes
-    // after a long absence must say so).
-    for kept in [100_000, 20] {
+    // A history longer than the run (nothing is ever missed), a short one (resumes after a
+    // long absence must say so), and one the host records before delivery (E4), committing
+    // at random moments.
+    for (kept, recorded) in [(100_000, false), (20, false), (50, true)] {
         for &seed in &seeds {
-            let result = std::panic::catch_unwind(|| history_run(seed, steps, kept));
+            let result = std::panic::catch_unwind(|| history_run(seed, steps, kept, recorded));
             match result {
                 Ok(tally) => {
                     for (kind, n) in tally {

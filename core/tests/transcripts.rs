@@ -801,10 +801,7 @@ fn s8_1_a_connection_turned_away_during_a_pause_still_lets_the_room_resume() {
 fn with_history(lines: usize) -> Script {
     Script::new(ServerConfig {
         server_header: "chathttp-test".into(),
-        history: HistoryConfig {
-            lines,
-            epoch: Epoch::new("e1").expect("a valid epoch"),
-        },
+        history: HistoryConfig::in_memory(lines, Epoch::new("e1").expect("a valid epoch")),
         ..ServerConfig::default()
     })
 }
@@ -877,10 +874,7 @@ fn e3_a_long_replay_is_fed_as_the_joiner_drains_and_what_happens_meanwhile_waits
     let mut s = Script::new(ServerConfig {
         server_header: "chathttp-test".into(),
         max_output_bytes: limit,
-        history: HistoryConfig {
-            lines: 10,
-            epoch: Epoch::new("e1").expect("a valid epoch"),
-        },
+        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
         ..ServerConfig::default()
     });
     let alice = s.open();
@@ -928,5 +922,84 @@ fn e1_with_history_off_the_header_is_ignored_as_by_a_revision_1_server() {
     let bob = s.open();
     s.send(bob, &add_with_history("bob", "not even valid"));
     s.send(alice, &post("after"));
+    assert_snapshot!(s.transcript);
+}
+
+/// A room whose lines the host must record before anyone receives them (E4).
+fn recorded_history(lines: usize) -> Script {
+    Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        history: HistoryConfig {
+            recorded: true,
+            ..HistoryConfig::in_memory(lines, Epoch::new("e1").expect("a valid epoch"))
+        },
+        ..ServerConfig::default()
+    })
+}
+
+#[test]
+fn e4_a_line_reaches_nobody_before_the_host_has_recorded_it_and_what_follows_waits_behind_it() {
+    let mut s = recorded_history(10);
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "5"));
+    s.note(
+        "two lines in one batch, then carol joins: nothing goes out until the host has recorded",
+    );
+    s.send(alice, &post("one"));
+    s.send(alice, &post("two"));
+    let carol = s.open();
+    s.send(carol, &add("carol"));
+    s.note("the host recorded line 1 only: line 1 goes out, the rest waits for line 2");
+    s.recorded(1);
+    s.recorded(2);
+    s.note("a GET that follows no unrecorded line is answered at once");
+    s.send(bob, &request("GET", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e4_a_failing_record_turns_history_off_and_chat_goes_on() {
+    let mut s = recorded_history(10);
+    let alice = s.open();
+    s.send(alice, &add_with_history("alice", "0"));
+    s.send(alice, &post("one"));
+    s.record_failed("disk I/O error");
+    s.note("lines go out unrecorded, without ids; History is ignored as with --history 0");
+    s.send(alice, &post("two"));
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "5"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e4_a_record_that_never_comes_back_times_out_instead_of_holding_the_room() {
+    let mut s = recorded_history(10);
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    s.send(alice, &post("one"));
+    s.advance(1_999);
+    s.note("still waiting at 1.999 s; at 2 s the room gives up on recording");
+    s.advance(1);
+    s.send(alice, &post("two"));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e4_a_restored_history_continues_its_numbering_and_replays_what_was_kept() {
+    let mut s = recorded_history(3);
+    let name = chathttp_core::UserName::parse("alice").expect("a valid name");
+    let lines = (6..=8).map(|seq| chathttp_core::server::history::Line {
+        seq,
+        at: chathttp_core::Timestamp::from_millis(seq * 1000),
+        name: name.as_str().into(),
+        text: format!("said before the restart, {seq}").into(),
+    });
+    s.server.restore_history(9, lines);
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "after e1.6"));
+    s.send(bob, &post("the next line is 10"));
+    s.recorded(10);
     assert_snapshot!(s.transcript);
 }

@@ -37,11 +37,14 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(3),
         history: HistoryConfig {
-            lines: 4,
-            epoch: Epoch::new("f").expect("a valid epoch"),
+            // Half the inputs run a room whose lines the host records first (E4).
+            recorded: data.len() % 2 == 1,
+            ..HistoryConfig::in_memory(4, Epoch::new("f").expect("a valid epoch"))
         },
         ..ServerConfig::default()
     };
+    // Lines handed out to record and not yet reported recorded (E4).
+    let mut to_record: Vec<u64> = Vec::new();
     let mut now_ms = 0u64;
     let mut server = Server::new(config, Timestamp::from_millis(0));
     let mut conns: Vec<ConnId> = Vec::new();
@@ -89,11 +92,17 @@ fuzz_target!(|data: &[u8]| {
                 now_ms += u64::from(arg) * 50;
                 server.handle_timeout(Timestamp::from_millis(now_ms));
             }
-            6 => {
-                if arg == 0xff {
-                    server.handle_shutdown(now);
+            6 => match arg {
+                0xff => server.handle_shutdown(now),
+                0xfe => server.handle_record_failed(now, "the disk is gone".into()),
+                // The recorder commits some of what has queued.
+                arg if arg & 0x80 != 0 && !to_record.is_empty() => {
+                    let upto = usize::from(arg & 0x7f) % to_record.len();
+                    let seq = to_record.drain(..=upto).next_back().unwrap_or(0);
+                    server.handle_recorded(now, seq);
                 }
-            }
+                _ => {}
+            },
             _ => {
                 // Mostly a closed connection's socket going away; sometimes a stray release
                 // of an open one, which the machine must ignore.
@@ -129,6 +138,7 @@ fuzz_target!(|data: &[u8]| {
                         assert!(paused, "resumed while reading");
                         paused = false;
                     }
+                    Output::Record(line) => to_record.push(line.seq),
                     Output::Event(_) => {}
                 }
             }
@@ -145,8 +155,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(server.is_open(conn), "ghost member {name}");
         }
         for (&conn, &pending) in &unwritten {
-            if let Some(queued) = server.queued_bytes(conn) {
-                assert_eq!(queued, pending, "queued bytes drifted for {conn:?}");
+            if let (Some(queued), Some(withheld)) =
+                (server.queued_bytes(conn), server.withheld_bytes(conn))
+            {
+                // What the host holds, plus what the machine holds back (E3, E4).
+                assert_eq!(queued, pending + withheld, "queued bytes drifted for {conn:?}");
             }
         }
     }

@@ -43,6 +43,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 use chathttp_cluster::ClusterSettings;
 
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
+use crate::history::HistoryDb;
 use crate::tls::Tls;
 use crate::{self as host, Driver, Input, Outbox, ReadGate};
 
@@ -84,6 +85,7 @@ pub struct Service<R: Runtime> {
     inputs: Receiver<Input<R::Stream>>,
     cluster: Option<ClusterSettings>,
     tls: Option<Arc<Tls>>,
+    history: Option<HistoryDb>,
 }
 
 impl<R: Runtime> Service<R> {
@@ -101,6 +103,7 @@ impl<R: Runtime> Service<R> {
             inputs,
             cluster: None,
             tls: None,
+            history: None,
         }
     }
 
@@ -113,6 +116,12 @@ impl<R: Runtime> Service<R> {
     /// With `--tls-cert`: speak TLS on every connection (see [`crate::tls`]).
     pub fn tls(mut self, tls: Option<Arc<Tls>>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// With `--history-db`: keep the history in that file (see [`crate::history`]).
+    pub fn history(mut self, db: Option<HistoryDb>) -> Self {
+        self.history = db;
         self
     }
 
@@ -135,6 +144,13 @@ impl<R: Runtime> Service<R> {
                 let _ = to_driver.send_blocking(Input::Log(event));
             };
             driver.share(cluster, std::sync::Arc::new(deliver));
+        }
+        if let Some(db) = self.history {
+            let to_driver = self.to_driver.clone();
+            let deliver = move |event| {
+                let _ = to_driver.send_blocking(Input::Recorded(event));
+            };
+            driver.record_history(db, std::sync::Arc::new(deliver));
         }
         drive::<R>(driver, self.inputs, self.to_driver).await;
     }

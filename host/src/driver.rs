@@ -16,6 +16,7 @@ use chathttp_core::{CloseMode, ConnId, Disconnect, Output, Server, ServerConfig,
 use crate::clock::{Clock, SystemClock};
 use crate::closing::{self, Lingering};
 use crate::gate::ReadGate;
+use crate::history::{HistoryDb, Recorded, Recorder};
 use crate::log::log_event;
 use crate::outbox::{Outbox, Outboxes, Slot};
 use crate::signals;
@@ -64,6 +65,8 @@ pub enum Input<S> {
     Shutdown,
     /// The shared log (`--redis`) has news: an entry, a refusal, an outage.
     Log(LogEvent),
+    /// The history file's recorder (`--history-db`) committed lines, or failed.
+    Recorded(Recorded),
 }
 
 /// Owns the room machine and every connection's [`Outbox`]. Call [`handle`](Self::handle)
@@ -95,6 +98,8 @@ pub struct Driver<O, C = SystemClock> {
     exit_by: Option<Timestamp>,
     /// The shared log, with `--redis`.
     log: Option<Link>,
+    /// The history file's writer, with `--history-db` (E4).
+    recorder: Option<Recorder>,
     /// With `--tls-cert`: every connection speaks TLS (see [`crate::tls`]).
     tls: Option<Arc<Tls>>,
     /// TLS connections by the time their handshake must be done (S9's request timeout),
@@ -132,6 +137,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             lingering: Lingering::default(),
             exit_by: None,
             log: None,
+            recorder: None,
             tls: None,
             handshakes: VecDeque::new(),
             gate: Arc::default(),
@@ -174,6 +180,26 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         tracing::info!(node = settings.node_id, "sharing the room through Redis");
         link.feed(&mut self.server, now, first);
         self.log = Some(link);
+    }
+
+    /// Keeps the room's history in `db` (`--history-db`, E4): restores the lines it holds and
+    /// records every new one before anyone receives it. Call it once, before the first input,
+    /// on a driver made with `db.config` as the room's history. `deliver` hands the
+    /// recorder's reports to this driver as [`Input::Recorded`].
+    pub fn record_history(
+        &mut self,
+        mut db: HistoryDb,
+        deliver: Arc<dyn Fn(Recorded) + Send + Sync>,
+    ) {
+        let lines = std::mem::take(&mut db.lines);
+        tracing::info!(
+            lines = lines.len(),
+            last = db.last,
+            epoch = db.config.epoch.as_str(),
+            "history restored from its file"
+        );
+        self.server.restore_history(db.last, lines);
+        self.recorder = Some(Recorder::start(db, deliver));
     }
 
     /// Feeds one input to the room machine and carries out what it asks for. For an
@@ -233,6 +259,12 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                 self.lingering.release(conn);
             }
             Input::WriterFinished => self.writers -= 1,
+            Input::Recorded(Recorded::UpTo(seq)) => self.server.handle_recorded(now, seq),
+            Input::Recorded(Recorded::Failed(reason)) => {
+                tracing::error!(%reason, "cannot write the history file; history is off");
+                self.recorder = None;
+                self.server.handle_record_failed(now, reason);
+            }
             Input::Log(event) => {
                 if let Some(log) = &self.log {
                     log.feed(&mut self.server, now, event);
@@ -459,6 +491,13 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                 Output::ResumeReading => {
                     tracing::debug!("members caught up: reading again");
                     self.gate.open();
+                }
+                // Without a recorder (it failed) the machine turns history off itself, at its
+                // record timeout, if it has not heard of the failure yet.
+                Output::Record(line) => {
+                    if let Some(recorder) = &self.recorder {
+                        recorder.record(line);
+                    }
                 }
                 Output::Event(event) => log_event(&event),
             }

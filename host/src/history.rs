@@ -1,11 +1,30 @@
-//! The host's half of history (E1): the epoch of an in-memory room's ids.
+//! The host's half of history (E1, E4): the epoch of an in-memory room's ids, and
+//! `--history-db`, the room's lines in an SQLite file.
 //!
 //! The core draws no random numbers, so the host picks the epoch. An in-memory room's
 //! history dies with the process, so every start is a new epoch: a client that resumes
 //! `after` an id of the previous run is told that some lines were missed instead of being
 //! given lines that merely share a sequence number.
+//!
+//! With `--history-db`, the epoch and the last `--history` lines live in the file
+//! ([`HistoryDb::open`]), and every line is written by a [`Recorder`], a thread of its own,
+//! before anyone receives it: the room machine hands each line out
+//! ([`Output::Record`](chathttp_core::Output::Record)) and holds what follows it until the
+//! recorder reports the batch committed. The recorder takes whatever lines have queued
+//! while it committed the last batch, so one commit carries many lines when the room is busy
+//! and a lone line is committed at once. SQLite runs in WAL mode with `synchronous=NORMAL`:
+//! a commit is in the operating system's hands before it is reported, so it survives the
+//! process being killed (SIGKILL included), though not the machine losing power.
 
-use chathttp_core::server::history::{Epoch, HistoryConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use chathttp_core::Timestamp;
+use chathttp_core::server::history::{Epoch, HistoryConfig, Line};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// A new epoch: 64 bits from the operating system's generator, as 16 hex digits.
 pub fn fresh_epoch() -> Epoch {
@@ -25,11 +44,199 @@ pub fn fresh_epoch() -> Epoch {
 pub fn in_memory(lines: usize) -> HistoryConfig {
     match lines {
         0 => HistoryConfig::off(),
-        lines => HistoryConfig {
-            lines,
-            epoch: fresh_epoch(),
-        },
+        lines => HistoryConfig::in_memory(lines, fresh_epoch()),
     }
+}
+
+/// How a line's time is kept in the file: the server's local time, as `Datetime` shows it.
+const SAID_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// The most lines one commit carries.
+const BATCH: usize = 4096;
+
+/// Why the history file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("history file {path}: {source}")]
+pub struct HistoryDbError {
+    path: PathBuf,
+    source: rusqlite::Error,
+}
+
+/// `--history-db PATH`, opened: the epoch and the lines read back, and the connection the
+/// [`Recorder`] writes through.
+#[derive(Debug)]
+pub struct HistoryDb {
+    connection: Connection,
+    /// The room's history, recorded under the file's epoch.
+    pub config: HistoryConfig,
+    /// The last sequence number the file ever gave.
+    pub last: u64,
+    /// The kept lines, oldest first.
+    pub lines: Vec<Line>,
+}
+
+impl HistoryDb {
+    /// Opens (or creates) the file and reads back its epoch and last `keep` lines. A file
+    /// without an epoch (new, or cleared after a failure) gets a fresh one, and whatever
+    /// lines it held are dropped: their ids belonged to the epoch that is gone.
+    pub fn open(path: &Path, keep: usize) -> Result<Self, HistoryDbError> {
+        let error = |source| HistoryDbError {
+            path: path.to_owned(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS lines (
+                     seq INTEGER PRIMARY KEY, said TEXT NOT NULL, name TEXT NOT NULL,
+                     text TEXT NOT NULL);",
+            )
+            .map_err(error)?;
+        let stored: Option<String> = connection
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(error)?;
+        let epoch = match stored.as_deref().map(Epoch::new) {
+            Some(Ok(epoch)) => epoch,
+            _ => {
+                let epoch = fresh_epoch();
+                connection
+                    .execute_batch("DELETE FROM lines; DELETE FROM meta;")
+                    .map_err(error)?;
+                connection
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('epoch', ?1)",
+                        params![epoch.as_str()],
+                    )
+                    .map_err(error)?;
+                epoch
+            }
+        };
+        let last: i64 = connection
+            .query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM lines), 0),
+                            coalesce((SELECT CAST(value AS INTEGER) FROM meta
+                                      WHERE key = 'last_seq'), 0))",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(error)?;
+        let mut lines = read_lines(&connection, keep).map_err(error)?;
+        lines.reverse();
+        Ok(Self {
+            connection,
+            config: HistoryConfig {
+                recorded: true,
+                ..HistoryConfig::in_memory(keep, epoch)
+            },
+            last: u64::try_from(last).unwrap_or(0),
+            lines,
+        })
+    }
+}
+
+/// The last `keep` lines, newest first.
+fn read_lines(connection: &Connection, keep: usize) -> rusqlite::Result<Vec<Line>> {
+    let mut statement =
+        connection.prepare("SELECT seq, said, name, text FROM lines ORDER BY seq DESC LIMIT ?1")?;
+    let rows = statement.query_map(params![keep as i64], |row| {
+        let said: String = row.get(1)?;
+        let local = chrono::NaiveDateTime::parse_from_str(&said, SAID_FORMAT).unwrap_or_default();
+        Ok(Line {
+            seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+            // Only the wall-clock half dates a replayed line.
+            at: Timestamp::new(Duration::ZERO, local),
+            name: row.get::<_, String>(2)?.into(),
+            text: row.get::<_, String>(3)?.into(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// What the [`Recorder`] reports to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Every line up to this one is committed.
+    UpTo(u64),
+    /// A commit failed; the recorder has stopped (history is off from now on).
+    Failed(String),
+}
+
+/// The thread that writes lines to the history file, in batches (see the module docs).
+#[derive(Debug)]
+pub struct Recorder {
+    lines: mpsc::Sender<Arc<Line>>,
+}
+
+impl Recorder {
+    /// Starts the thread on `db`'s connection, keeping the last `keep` lines in the file;
+    /// `deliver` hands its reports to the driver.
+    pub fn start(db: HistoryDb, deliver: Arc<dyn Fn(Recorded) + Send + Sync>) -> Self {
+        let (lines, queued) = mpsc::channel::<Arc<Line>>();
+        let keep = db.config.lines;
+        let mut connection = db.connection;
+        thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                while let Ok(first) = queued.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(queued.try_iter().take(BATCH - 1));
+                    match commit(&mut connection, &batch, keep) {
+                        Ok(last) => deliver(Recorded::UpTo(last)),
+                        Err(error) => {
+                            // Lines that waited went out unrecorded, with ids a restart could
+                            // give again: the next start must use a new epoch.
+                            let cleared = connection.execute("DELETE FROM meta WHERE key = 'epoch'", []);
+                            if let Err(also) = cleared {
+                                tracing::error!(%also, "cannot clear the history file's epoch either");
+                            }
+                            deliver(Recorded::Failed(error.to_string()));
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("one thread can be spawned at start-up");
+        Self { lines }
+    }
+
+    /// Queues `line` for the next batch. Never blocks.
+    pub fn record(&self, line: Arc<Line>) {
+        // After a failure the thread is gone; the room has turned history off by then.
+        let _ = self.lines.send(line);
+    }
+}
+
+/// Writes `batch` in one transaction, drops lines past the last `keep`; returns the last
+/// sequence number written.
+fn commit(connection: &mut Connection, batch: &[Arc<Line>], keep: usize) -> rusqlite::Result<u64> {
+    let transaction = connection.transaction()?;
+    let mut last = 0;
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT OR REPLACE INTO lines (seq, said, name, text) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for line in batch {
+            let said = line.at.local().format(SAID_FORMAT).to_string();
+            insert.execute(params![line.seq as i64, said, &*line.name, &*line.text])?;
+            last = last.max(line.seq);
+        }
+    }
+    transaction.execute(
+        "DELETE FROM lines WHERE seq <= ?1",
+        params![last.saturating_sub(keep as u64) as i64],
+    )?;
+    transaction.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?1)",
+        params![last.to_string()],
+    )?;
+    transaction.commit()?;
+    Ok(last)
 }
 
 #[cfg(test)]
@@ -42,5 +249,59 @@ mod tests {
         assert_eq!(fresh_epoch().as_str().len(), 16);
         assert_eq!(in_memory(0).lines, 0);
         assert_eq!(in_memory(7).lines, 7);
+    }
+
+    fn line(seq: u64) -> Arc<Line> {
+        Arc::new(Line {
+            seq,
+            at: Timestamp::from_millis(seq * 1000),
+            name: "alice".into(),
+            text: format!("line {seq}").into(),
+        })
+    }
+
+    #[test]
+    fn e4_a_file_keeps_its_epoch_its_numbering_and_its_last_lines() {
+        let dir = std::env::temp_dir().join(format!("chathttp-history-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("unit.db");
+        let _ = std::fs::remove_file(&path);
+        let mut db = HistoryDb::open(&path, 3).expect("a new file");
+        let epoch = db.config.epoch.clone();
+        assert_eq!((db.last, db.lines.len()), (0, 0));
+        assert!(db.config.recorded);
+        let batch: Vec<Arc<Line>> = (1..=5).map(line).collect();
+        assert_eq!(commit(&mut db.connection, &batch, 3).expect("a commit"), 5);
+        drop(db);
+        let db = HistoryDb::open(&path, 3).expect("the same file");
+        assert_eq!(db.config.epoch, epoch, "the epoch survives");
+        assert_eq!(db.last, 5);
+        let seqs: Vec<u64> = db.lines.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [3, 4, 5], "the last 3, oldest first");
+        assert_eq!(&*db.lines[0].text, "line 3");
+        assert_eq!(db.lines[0].at.local(), Timestamp::from_millis(3000).local());
+        // Lines are trimmed, the numbering is not: with none kept it still goes on.
+        let db = HistoryDb::open(&path, 0).expect("the same file");
+        assert_eq!((db.last, db.lines.len()), (5, 0));
+        // A cleared epoch (after a failure) starts over under a new one.
+        db.connection
+            .execute("DELETE FROM meta WHERE key = 'epoch'", [])
+            .expect("clearing");
+        drop(db);
+        let db = HistoryDb::open(&path, 3).expect("the same file");
+        assert_ne!(db.config.epoch, epoch);
+        assert_eq!((db.last, db.lines.len()), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn e4_a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("chathttp-history-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("not-a.db");
+        std::fs::write(&path, vec![b'x'; 4096]).expect("a file");
+        let error = HistoryDb::open(&path, 3).expect_err("not a database");
+        assert!(error.to_string().starts_with("history file "), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

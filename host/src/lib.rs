@@ -66,5 +66,22 @@ pub fn start(program: &'static str) -> Settings {
     if let Some((cert, key)) = &settings.tls_files {
         settings.tls = Some(signals::load_tls(cert, key));
     }
+    if let Some(path) = &settings.history_file {
+        let keep = settings.config.history.lines;
+        if keep == 0 {
+            eprintln!("error: --history-db needs history: --history 0 turns it off");
+            std::process::exit(2);
+        }
+        match history::HistoryDb::open(path, keep) {
+            Ok(db) => {
+                settings.config.history = db.config.clone();
+                settings.history_db = Some(db);
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
     settings
 }

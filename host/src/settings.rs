@@ -16,7 +16,7 @@ use crate::log::LogGuard;
 use crate::tls::Tls;
 
 /// What a server binary is asked to do.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     /// The address to listen on.
     pub bind: SocketAddr,
@@ -33,6 +33,10 @@ pub struct Settings {
     pub tls_files: Option<(PathBuf, PathBuf)>,
     /// The listener's TLS, loaded from `tls_files` by [`start`](crate::start).
     pub tls: Option<std::sync::Arc<Tls>>,
+    /// `--history-db`: the history file (E4).
+    pub history_file: Option<PathBuf>,
+    /// The history file, opened by [`start`](crate::start).
+    pub history_db: Option<crate::history::HistoryDb>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -79,6 +83,11 @@ struct Flags {
     #[arg(long, value_name = "N", default_value = "100",
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     history: u32,
+    /// Keep the history (and its epoch) in this SQLite file, created if missing, so that it
+    /// survives restarts (E4); every line is written before anyone receives it. Not with
+    /// --redis
+    #[arg(long, value_name = "PATH", conflicts_with = "redis")]
+    history_db: Option<PathBuf>,
     /// Share the room with every server started with the same Redis and --room: a Redis
     /// URL such as redis://127.0.0.1:6379, or rediss:// for TLS (docs/CLUSTER.md); the
     /// password may come from CHATHTTP_REDIS_PASSWORD instead. Without it the room is this
@@ -208,6 +217,8 @@ impl Flags {
             log: None,
             tls_files: self.tls_cert.zip(self.tls_key),
             tls: None,
+            history_file: self.history_db,
+            history_db: None,
         }
     }
 }

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     let listener = host::listen(&settings);
     let service = Service::<AsyncStd>::new(settings.config)
         .share(settings.cluster)
-        .tls(settings.tls);
+        .tls(settings.tls)
+        .history(settings.history_db);
     task::block_on(service.run(TcpListener::from(listener)));
     ExitCode::SUCCESS
 }

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
     let listener = host::listen(&settings);
     let service = Service::<Smol>::new(settings.config)
         .share(settings.cluster)
-        .tls(settings.tls);
+        .tls(settings.tls)
+        .history(settings.history_db);
     smol::block_on(EXECUTOR.run(async {
         let listener =
             TcpListener::try_from(listener).expect("a bound listener can join the reactor");

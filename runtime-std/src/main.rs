@@ -83,6 +83,15 @@ fn main() -> ExitCode {
             }),
         );
     }
+    if let Some(db) = settings.history_db {
+        let to_driver = to_driver.clone();
+        driver.record_history(
+            db,
+            Arc::new(move |event| {
+                let _ = to_driver.send(Input::Recorded(event));
+            }),
+        );
+    }
     drive(driver, &inputs, &to_driver, &spawner);
     ExitCode::SUCCESS
 }

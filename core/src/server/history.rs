@@ -74,6 +74,9 @@ pub struct HistoryConfig {
     pub lines: usize,
     /// The epoch of this room's ids.
     pub epoch: Epoch,
+    /// Every line must be recorded by the host before anyone receives it (E4): see
+    /// [`Output::Record`](super::Output::Record).
+    pub recorded: bool,
 }
 
 impl HistoryConfig {
@@ -82,9 +85,24 @@ impl HistoryConfig {
         Self {
             lines: 0,
             epoch: Epoch("off".into()),
+            recorded: false,
+        }
+    }
+
+    /// `lines` kept in memory under `epoch`, lost with the process.
+    pub fn in_memory(lines: usize, epoch: Epoch) -> Self {
+        Self {
+            lines,
+            epoch,
+            recorded: false,
         }
     }
 }
+
+/// How long a line may wait for the host to record it (E4) before the room gives up on
+/// recording: history is turned off and what waited goes out. A disk that slow would
+/// otherwise hold every member's output until S8 cut them all.
+pub const RECORD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One kept chat line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +184,10 @@ pub struct History {
     lines: VecDeque<Arc<Line>>,
     /// The last line's sequence number; 0 before the first.
     last: u64,
+    /// With recording (E4): the last line the host has recorded.
+    recorded: u64,
+    /// With recording: lines handed out and not yet recorded, with when they were.
+    unrecorded: VecDeque<(u64, Timestamp)>,
 }
 
 impl History {
@@ -175,7 +197,63 @@ impl History {
             config,
             lines: VecDeque::new(),
             last: 0,
+            recorded: 0,
+            unrecorded: VecDeque::new(),
         }
+    }
+
+    /// Whether every line must be recorded before anyone receives it (E4).
+    pub fn is_recorded(&self) -> bool {
+        self.is_on() && self.config.recorded
+    }
+
+    /// Keeps lines the host read back from its record, oldest first, as already recorded;
+    /// the next line follows `last`, the last sequence number the record ever gave, kept or
+    /// not. Call before the room takes its first line.
+    pub fn restore(&mut self, last: u64, lines: impl IntoIterator<Item = Line>) {
+        for line in lines {
+            self.push(line);
+        }
+        self.last = self.last.max(last);
+        self.recorded = self.last;
+    }
+
+    /// The last line the host has recorded (E4).
+    pub fn recorded(&self) -> u64 {
+        self.recorded
+    }
+
+    /// The newest line that outputs decided now must wait behind, if it is not recorded.
+    pub(crate) fn waiting_for(&self) -> Option<u64> {
+        (self.recorded < self.last && self.is_recorded()).then_some(self.last)
+    }
+
+    /// The host recorded every line up to `seq`.
+    pub(crate) fn recorded_up_to(&mut self, seq: u64) {
+        self.recorded = self.recorded.max(seq.min(self.last));
+        while self
+            .unrecorded
+            .front()
+            .is_some_and(|&(s, _)| s <= self.recorded)
+        {
+            self.unrecorded.pop_front();
+        }
+    }
+
+    /// The line `seq` was handed out for recording at `at`.
+    pub(crate) fn recording(&mut self, seq: u64, at: Timestamp) {
+        self.unrecorded.push_back((seq, at));
+    }
+
+    /// When the oldest line waiting to be recorded times out.
+    pub(crate) fn record_deadline(&self) -> Option<Timestamp> {
+        let &(_, since) = self.unrecorded.front()?;
+        Some(since.saturating_add(RECORD_TIMEOUT))
+    }
+
+    /// The last line `seq` handed out, for the host to record.
+    pub(crate) fn line(&self, seq: u64) -> Option<Arc<Line>> {
+        self.lines.back().filter(|line| line.seq == seq).cloned()
     }
 
     /// Whether the room keeps history at all.
@@ -269,10 +347,10 @@ mod tests {
     use super::*;
 
     fn history(lines: usize) -> History {
-        History::new(HistoryConfig {
+        History::new(HistoryConfig::in_memory(
             lines,
-            epoch: Epoch::new("e1").expect("a valid epoch"),
-        })
+            Epoch::new("e1").expect("a valid epoch"),
+        ))
     }
 
     fn said(h: &mut History, n: u64) {

@@ -739,18 +739,32 @@ impl Server {
         }
         if let Some(name) = self.roster.name_of(author) {
             let seq = self.history.record(self.now, name, text);
+            // E4: the host records it first; what follows waits for it (see `emit`).
+            if self.history.is_recorded()
+                && let Some(line) = self.history.line(seq)
+            {
+                self.history.recording(seq, self.now);
+                self.outputs.push_back(Output::Record(line));
+            }
             let mut body = Vec::new();
             body::write_chat(&mut body, name.as_str(), text);
-            let to = self.room.chat_recipients();
-            if !to.plain.is_empty() {
+            if !self.history.is_on() {
+                // No ids to give (history off, or turned off by a failed record, E4).
                 let frame = self.response(Status::OK, &body);
-                self.broadcast_only(to.plain, frame);
-            }
-            // Encoded with its id only when some member is history-aware (E2).
-            if !to.aware.is_empty() || !self.room.replaying().is_empty() {
-                let id = self.history.id(seq);
-                let frame = self.response_at(Status::OK, &body, self.now, Some(&id));
-                self.broadcast(to.aware, frame);
+                let everyone = self.room.recipients();
+                self.broadcast(everyone, frame);
+            } else {
+                let to = self.room.chat_recipients();
+                if !to.plain.is_empty() {
+                    let frame = self.response(Status::OK, &body);
+                    self.broadcast_only(to.plain, frame);
+                }
+                // Encoded with its id only when some member is history-aware (E2).
+                if !to.aware.is_empty() || !self.room.replaying().is_empty() {
+                    let id = self.history.id(seq);
+                    let frame = self.response_at(Status::OK, &body, self.now, Some(&id));
+                    self.broadcast(to.aware, frame);
+                }
             }
         }
         if let Some(conn) = local {

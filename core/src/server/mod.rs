@@ -117,6 +117,10 @@ pub enum Output {
     PauseReading,
     /// Read from every connection again.
     ResumeReading,
+    /// Record this chat line durably (E4), then report it with
+    /// [`Server::handle_recorded`]: until then nothing decided after it reaches anyone.
+    /// Only with [`HistoryConfig::recorded`](history::HistoryConfig::recorded).
+    Record(Arc<history::Line>),
     /// Something worth a log line; no action needed.
     Event(Event),
 }
@@ -186,6 +190,12 @@ pub enum Event {
         member: MemberRef,
         /// Its name.
         name: UserName,
+    },
+    /// History is off from now on (E4): the host could not record a line, or took longer
+    /// than [`RECORD_TIMEOUT`](history::RECORD_TIMEOUT). Chat goes on unrecorded.
+    HistoryOff {
+        /// Why.
+        reason: String,
     },
 }
 
@@ -294,6 +304,9 @@ pub struct Server {
     changes_left: usize,
     deadlines: BTreeSet<(Timestamp, ConnId)>,
     outputs: VecDeque<Output>,
+    /// Outputs decided after a line the host has not yet recorded (E4), each with the
+    /// newest such line: they wait for it, in order.
+    unrecorded: VecDeque<(u64, Output)>,
     now: Timestamp,
     datetime: (i64, [u8; 19]),
     shutting_down: bool,
@@ -317,6 +330,7 @@ impl Server {
             changes_left: CHANGES_PER_CALL,
             deadlines: BTreeSet::new(),
             outputs: VecDeque::new(),
+            unrecorded: VecDeque::new(),
             now,
             datetime: (i64::MIN, [0; 19]),
             shutting_down: false,
@@ -347,9 +361,29 @@ impl Server {
         self.closing
     }
 
-    /// Bytes emitted for `conn` and not yet reported drained; `None` if `conn` is closed.
+    /// Bytes decided for `conn` and not yet reported drained, whether handed out already or
+    /// [withheld](Self::withheld_bytes); `None` if `conn` is closed. This is what S8 bounds.
     pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
         self.connection(conn).map(|c| c.queued)
+    }
+
+    /// Bytes decided for `conn` that the machine has not handed out yet: behind its replay
+    /// (E3), or behind a line the host has not yet recorded (E4). The host holds the rest of
+    /// [`queued_bytes`](Self::queued_bytes). It walks what is withheld: for tests and
+    /// fuzzers.
+    pub fn withheld_bytes(&self, conn: ConnId) -> Option<usize> {
+        let c = self.connection(conn)?;
+        let behind_replay = c.replay.as_ref().map_or(0, |r| r.pending_bytes);
+        let unrecorded: usize = self
+            .unrecorded
+            .iter()
+            .map(|(_, output)| match output {
+                Output::Send { conn: to, frame } if *to == conn => frame.len(),
+                Output::Broadcast { to, frame } if to.contains(&conn) => frame.len(),
+                _ => 0,
+            })
+            .sum();
+        Some(behind_replay + unrecorded)
     }
 
     /// Bytes the decoder of `conn` holds for an unfinished request.
@@ -500,7 +534,7 @@ impl Server {
                 "Server is full, try again later.\n"
             };
             let frame = self.response(Status::SERVICE_UNAVAILABLE, body.as_bytes());
-            self.outputs.push_back(Output::Send { conn, frame });
+            self.emit(Output::Send { conn, frame });
             self.outputs
                 .push_back(Output::Event(Event::OverCapacity { conn }));
             self.forget(conn, CloseMode::AfterFlush);
@@ -621,6 +655,31 @@ impl Server {
         self.pace.is_paced()
     }
 
+    /// The host has durably recorded every line up to `seq` ([`Output::Record`], E4): what
+    /// waited for them goes out.
+    pub fn handle_recorded(&mut self, now: Timestamp, seq: u64) {
+        self.begin(now);
+        self.history.recorded_up_to(seq);
+        self.release_recorded();
+        self.settle();
+    }
+
+    /// The host could not record a line (E4): history is off from now on, and lines go out
+    /// unrecorded. `reason` is logged.
+    pub fn handle_record_failed(&mut self, now: Timestamp, reason: String) {
+        self.begin(now);
+        if self.history.is_recorded() {
+            self.history_off(reason);
+        }
+        self.settle();
+    }
+
+    /// Restores the lines the host read back from its record (E4), oldest first, and `last`,
+    /// the last sequence number it ever gave. Call once, before the first input.
+    pub fn restore_history(&mut self, last: u64, lines: impl IntoIterator<Item = history::Line>) {
+        self.history.restore(last, lines);
+    }
+
     /// The host wrote `count` bytes of what was queued for `conn` to its socket.
     pub fn handle_drained(&mut self, now: Timestamp, conn: ConnId, count: usize) {
         self.begin(now);
@@ -683,6 +742,10 @@ impl Server {
     /// is waiting.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.begin(now);
+        if self.history.record_deadline().is_some_and(|due| due <= now) {
+            let secs = history::RECORD_TIMEOUT.as_secs();
+            self.history_off(format!("a line was not recorded within {secs} s"));
+        }
         for _ in 0..EXPIRIES_PER_CALL {
             let Some(&(deadline, conn)) = self.deadlines.first() else {
                 break;
@@ -721,7 +784,7 @@ impl Server {
             let slot = &self.slots[index];
             if matches!(slot.state, SlotState::Open(_)) {
                 let conn = ConnId::new(index as u32, slot.generation);
-                self.outputs.push_back(Output::Send {
+                self.emit(Output::Send {
                     conn,
                     frame: frame.clone(),
                 });
@@ -752,6 +815,7 @@ impl Server {
         let deadline = [
             self.deadlines.first().map(|&(deadline, _)| deadline),
             self.pace.next_expiry(),
+            self.history.record_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -801,6 +865,36 @@ impl Server {
 
     // ----- effects -------------------------------------------------------------------------
 
+    /// Hands `output` (a send, a broadcast or a close) to the host, or, while a line it
+    /// follows waits to be recorded (E4), keeps it behind that line.
+    fn emit(&mut self, output: Output) {
+        match self.history.waiting_for() {
+            Some(line) => self.unrecorded.push_back((line, output)),
+            None => self.outputs.push_back(output),
+        }
+    }
+
+    /// Releases the outputs that waited for lines the host has recorded now.
+    fn release_recorded(&mut self) {
+        let waiting = self.history.waiting_for();
+        while let Some((line, _)) = self.unrecorded.front() {
+            if waiting.is_some_and(|_| *line > self.history.recorded()) {
+                break;
+            }
+            if let Some((_, output)) = self.unrecorded.pop_front() {
+                self.outputs.push_back(output);
+            }
+        }
+    }
+
+    /// Turns history off for good (E4): lines go out unrecorded, and what waited goes now.
+    fn history_off(&mut self, reason: String) {
+        self.history = History::new(history::HistoryConfig::off());
+        self.release_recorded();
+        let event = Event::HistoryOff { reason };
+        self.outputs.push_back(Output::Event(event));
+    }
+
     /// Queues `frame` for `conn` (behind its replay, if one is fed), or cuts `conn` if its
     /// queue would pass the limit (S8).
     fn send(&mut self, conn: ConnId, frame: Frame) {
@@ -812,7 +906,7 @@ impl Server {
                 replaying.pending_bytes += frame.len();
                 replaying.pending.push_back(frame);
             }
-            None => self.outputs.push_back(Output::Send { conn, frame }),
+            None => self.emit(Output::Send { conn, frame }),
         }
     }
 
@@ -847,7 +941,7 @@ impl Server {
                 .filter(|&conn| self.is_open(conn))
                 .collect(),
         };
-        self.outputs.push_back(Output::Broadcast { to, frame });
+        self.emit(Output::Broadcast { to, frame });
     }
 
     /// Adds `len` to `conn`'s queue. Returns false, having closed `conn`, if that would pass
@@ -907,7 +1001,7 @@ impl Server {
 
     fn forget(&mut self, conn: ConnId, mode: CloseMode) {
         self.retire(conn);
-        self.outputs.push_back(Output::Close { conn, mode });
+        self.emit(Output::Close { conn, mode });
     }
 
     /// Moves an open `conn` to closing: its state is dropped, its id kept until the host
@@ -1026,11 +1120,10 @@ impl Server {
                     let marker = history::marker(replaying.replay.sent, replaying.replay.missed);
                     let frame = self.response(Status::OK, marker.as_bytes());
                     if self.account(conn, frame.len()) {
-                        self.outputs.push_back(Output::Send { conn, frame });
-                        self.outputs.extend(
-                            (replaying.pending.into_iter())
-                                .map(|frame| Output::Send { conn, frame }),
-                        );
+                        self.emit(Output::Send { conn, frame });
+                        for frame in replaying.pending {
+                            self.emit(Output::Send { conn, frame });
+                        }
                     }
                     return;
                 }
@@ -1038,7 +1131,7 @@ impl Server {
             if !self.account(conn, frame.len()) {
                 return;
             }
-            self.outputs.push_back(Output::Send { conn, frame });
+            self.emit(Output::Send { conn, frame });
         }
     }
 

@@ -155,6 +155,22 @@ impl Script {
         self.now_ms = end;
     }
 
+    /// The host reports every line up to `seq` recorded (E4).
+    pub fn recorded(&mut self, seq: u64) {
+        let now = self.now();
+        self.line(format!("host recorded up to line {seq}"));
+        self.server.handle_recorded(now, seq);
+        self.pump();
+    }
+
+    /// The host could not record a line (E4).
+    pub fn record_failed(&mut self, reason: &str) {
+        let now = self.now();
+        self.line(format!("host failed to record: {reason}"));
+        self.server.handle_record_failed(now, reason.to_owned());
+        self.pump();
+    }
+
     pub fn shutdown(&mut self) {
         let now = self.now();
         self.line("host shuts down");
@@ -178,6 +194,9 @@ impl Script {
                     CloseMode::Now => format!("{conn:?} closed now"),
                 },
                 Output::PauseReading => "host pauses reading".to_owned(),
+                Output::Record(line) => {
+                    format!("host records line {} ({:?})", line.seq, &*line.text)
+                }
                 Output::ResumeReading => "host resumes reading".to_owned(),
                 Output::Event(event) => format!("  log: {}", render_event(&event)),
             };
@@ -241,6 +260,7 @@ fn render_event(event: &Event) -> String {
         } => format!("{conn:?} refused {} ({reason})", status.code()),
         Event::GuestClosed { conn, cause } => format!("{conn:?} (guest) closed: {cause:?}"),
         Event::OverCapacity { conn } => format!("{conn:?} over capacity"),
+        Event::HistoryOff { reason } => format!("history off: {reason}"),
         other => format!("{other:?}"),
     }
 }
