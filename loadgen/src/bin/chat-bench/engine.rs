@@ -134,6 +134,9 @@ pub struct Counters {
     pub last_rx: u64,
     pub join_notices: u64,
     pub leave_notices: u64,
+    /// The names the leave notices announced: members the server cut, whether or not this
+    /// tool saw their sockets close before it stopped reading.
+    pub left: std::collections::BTreeSet<Vec<u8>>,
     pub other_responses: u64,
     pub joined: usize,
     pub join_failed: usize,
@@ -857,7 +860,12 @@ fn on_response(
         State::Joined => match body::parse(body) {
             Body::Chat { text, .. } => deliver(m, i, c, o, text, now),
             Body::Joined { .. } => c.join_notices += 1,
-            Body::Left { .. } => c.leave_notices += 1,
+            Body::Left { name } => {
+                c.leave_notices += 1;
+                if !c.left.contains(name) {
+                    c.left.insert(name.to_vec());
+                }
+            }
             Body::Members(_) | Body::Other(_) if status != 200 => {
                 let text = String::from_utf8_lossy(body);
                 *c.error_statuses

@@ -318,6 +318,7 @@ pub fn fanout(b: &Bench, join: &Join, w: &Window) {
         .map("close_reasons", &c.close_reasons)
         .map("error_statuses", &c.error_statuses)
         .num("leave_notices", c.leave_notices)
+        .num("members_left", c.left.len())
         .num("other_msgs", c.other_responses)
         .f("gen_cpu_s", gen_cpu)
         .f("gen_cpu_share", gen_cpu / window_s)
