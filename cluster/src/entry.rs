@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chathttp_core::UserName;
+use chathttp_core::server::history::{Epoch, Line};
 use chathttp_core::server::{LogEntry, LogKind, MemberRef};
+use chathttp_core::{Timestamp, UserName};
 use redis::Value;
 
 /// The `kind` field the scripts write for `kind`: the inverse of [`parse_kind`]. `None` for a
@@ -80,8 +81,11 @@ pub(crate) fn entry_id(raw: &Value) -> Option<String> {
     text(pair.first()?)
 }
 
-/// `[id, [field, value, ...]]` → the entry; `None` without an id or a counter.
-pub(crate) fn parse_entry(raw: &Value, names: &mut Names) -> Option<StreamEntry> {
+/// An entry's fields by name, borrowed from the reply.
+type Fields<'a> = HashMap<&'a [u8], &'a [u8]>;
+
+/// `[id, [field, value, ...]]` → the id and the fields, by name.
+fn entry_fields(raw: &Value) -> Option<(String, Fields<'_>)> {
     let Value::Array(pair) = raw else {
         return None;
     };
@@ -89,25 +93,37 @@ pub(crate) fn parse_entry(raw: &Value, names: &mut Names) -> Option<StreamEntry>
     let Value::Array(list) = pair.get(1)? else {
         return None;
     };
-    let mut fields: HashMap<&[u8], &[u8]> = HashMap::new();
+    let mut fields = Fields::new();
     for kv in list.chunks(2) {
         if let [Value::BulkString(k), Value::BulkString(v)] = kv {
             fields.insert(k, v);
         }
     }
-    let get = |name: &str| {
-        fields
-            .get(name.as_bytes())
-            .and_then(|v| std::str::from_utf8(v).ok())
-    };
+    Some((id, fields))
+}
+
+/// The field `name` of `fields` as text.
+fn field<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a str> {
+    fields
+        .get(name.as_bytes())
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// `[id, [field, value, ...]]` → the entry; `None` without an id or a counter.
+pub(crate) fn parse_entry(raw: &Value, names: &mut Names) -> Option<StreamEntry> {
+    let (id, fields) = entry_fields(raw)?;
+    let get = |name: &str| field(&fields, name);
     let n: u64 = get("n")?.parse().ok()?;
     let entry = (|| {
         let node = names.intern(get("node")?);
         let member = get("member")?.parse().ok()?;
         let kind = parse_kind(get("kind")?, get)?;
+        // A message's number among the chat lines (E5); older nodes wrote none.
+        let line = get("line").and_then(|line| line.parse().ok());
         Some(LogEntry {
             author: MemberRef { node, member },
             kind,
+            line,
         })
     })();
     Some(StreamEntry { id, n, entry })
@@ -144,6 +160,8 @@ pub(crate) struct Snapshot {
     pub(crate) epoch: String,
     /// The counter of the last entry.
     pub(crate) n: u64,
+    /// The number of the last chat line (E5).
+    pub(crate) line: u64,
     /// The id of the last entry in the stream (`0-0` if none).
     pub(crate) id: String,
     /// Every claimed member, in join order.
@@ -156,8 +174,10 @@ pub(crate) fn parse_snapshot(reply: Value, names: &mut Names) -> Option<Snapshot
     let Value::Array(parts) = reply else {
         return None;
     };
-    let [epoch, n, id, presence] = <[Value; 4]>::try_from(parts).ok()?;
-    let (Some(epoch), Value::Int(n), Some(id)) = (text(&epoch), n, text(&id)) else {
+    let [epoch, n, id, presence, line] = <[Value; 5]>::try_from(parts).ok()?;
+    let (Some(epoch), Value::Int(n), Some(id), Value::Int(line)) =
+        (text(&epoch), n, text(&id), line)
+    else {
         return None;
     };
     let mut members = Vec::new();
@@ -177,9 +197,43 @@ pub(crate) fn parse_snapshot(reply: Value, names: &mut Names) -> Option<Snapshot
     Some(Snapshot {
         epoch,
         n,
+        line: u64::try_from(line).unwrap_or(0),
         id,
         members,
     })
+}
+
+/// A chat line of the stream, for replay (E5): a `say` entry with its line number and its
+/// speaker's name; `None` for anything else, or an entry written before lines were numbered.
+pub(crate) fn parse_line(raw: &Value) -> Option<Line> {
+    let (id, fields) = entry_fields(raw)?;
+    let get = |name: &str| field(&fields, name);
+    if get("kind")? != "say" {
+        return None;
+    }
+    let name = UserName::parse(get("name")?).ok()?;
+    // The stream id's first half is when Redis appended it, in ms since the Unix epoch.
+    let millis: i64 = id.split_once('-')?.0.parse().ok()?;
+    let local = chrono::DateTime::from_timestamp_millis(millis)?
+        .with_timezone(&chrono::Local)
+        .naive_local();
+    Some(Line {
+        seq: get("line")?.parse().ok()?,
+        at: Timestamp::new(std::time::Duration::ZERO, local),
+        name: name.as_str().into(),
+        text: get("text")?.into(),
+    })
+}
+
+/// The history epoch of a log's life (E5): its epoch token, hashed (FNV-1a, 64 bits) into the
+/// 16 hex digits an id allows, the same on every node.
+pub(crate) fn history_epoch(log_epoch: &str) -> Epoch {
+    let hash = log_epoch
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Epoch::new(&format!("{hash:016x}")).expect("16 hex digits are a valid epoch")
 }
 
 /// A `presence` field (`NODE\nMEMBER` → `N\nKEY\nNAME`) → the join's counter, the member and

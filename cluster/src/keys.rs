@@ -12,6 +12,8 @@ pub(crate) struct Keys {
     pub(crate) epoch: String,
     /// The room-wide counter of entries.
     pub(crate) seq: String,
+    /// The counter of chat lines: a line's id is `EPOCH.LINE` (E5).
+    pub(crate) lines: String,
     /// Name key → the member holding it.
     pub(crate) names: String,
     /// Member → its join order, name key and name.
@@ -28,6 +30,7 @@ impl Keys {
             log: key("log"),
             epoch: key("epoch"),
             seq: key("seq"),
+            lines: key("lines"),
             names: key("names"),
             presence: key("presence"),
             alive: key("alive"),

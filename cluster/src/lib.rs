@@ -35,6 +35,7 @@ use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
+use chathttp_core::server::history::{Epoch, Line};
 use chathttp_core::server::{AppendRefusal, LogEntry, MemberRef};
 use chathttp_core::{Server, Timestamp, UserName};
 
@@ -66,9 +67,23 @@ pub enum LogEvent {
         members: Vec<(MemberRef, UserName)>,
         /// Whether entries were lost to this node.
         missed: bool,
+        /// The chat lines kept for replay, as the stream has them (E5); `None` with
+        /// `--history 0`.
+        history: Option<SharedHistory>,
     },
     /// Shutdown released this node's claims (or gave up).
     Retired,
+}
+
+/// The room's history as the stream has it at a snapshot (E5): the same on every node.
+#[derive(Debug)]
+pub struct SharedHistory {
+    /// The epoch of the log's life, as an id's first half.
+    pub epoch: Epoch,
+    /// The number of the last chat line the log gave up to the snapshot.
+    pub last: u64,
+    /// The last `--history` chat lines up to the snapshot, oldest first.
+    pub lines: Vec<Line>,
 }
 
 /// Hands the driver's events to the driver; may block (the driver's queue is bounded).
@@ -120,11 +135,18 @@ impl Link {
                 tracing::info!("shared log back; nothing missed");
                 server.handle_log_up(now);
             }
-            LogEvent::Reset { members, missed } => {
+            LogEvent::Reset {
+                members,
+                missed,
+                history,
+            } => {
                 if missed {
                     tracing::warn!(members = members.len(), "shared log gap: view rebuilt");
                 } else {
                     tracing::info!(members = members.len(), "shared log read");
+                }
+                if let Some(history) = history {
+                    server.reset_history(history.epoch, history.last, history.lines);
                 }
                 server.handle_log_reset(now, members, missed);
             }
@@ -178,11 +200,13 @@ pub fn start(settings: &ClusterSettings, deliver: Deliver) -> (Link, LogEvent) {
         },
         position: position::Position::default(),
         names: entry::Names::default(),
+        history: settings.history,
     };
     let first = match reader.resync(false) {
-        Ok(members) => LogEvent::Reset {
+        Ok((members, history)) => LogEvent::Reset {
             members,
             missed: false,
+            history,
         },
         Err(error) => LogEvent::Down(describe(&error)),
     };

@@ -133,6 +133,7 @@ mod tests {
         let snapshot = Snapshot {
             epoch: "e2".into(),
             n: 2,
+            line: 1,
             id: "3-0".into(),
             members: Vec::new(),
         };

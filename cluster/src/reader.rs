@@ -10,10 +10,13 @@ use chathttp_core::server::MemberRef;
 use redis::{RedisResult, Value};
 
 use crate::connection::describe;
-use crate::entry::{Names, Snapshot, entry_id, parse_entry, parse_snapshot, stream_entries};
+use crate::entry::{
+    Names, Snapshot, entry_id, history_epoch, parse_entry, parse_line, parse_snapshot,
+    stream_entries,
+};
 use crate::position::Position;
 use crate::scripts::scripts;
-use crate::{LogEvent, Session};
+use crate::{LogEvent, Session, SharedHistory};
 
 /// How long one `XREAD` blocks; also how soon the reader notices it should check Redis.
 const BLOCK_MS: u64 = 1000;
@@ -25,7 +28,12 @@ pub(crate) struct Reader {
     pub(crate) session: Session,
     pub(crate) position: Position,
     pub(crate) names: Names,
+    /// `--history`: the chat lines read back at each snapshot (E5).
+    pub(crate) history: usize,
 }
+
+/// Entries per `XREVRANGE` while reading the history back.
+const HISTORY_PAGE: usize = 512;
 
 impl Reader {
     pub(crate) fn run(&mut self, mut down: bool) {
@@ -75,8 +83,13 @@ impl Reader {
         self.reset()
     }
 
-    /// Takes a snapshot and moves the read position to it; returns the members.
-    pub(crate) fn resync(&mut self, missed: bool) -> RedisResult<Vec<(MemberRef, UserName)>> {
+    /// Takes a snapshot and moves the read position to it; returns the members and the
+    /// history up to it.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn resync(
+        &mut self,
+        missed: bool,
+    ) -> RedisResult<(Vec<(MemberRef, UserName)>, Option<SharedHistory>)> {
         let snapshot = self.snapshot()?;
         if missed {
             tracing::warn!(
@@ -85,16 +98,63 @@ impl Reader {
                 "resynchronising with the shared log"
             );
         }
+        let history = self.history_at(&snapshot)?;
         self.position.reset_to(&snapshot);
-        Ok(snapshot.members)
+        Ok((snapshot.members, history))
+    }
+
+    /// The last `--history` chat lines up to `snapshot`'s last entry, read backwards a page
+    /// at a time until there are enough or the stream begins (E5). Every node reads the same
+    /// lines for the same snapshot point, so they replay the same ids.
+    fn history_at(&mut self, snapshot: &Snapshot) -> RedisResult<Option<SharedHistory>> {
+        if self.history == 0 {
+            return Ok(None);
+        }
+        let log = &self.session.keys.log;
+        let mut lines = Vec::new();
+        let mut end = snapshot.id.clone();
+        while lines.len() < self.history {
+            let page: Value = self.session.link.run(|c| {
+                redis::cmd("XREVRANGE")
+                    .arg(log)
+                    .arg(&end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(HISTORY_PAGE)
+                    .query(c)
+            })?;
+            let Value::Array(entries) = page else { break };
+            let Some(oldest) = entries.last().and_then(entry_id) else {
+                break;
+            };
+            let wanted = self.history - lines.len();
+            lines.extend(
+                entries
+                    .iter()
+                    .filter_map(parse_line)
+                    .filter(|line| line.seq <= snapshot.line)
+                    .take(wanted),
+            );
+            if entries.len() < HISTORY_PAGE {
+                break;
+            }
+            end = format!("({oldest}");
+        }
+        lines.reverse();
+        Ok(Some(SharedHistory {
+            epoch: history_epoch(&snapshot.epoch),
+            last: snapshot.line,
+            lines,
+        }))
     }
 
     /// Entries were lost to this node: the event that rebuilds the driver's view.
     fn reset(&mut self) -> RedisResult<LogEvent> {
-        let members = self.resync(true)?;
+        let (members, history) = self.resync(true)?;
         Ok(LogEvent::Reset {
             members,
             missed: true,
+            history,
         })
     }
 
@@ -108,6 +168,7 @@ impl Reader {
                 .key(&keys.seq)
                 .key(&keys.log)
                 .key(&keys.presence)
+                .key(&keys.lines)
                 .arg(&candidate)
                 .invoke(c)
         })?;

@@ -112,6 +112,7 @@ pub(crate) fn append_call(how: &Appending, entry: &LogEntry, ticket: u64) -> Opt
                 keys.seq.clone(),
                 keys.log.clone(),
                 outcomes,
+                keys.lines.clone(),
             ],
             args: vec![node, member, text.clone(), max_len, ticket],
         },
@@ -181,7 +182,11 @@ mod tests {
             node: Arc::from("a"),
             member: 7,
         };
-        LogEntry { author, kind }
+        LogEntry {
+            author,
+            kind,
+            line: None,
+        }
     }
 
     fn how() -> Appending {

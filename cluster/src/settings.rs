@@ -19,6 +19,8 @@ pub struct ClusterSettings {
     /// The password for Redis's `AUTH`, from `CHATHTTP_REDIS_PASSWORD` rather than the URL,
     /// so that it does not show in `ps` (K2). Overrides a password in the URL.
     pub password: Option<String>,
+    /// `--history`: the chat lines this node reads back from the stream for replay (E5).
+    pub history: usize,
 }
 
 /// The environment variable [`ClusterSettings::password`] is read from.

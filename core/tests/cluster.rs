@@ -164,6 +164,7 @@ impl World {
             let entry = LogEntry {
                 author,
                 kind: LogKind::Leave,
+                line: None,
             };
             self.line(format!("reaper: append {} Leave", member(&entry.author)));
             self.claim(&entry);

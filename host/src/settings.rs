@@ -208,6 +208,7 @@ impl Flags {
             max_len: self.log_max_len.get(),
             room: self.room,
             password: std::env::var(chathttp_cluster::PASSWORD_VARIABLE).ok(),
+            history: self.history as usize,
         });
         Settings {
             bind: self.bind,

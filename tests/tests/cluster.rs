@@ -747,3 +747,83 @@ fn k4_a_pipeline_broken_midway_gives_one_answer_per_message() {
         MEMBERS * POSTS
     );
 }
+
+/// `ADD` as `name` with `History: ask` (E2); returns the replayed chat lines with their ids
+/// and the marker's body.
+fn join_with_history(
+    client: &mut Client,
+    name: &str,
+    ask: &str,
+) -> (Vec<(String, String)>, String) {
+    let add = String::from_utf8(request("ADD", name, b"")).expect("ASCII");
+    let add = add.replacen("\n\n", &format!("\nHistory: {ask}\n\n"), 1);
+    client.send(add.as_bytes());
+    assert_eq!(client.read_response().text(), format!("Welcome, {name}!\n"));
+    let mut replayed = Vec::new();
+    loop {
+        let response = client.read_response();
+        if response.text().starts_with("History: ") {
+            return (replayed, response.text());
+        }
+        let id = response
+            .header("Message_Id")
+            .expect("a replayed line has an id");
+        replayed.push((id.to_owned(), response.text()));
+    }
+}
+
+#[test]
+fn e5_every_node_replays_the_same_lines_and_a_member_resumes_on_another_node() {
+    let Some(redis) = Redis::start() else { return };
+    let a = node(Runtime::Smol, &redis, "a", &[]);
+    let mut alice = a.member("alice");
+    for n in 1..=3 {
+        alice.request("POST", "alice", format!("line {n}").as_bytes());
+    }
+    // A node started after the lines were said reads them back from the stream.
+    let b = node(Runtime::Std, &redis, "b", &[]);
+    let mut carol = b.guest();
+    let (on_b, marker) = join_with_history(&mut carol, "carol", "10");
+    assert_eq!(marker, "History: 3 messages replayed\n");
+    let mut dave = a.guest();
+    let (on_a, _) = join_with_history(&mut dave, "dave", "10");
+    assert_eq!(
+        on_a, on_b,
+        "the same lines under the same ids on both nodes"
+    );
+    let bodies: Vec<&str> = on_a.iter().map(|(_, body)| body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "[ alice ] : line 1\n",
+            "[ alice ] : line 2\n",
+            "[ alice ] : line 3\n"
+        ]
+    );
+
+    // Dave drops on node a, two lines are said, and he resumes on node b after his last id.
+    let last = on_a.last().expect("three lines").0.clone();
+    drop(dave);
+    read_until(&mut alice, Duration::from_secs(10), |b| {
+        b == "dave has just left the chat room...\n"
+    });
+    alice.request("POST", "alice", b"while away 1");
+    alice.request("POST", "alice", b"while away 2");
+    let mut dave = b.guest();
+    let (resumed, marker) = join_with_history(&mut dave, "dave", &format!("after {last}"));
+    let bodies: Vec<&str> = resumed.iter().map(|(_, body)| body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        ["[ alice ] : while away 1\n", "[ alice ] : while away 2\n"]
+    );
+    assert_eq!(marker, "History: 2 messages replayed\n");
+    // Live lines go on numbering from the log, the same id on every node.
+    alice.request("POST", "alice", b"live");
+    let on_dave = read_until(&mut dave, Duration::from_secs(10), |b| {
+        b == "[ alice ] : live\n"
+    });
+    assert_eq!(
+        on_dave.last().map(String::as_str),
+        Some("[ alice ] : live\n")
+    );
+}

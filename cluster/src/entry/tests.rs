@@ -30,6 +30,7 @@ fn entry(node: &str, member: u64, kind: LogKind) -> LogEntry {
     LogEntry {
         author: MemberRef { node, member },
         kind,
+        line: None,
     }
 }
 
@@ -254,6 +255,7 @@ fn snapshot_reply(n: i64, presence: &[(&str, &str)]) -> Value {
         Value::Int(n),
         bulk("5-0"),
         Value::Array(presence),
+        Value::Int(7),
     ])
 }
 
@@ -272,6 +274,7 @@ fn a_snapshot_lists_its_members_in_join_order() {
         (snapshot.epoch.as_str(), snapshot.n, snapshot.id.as_str()),
         ("e1", 9, "5-0")
     );
+    assert_eq!(snapshot.line, 7, "the last chat line's number (E5)");
     let members: Vec<(String, u64, String)> = snapshot
         .members
         .into_iter()
@@ -316,6 +319,7 @@ fn a_snapshot_of_the_wrong_shape_is_not_read() {
         bulk("1"),
         bulk("0-0"),
         Value::Array(vec![]),
+        Value::Int(0),
     ]);
     assert_eq!(
         parse_snapshot(text_n, &mut names),
@@ -324,4 +328,79 @@ fn a_snapshot_of_the_wrong_shape_is_not_read() {
     );
     let negative = parse_snapshot(snapshot_reply(-1, &[]), &mut names).expect("read");
     assert_eq!(negative.n, 0, "a negative counter counts as none");
+}
+
+#[test]
+fn e5_a_chat_line_reads_back_with_its_number_name_and_time() {
+    let raw = Value::Array(vec![
+        bulk("1733370000123-0"),
+        Value::Array(
+            [
+                ("n", "9"),
+                ("node", "a"),
+                ("member", "7"),
+                ("kind", "say"),
+                ("text", "hi there"),
+                ("line", "4"),
+                ("name", "Alice"),
+            ]
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect(),
+        ),
+    ]);
+    let line = parse_line(&raw).expect("a chat line");
+    assert_eq!(
+        (line.seq, &*line.name, &*line.text),
+        (4, "Alice", "hi there")
+    );
+    let said = chrono::DateTime::from_timestamp_millis(1_733_370_000_123)
+        .expect("a time")
+        .with_timezone(&chrono::Local)
+        .naive_local();
+    assert_eq!(line.at.local(), said);
+    let read = parse_entry(&raw, &mut Names::default()).expect("an entry");
+    assert_eq!(read.entry.expect("readable").line, Some(4));
+    // A join, or a line written before lines were numbered, is no chat line to replay.
+    let join = entry_value(
+        "2-0",
+        &[
+            ("n", "1"),
+            ("node", "a"),
+            ("member", "7"),
+            ("kind", "join"),
+            ("name", "Alice"),
+        ],
+    );
+    assert_eq!(parse_line(&join), None);
+    let old = entry_value(
+        "3-0",
+        &[
+            ("n", "2"),
+            ("node", "a"),
+            ("member", "7"),
+            ("kind", "say"),
+            ("text", "x"),
+        ],
+    );
+    assert_eq!(parse_line(&old), None);
+}
+
+#[test]
+fn e5_every_node_derives_the_same_history_epoch_from_the_log_s() {
+    assert_eq!(history_epoch("n1@42"), history_epoch("n1@42"));
+    assert_ne!(history_epoch("n1@42"), history_epoch("n1@43"));
+    assert_eq!(history_epoch("anything at all").as_str().len(), 16);
+}
+
+fn entry_value(id: &str, fields: &[(&str, &str)]) -> Value {
+    Value::Array(vec![
+        bulk(id),
+        Value::Array(
+            fields
+                .iter()
+                .flat_map(|(k, v)| [bulk(k), bulk(v)])
+                .collect(),
+        ),
+    ])
 }

@@ -310,6 +310,28 @@ impl History {
         seq
     }
 
+    /// Records a line a shared log numbered `seq` (E5); `None` (and nothing kept) if it
+    /// does not follow the last one, as after a log reset this node has not heard of yet.
+    pub fn record_at(
+        &mut self,
+        seq: u64,
+        at: Timestamp,
+        name: &UserName,
+        text: &str,
+    ) -> Option<u64> {
+        if !self.is_on() || seq <= self.last {
+            return None;
+        }
+        self.last = seq;
+        self.push(Line {
+            seq,
+            at,
+            name: name.as_str().into(),
+            text: text.into(),
+        });
+        Some(seq)
+    }
+
     /// What `ask` is due, as of now (see the table in the module docs).
     pub(crate) fn replay(&self, ask: &Ask) -> Replay {
         let (skip, missed) = match ask {

@@ -108,6 +108,10 @@ pub struct LogEntry {
     pub author: MemberRef,
     /// What it does.
     pub kind: LogKind,
+    /// A message's number among the room's chat lines, as the shared log gave it (E5): its
+    /// id is `EPOCH.LINE` on every node. `None` in entries this machine appends (the log
+    /// numbers them) and in a single-process room, which numbers its lines itself.
+    pub line: Option<u64>,
 }
 
 /// Why the host could not append an entry of this node.
@@ -303,8 +307,8 @@ impl Server {
     pub fn new_shared(config: ServerConfig, now: Timestamp, node: &str) -> Self {
         let mut server = Self::new(config, now);
         server.node = node.into();
-        // Ids of a shared room's lines must come from the shared log (E5), which does not
-        // give them yet: history is off, and `History` is ignored as by a revision-1 server.
+        // A shared room's ids come from the shared log (E5): history is off until the host
+        // hands in the log's history with `reset_history`.
         server.history = super::History::new(super::history::HistoryConfig::off());
         server.log = Log::Shared {
             down: Some("the shared log has not been read yet".into()),
@@ -345,6 +349,26 @@ impl Server {
             self.apply(entry);
         }
         self.settle();
+    }
+
+    /// The room's history as the shared log has it (E5), with a
+    /// [`handle_log_reset`](Self::handle_log_reset): `epoch` names the log's life, `last` is
+    /// the number of the last line it gave up to the snapshot, `lines` the kept ones before
+    /// it, oldest first. It replaces what this node held, so every node replays the same
+    /// lines under the same ids; entries that follow number their lines on. Ignored in a
+    /// single-process room and with `--history 0`.
+    pub fn reset_history(
+        &mut self,
+        epoch: super::history::Epoch,
+        last: u64,
+        lines: Vec<super::history::Line>,
+    ) {
+        if matches!(self.log, Log::Local { .. }) || self.config.history.lines == 0 {
+            return;
+        }
+        let config = super::history::HistoryConfig::in_memory(self.config.history.lines, epoch);
+        self.history = super::History::new(config);
+        self.history.restore(last, lines);
     }
 
     /// The host could not append `entry` (one this machine gave it): the joiner gets `401`
@@ -561,6 +585,7 @@ impl Server {
         let entry = LogEntry {
             author: self.me(conn),
             kind,
+            line: None,
         };
         match &mut self.log {
             Log::Local { queue } => queue.push_back(entry),
@@ -610,7 +635,7 @@ impl Server {
         match entry.kind {
             LogKind::Join(name) => self.apply_join(entry.author, local, name, true),
             LogKind::Rejoin(name) => self.apply_join(entry.author, local, name, false),
-            LogKind::Say(text) => self.apply_say(&entry.author, local, &text),
+            LogKind::Say(text) => self.apply_say(&entry.author, local, &text, entry.line),
             LogKind::Leave => self.apply_leave(&entry.author, local),
         }
     }
@@ -733,14 +758,30 @@ impl Server {
         }
     }
 
-    fn apply_say(&mut self, author: &MemberRef, local: Option<ConnId>, text: &str) {
+    /// `line` is the number a shared log gave the message (E5); a single-process room
+    /// numbers its lines itself.
+    fn apply_say(
+        &mut self,
+        author: &MemberRef,
+        local: Option<ConnId>,
+        text: &str,
+        line: Option<u64>,
+    ) {
         if let Some(Phase::Member { says, .. }) = local.and_then(|c| self.phase_mut(c)) {
             *says = says.saturating_sub(1);
         }
         if let Some(name) = self.roster.name_of(author) {
-            let seq = self.history.record(self.now, name, text);
+            let seq = match (&self.log, line) {
+                (Log::Local { .. }, _) => Some(self.history.record(self.now, name, text)),
+                (Log::Shared { .. }, Some(line)) => {
+                    self.history.record_at(line, self.now, name, text)
+                }
+                // An entry of a node that does not number lines: no id to give.
+                (Log::Shared { .. }, None) => None,
+            };
             // E4: the host records it first; what follows waits for it (see `emit`).
-            if self.history.is_recorded()
+            if let Some(seq) = seq
+                && self.history.is_recorded()
                 && let Some(line) = self.history.line(seq)
             {
                 self.history.recording(seq, self.now);
@@ -748,12 +789,7 @@ impl Server {
             }
             let mut body = Vec::new();
             body::write_chat(&mut body, name.as_str(), text);
-            if !self.history.is_on() {
-                // No ids to give (history off, or turned off by a failed record, E4).
-                let frame = self.response(Status::OK, &body);
-                let everyone = self.room.recipients();
-                self.broadcast(everyone, frame);
-            } else {
+            if let Some(seq) = seq.filter(|_| self.history.is_on()) {
                 let to = self.room.chat_recipients();
                 if !to.plain.is_empty() {
                     let frame = self.response(Status::OK, &body);
@@ -765,6 +801,11 @@ impl Server {
                     let frame = self.response_at(Status::OK, &body, self.now, Some(&id));
                     self.broadcast(to.aware, frame);
                 }
+            } else {
+                // No id to give (history off, or turned off by a failed record, E4).
+                let frame = self.response(Status::OK, &body);
+                let everyone = self.room.recipients();
+                self.broadcast(everyone, frame);
             }
         }
         if let Some(conn) = local {
