@@ -65,11 +65,10 @@ pub fn visible_event(event: ClientEvent) -> ClientEvent {
     }
 }
 
-/// Whether a `Message_Id` can go back in `History: after ID`: one token of visible ASCII,
-/// as short as any id this server family gives, so a hostile server cannot make the client
-/// send it header lines.
+/// Whether a `Message_Id` can go back in `History: after ID`, so that a hostile server
+/// cannot make the client send it header lines.
 fn usable_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+    chathttp_core::server::history::is_valid_id(id)
 }
 
 fn escape(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {

@@ -208,6 +208,11 @@ impl ClientSession {
             }
             (Phase::Guest, Intent::JoinWithHistory(raw, ask)) => {
                 let name = UserName::parse(&raw)?.as_str().to_owned();
+                if let Ask::After(id) = &ask
+                    && !crate::server::history::is_valid_id(id)
+                {
+                    return Err(UsageError::InvalidHistoryId);
+                }
                 self.phase = Phase::Joining(name.clone());
                 self.replay = Replay::Asked;
                 history = Some(ask.to_header());

@@ -133,6 +133,9 @@ pub enum UsageError {
     /// A message with nothing in it.
     #[error("the message is empty")]
     EmptyMessage,
+    /// `History: after ID` with an id no server gave: empty, too long, or not visible ASCII.
+    #[error("not a message id: 1 to 64 visible ASCII characters")]
+    InvalidHistoryId,
     /// A name the server would refuse (checked locally to save a round trip).
     #[error(transparent)]
     InvalidName(#[from] NameError),

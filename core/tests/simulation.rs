@@ -1130,10 +1130,14 @@ impl HistoryWorld {
                 count, person.replayed,
                 "{name}: the marker miscounts the replay"
             );
-            assert_eq!(
-                missed, person.gap,
-                "{name}: the marker says missed={missed}, the ids say otherwise"
+            assert!(
+                missed || !person.gap,
+                "{name}: lines were skipped and the marker says none were"
             );
+            // A replay the room outran ends early, saying so: the gap comes after the marker.
+            if missed && !person.gap {
+                person.first_line = Some(true);
+            }
             person.stage = Stage::Live;
             *self
                 .tally

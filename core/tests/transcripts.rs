@@ -1003,3 +1003,67 @@ fn e4_a_restored_history_continues_its_numbering_and_replays_what_was_kept() {
     s.recorded(10);
     assert_snapshot!(s.transcript);
 }
+
+#[test]
+fn e3_a_member_that_leaves_during_its_replay_still_gets_its_goodbye() {
+    let limit = 4_000;
+    let mut s = Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        max_output_bytes: limit,
+        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
+        ..ServerConfig::default()
+    });
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    for n in 1..=6 {
+        s.send_quietly(
+            alice,
+            &post(&format!("line {n} {}", "x".repeat(300))),
+            "a line",
+        );
+        s.drained(alice, limit);
+    }
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "10"));
+    s.note("bob leaves before reading his replay: the rest of it is dropped, the goodbye is not");
+    s.send(bob, &request("DELETE", None, ""));
+    assert_snapshot!(s.transcript);
+}
+
+#[test]
+fn e3_a_replay_that_the_room_outruns_stops_early_and_says_so_instead_of_cutting_the_joiner() {
+    let limit = 4_000;
+    let mut s = Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        max_output_bytes: limit,
+        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
+        ..ServerConfig::default()
+    });
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    for n in 1..=8 {
+        s.send_quietly(
+            alice,
+            &post(&format!("old {n} {}", "x".repeat(300))),
+            "a line",
+        );
+        s.drained(alice, limit);
+    }
+    let bob = s.open();
+    s.send(bob, &add_with_history("bob", "10"));
+    s.note("the room goes on faster than bob reads: live lines wait behind his replay");
+    for n in 1..=6 {
+        s.send_quietly(
+            alice,
+            &post(&format!("new {n} {}", "y".repeat(300))),
+            "a line",
+        );
+        s.drained(alice, limit);
+    }
+    s.note("bob reads a little: the next replayed line would pass his limit, so the replay ends");
+    s.drained(bob, 450);
+    assert!(s.server.is_open(bob), "bob is not cut for his own replay");
+    assert!(!s.server.is_replaying(bob), "the replay ended early");
+    s.server.check_invariants().expect("consistent");
+    assert_snapshot!(s.transcript);
+}

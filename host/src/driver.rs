@@ -261,7 +261,8 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             Input::WriterFinished => self.writers -= 1,
             Input::Recorded(Recorded::UpTo(seq)) => self.server.handle_recorded(now, seq),
             Input::Recorded(Recorded::Failed(reason)) => {
-                tracing::error!(%reason, "cannot write the history file; history is off");
+                // The recorder has cleared the epoch and stopped; the machine's HistoryOff
+                // event is the log line.
                 self.recorder = None;
                 self.server.handle_record_failed(now, reason);
             }
@@ -460,7 +461,10 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     /// period is over.
     pub fn is_finished(&self) -> bool {
         let retired = self.log.as_ref().is_none_or(Link::is_retired);
+        // Frames held behind a line not yet recorded (E4) are not written yet: the S11
+        // notices among them wait for the commit, or for the machine's record timeout.
         let done = self.writers == 0
+            && !self.server.is_withholding()
             && self.unflushed.is_empty()
             && self.closing.is_empty()
             && self.lingering.is_empty()
@@ -499,7 +503,16 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                         recorder.record(line);
                     }
                 }
-                Output::Event(event) => log_event(&event),
+                Output::Event(event) => {
+                    // History turned off without a failed commit (the room timed out on
+                    // one): the file's epoch must not outlive the lines that went unrecorded.
+                    if let chathttp_core::Event::HistoryOff { .. } = event
+                        && let Some(recorder) = self.recorder.take()
+                    {
+                        recorder.abandon();
+                    }
+                    log_event(&event);
+                }
             }
         }
         if let Some(log) = &self.log {

@@ -87,8 +87,12 @@ impl HistoryDb {
         let connection = Connection::open(path).map_err(error)?;
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL;
+                // Exclusive locking, taken at once and never released: a second server on the
+                // same file fails here, not at its first commit.
+                "PRAGMA locking_mode = EXCLUSIVE;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
+                 BEGIN EXCLUSIVE; COMMIT;
                  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  CREATE TABLE IF NOT EXISTS lines (
                      seq INTEGER PRIMARY KEY, said TEXT NOT NULL, name TEXT NOT NULL,
@@ -170,31 +174,45 @@ pub enum Recorded {
 /// The thread that writes lines to the history file, in batches (see the module docs).
 #[derive(Debug)]
 pub struct Recorder {
-    lines: mpsc::Sender<Arc<Line>>,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What the recorder is asked to do.
+#[derive(Debug)]
+enum Job {
+    Record(Arc<Line>),
+    /// The room gave up on recording (it timed out): lines went out unrecorded, so the file's
+    /// epoch must not be used again.
+    Abandon,
 }
 
 impl Recorder {
     /// Starts the thread on `db`'s connection, keeping the last `keep` lines in the file;
     /// `deliver` hands its reports to the driver.
     pub fn start(db: HistoryDb, deliver: Arc<dyn Fn(Recorded) + Send + Sync>) -> Self {
-        let (lines, queued) = mpsc::channel::<Arc<Line>>();
+        let (jobs, queued) = mpsc::channel::<Job>();
         let keep = db.config.lines;
         let mut connection = db.connection;
         thread::Builder::new()
             .name("history".into())
             .spawn(move || {
                 while let Ok(first) = queued.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(queued.try_iter().take(BATCH - 1));
+                    let mut batch = Vec::new();
+                    let mut abandon = false;
+                    for job in std::iter::once(first).chain(queued.try_iter().take(BATCH - 1)) {
+                        match job {
+                            Job::Record(line) => batch.push(line),
+                            Job::Abandon => abandon = true,
+                        }
+                    }
+                    if abandon {
+                        forget_epoch(&connection);
+                        return;
+                    }
                     match commit(&mut connection, &batch, keep) {
                         Ok(last) => deliver(Recorded::UpTo(last)),
                         Err(error) => {
-                            // Lines that waited went out unrecorded, with ids a restart could
-                            // give again: the next start must use a new epoch.
-                            let cleared = connection.execute("DELETE FROM meta WHERE key = 'epoch'", []);
-                            if let Err(also) = cleared {
-                                tracing::error!(%also, "cannot clear the history file's epoch either");
-                            }
+                            forget_epoch(&connection);
                             deliver(Recorded::Failed(error.to_string()));
                             return;
                         }
@@ -202,13 +220,27 @@ impl Recorder {
                 }
             })
             .expect("one thread can be spawned at start-up");
-        Self { lines }
+        Self { jobs }
     }
 
     /// Queues `line` for the next batch. Never blocks.
     pub fn record(&self, line: Arc<Line>) {
         // After a failure the thread is gone; the room has turned history off by then.
-        let _ = self.lines.send(line);
+        let _ = self.jobs.send(Job::Record(line));
+    }
+
+    /// The room turned history off without a failed commit (it waited too long): the file's
+    /// epoch is cleared, and the thread ends.
+    pub fn abandon(self) {
+        let _ = self.jobs.send(Job::Abandon);
+    }
+}
+
+/// Lines went out unrecorded, with ids a restart on this file could give again: the next start
+/// must use a new epoch (and drops the lines kept under this one).
+fn forget_epoch(connection: &Connection) {
+    if let Err(error) = connection.execute("DELETE FROM meta WHERE key = 'epoch'", []) {
+        tracing::error!(%error, "cannot clear the history file's epoch either");
     }
 }
 
@@ -280,6 +312,7 @@ mod tests {
         assert_eq!(seqs, [3, 4, 5], "the last 3, oldest first");
         assert_eq!(&*db.lines[0].text, "line 3");
         assert_eq!(db.lines[0].at.local(), Timestamp::from_millis(3000).local());
+        drop(db);
         // Lines are trimmed, the numbering is not: with none kept it still goes on.
         let db = HistoryDb::open(&path, 0).expect("the same file");
         assert_eq!((db.last, db.lines.len()), (5, 0));
@@ -291,6 +324,19 @@ mod tests {
         let db = HistoryDb::open(&path, 3).expect("the same file");
         assert_ne!(db.config.epoch, epoch);
         assert_eq!((db.last, db.lines.len()), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn e4_a_file_one_server_holds_cannot_be_opened_by_another() {
+        let dir =
+            std::env::temp_dir().join(format!("chathttp-history-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("locked.db");
+        let first = HistoryDb::open(&path, 3).expect("a new file");
+        let second = HistoryDb::open(&path, 3);
+        assert!(second.is_err(), "two servers would share one epoch");
+        drop(first);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

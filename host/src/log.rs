@@ -49,6 +49,7 @@ pub(crate) fn log_event(event: &Event) {
         } => tracing::info!(%conn, status = status.code(), reason, "refused"),
         Event::GuestClosed { conn, cause } => tracing::debug!(%conn, ?cause, "guest closed"),
         Event::OverCapacity { conn } => tracing::warn!(%conn, "over capacity: refused"),
+        Event::HistoryOff { reason } => tracing::error!(reason, "history is off from now on"),
         other => tracing::debug!(?other, "event"),
     }
 }

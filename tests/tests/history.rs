@@ -106,7 +106,7 @@ conformance! {
         carol.request("POST", "carol", b"said after the restart");
         let (_, replayed, marker) = join_with_history(&server, "bob", &format!("after {}", id(&last)));
         assert_eq!(bodies(&replayed), ["[ carol ] : said after the restart\n"]);
-        assert_eq!(marker, "History: 1 message replayed, some were missed\n");
+        assert_eq!(marker, "History: 1 messages replayed, some were missed\n");
     }
 
     fn e1_with_history_0_the_header_is_ignored(rt: Runtime) {

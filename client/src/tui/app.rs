@@ -398,13 +398,12 @@ impl App {
         }
     }
 
-    /// `ADD` as `name`: with history asked for unless `--history 0`, after `last_id` when
-    /// rejoining (E2).
+    /// `ADD` as `name`, always history-aware (E2), so that a rejoin can resume: the last
+    /// `--history` lines at first (none with `--history 0`), after `last_id` when rejoining.
     fn join(&self, name: String, last_id: Option<&str>) -> Intent {
-        match (last_id, self.history) {
-            (Some(id), _) => Intent::JoinWithHistory(name, Ask::After(id.into())),
-            (None, 0) => Intent::Join(name),
-            (None, lines) => Intent::JoinWithHistory(name, Ask::Last(lines)),
+        match last_id {
+            Some(id) => Intent::JoinWithHistory(name, Ask::After(id.into())),
+            None => Intent::JoinWithHistory(name, Ask::Last(self.history)),
         }
     }
 

@@ -160,6 +160,9 @@ impl Ask {
 /// The lines one joiner is due, taken when its join was applied.
 #[derive(Debug)]
 pub(crate) struct Replay {
+    /// The epoch of the lines' ids, taken with them: a replay that outlives the history (turned
+    /// off, E4) still names its lines as they were named.
+    pub(crate) epoch: Epoch,
     /// Still to send, oldest first.
     pub(crate) lines: VecDeque<Arc<Line>>,
     /// Sent so far.
@@ -168,12 +171,23 @@ pub(crate) struct Replay {
     pub(crate) missed: bool,
 }
 
-/// The body of the `200` that ends a replay (E3).
+/// The id of line `seq` of `epoch`: `EPOCH.SEQ` (E1).
+pub fn id(epoch: &Epoch, seq: u64) -> String {
+    format!("{}.{seq}", epoch.as_str())
+}
+
+/// Whether `id` could be one this family of servers gives, and so may go back in
+/// `History: after ID` as one header value: 1 to 64 bytes of visible ASCII.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The body of the `200` that ends a replay (E3), exactly as the contract spells it: "1
+/// messages" included, so that a client can match it.
 pub fn marker(replayed: usize, missed: bool) -> String {
-    let noun = if replayed == 1 { "message" } else { "messages" };
     match missed {
-        false => format!("History: {replayed} {noun} replayed\n"),
-        true => format!("History: {replayed} {noun} replayed, some were missed\n"),
+        false => format!("History: {replayed} messages replayed\n"),
+        true => format!("History: {replayed} messages replayed, some were missed\n"),
     }
 }
 
@@ -278,7 +292,7 @@ impl History {
 
     /// The id of line `seq`, as sent in `Message_Id`.
     pub fn id(&self, seq: u64) -> String {
-        format!("{}.{seq}", self.config.epoch.as_str())
+        id(&self.config.epoch, seq)
     }
 
     /// Keeps `line` as the newest, dropping the oldest past the limit. Lines must come in
@@ -347,6 +361,7 @@ impl History {
             },
         };
         Replay {
+            epoch: self.config.epoch.clone(),
             lines: self.lines.iter().skip(skip).cloned().collect(),
             sent: 0,
             missed,
@@ -476,7 +491,7 @@ mod tests {
             let text = marker(n, missed);
             assert!(matches!(parse(text.as_bytes()), Body::Other(_)), "{text}");
         }
-        assert_eq!(marker(1, false), "History: 1 message replayed\n");
+        assert_eq!(marker(1, false), "History: 1 messages replayed\n");
         assert_eq!(
             marker(3, true),
             "History: 3 messages replayed, some were missed\n"

@@ -406,6 +406,12 @@ impl Server {
         &self.history
     }
 
+    /// Whether outputs wait for a line the host has not yet recorded (E4): a host that shuts
+    /// down waits for them (or for the record timeout) before it exits.
+    pub fn is_withholding(&self) -> bool {
+        !self.unrecorded.is_empty()
+    }
+
     /// Whether `conn`'s replay (E3) is still being fed.
     pub fn is_replaying(&self, conn: ConnId) -> bool {
         self.connection(conn).is_some_and(|c| c.replay.is_some())
@@ -784,6 +790,7 @@ impl Server {
             let slot = &self.slots[index];
             if matches!(slot.state, SlotState::Open(_)) {
                 let conn = ConnId::new(index as u32, slot.generation);
+                self.end_replay(conn);
                 self.emit(Output::Send {
                     conn,
                     frame: frame.clone(),
@@ -983,6 +990,10 @@ impl Server {
     /// Forgets `conn` (emitting a close if `mode` is given; `None` when the peer is already
     /// gone). Its phase ends with it: a member leaves (see [`log`]).
     fn close(&mut self, conn: ConnId, mode: Option<CloseMode>, cause: LeaveCause) {
+        if mode == Some(CloseMode::AfterFlush) {
+            // Its last reply (a goodbye, a 400, a 408) may wait behind a replay: it goes.
+            self.end_replay(conn);
+        }
         let Some(c) = self.connection_mut(conn) else {
             return;
         };
@@ -1090,11 +1101,24 @@ impl Server {
         self.feed_replay(conn);
     }
 
+    /// Ends `conn`'s replay where it stands, for a connection that is closing: the lines not
+    /// yet sent are dropped, what waited behind them goes out.
+    fn end_replay(&mut self, conn: ConnId) {
+        let Some(replaying) = self.connection_mut(conn).and_then(|c| c.replay.take()) else {
+            return;
+        };
+        self.room.set_replaying(conn, false);
+        for frame in replaying.pending {
+            self.emit(Output::Send { conn, frame });
+        }
+    }
+
     /// Sends `conn` the next lines of its replay while what it has not yet read of them stays
     /// under half the soft mark (S8.1), so a long replay never makes the joiner a slow reader
     /// and is fed as it drains; after the last, the marker and whatever waited behind it.
     fn feed_replay(&mut self, conn: ConnId) {
-        let budget = pace::soft_mark(self.config.max_output_bytes) / 2;
+        let limit = self.config.max_output_bytes;
+        let budget = (pace::soft_mark(limit) / 2).max(1);
         loop {
             let Some(c) = self.connection_mut(conn) else {
                 return;
@@ -1105,28 +1129,49 @@ impl Server {
             if c.queued.saturating_sub(replaying.pending_bytes) >= budget {
                 return;
             }
-            let frame = match replaying.replay.lines.pop_front() {
+            let epoch = replaying.replay.epoch.clone();
+            let (queued, pending) = (c.queued, replaying.pending_bytes);
+            let next = replaying.replay.lines.pop_front();
+            let frame = match next {
                 Some(line) => {
-                    replaying.replay.sent += 1;
                     let mut body = Vec::new();
                     crate::wire::body::write_chat(&mut body, &line.name, &line.text);
-                    let id = self.history.id(line.seq);
-                    self.response_at(Status::OK, &body, line.at, Some(&id))
-                }
-                None => {
-                    let replaying = c.replay.take();
-                    self.room.set_replaying(conn, false);
-                    let Some(replaying) = replaying else { return };
-                    let marker = history::marker(replaying.replay.sent, replaying.replay.missed);
-                    let frame = self.response(Status::OK, marker.as_bytes());
-                    if self.account(conn, frame.len()) {
-                        self.emit(Output::Send { conn, frame });
-                        for frame in replaying.pending {
-                            self.emit(Output::Send { conn, frame });
+                    let id = history::id(&epoch, line.seq);
+                    let frame = self.response_at(Status::OK, &body, line.at, Some(&id));
+                    // What the room said meanwhile fills the joiner's queue (S8): rather than
+                    // cut it for its own replay, the replay stops here and says so.
+                    let full = queued > 0 && queued + frame.len() > limit && pending > 0;
+                    if !full {
+                        if let Some(r) = self.connection_mut(conn).and_then(|c| c.replay.as_mut()) {
+                            r.replay.sent += 1;
                         }
+                        Some(frame)
+                    } else {
+                        if let Some(r) = self.connection_mut(conn).and_then(|c| c.replay.as_mut()) {
+                            r.replay.lines.clear();
+                            r.replay.missed = true;
+                        }
+                        None
                     }
-                    return;
                 }
+                None => None,
+            };
+            let Some(frame) = frame else {
+                let Some(c) = self.connection_mut(conn) else {
+                    return;
+                };
+                let replaying = c.replay.take();
+                self.room.set_replaying(conn, false);
+                let Some(replaying) = replaying else { return };
+                let marker = history::marker(replaying.replay.sent, replaying.replay.missed);
+                let frame = self.response(Status::OK, marker.as_bytes());
+                if self.account(conn, frame.len()) {
+                    self.emit(Output::Send { conn, frame });
+                    for frame in replaying.pending {
+                        self.emit(Output::Send { conn, frame });
+                    }
+                }
+                return;
             };
             if !self.account(conn, frame.len()) {
                 return;
