@@ -1067,3 +1067,38 @@ fn e3_a_replay_that_the_room_outruns_stops_early_and_says_so_instead_of_cutting_
     s.server.check_invariants().expect("consistent");
     assert_snapshot!(s.transcript);
 }
+
+#[test]
+fn e4_a_slow_recorder_pauses_reading_instead_of_letting_members_fall_behind() {
+    let limit = 4_000;
+    let mut s = Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        max_output_bytes: limit,
+        history: HistoryConfig {
+            recorded: true,
+            ..HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch"))
+        },
+        ..ServerConfig::default()
+    });
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    let bob = s.open();
+    s.send(bob, &add("bob"));
+    s.note("the disk is slow: what waits for it reaches the soft mark (1000 bytes), and reading pauses");
+    for n in 1..=5 {
+        s.send_quietly(
+            alice,
+            &post(&format!("line {n} {}", "x".repeat(100))),
+            "a line",
+        );
+    }
+    assert!(s.server.is_paced());
+    s.note(
+        "once the recorder catches up, what waited goes out, reading resumes, line 5 is taken up",
+    );
+    s.recorded(4);
+    assert!(!s.server.is_paced());
+    s.recorded(5);
+    s.server.check_invariants().expect("consistent");
+    assert_snapshot!(s.transcript);
+}

@@ -307,6 +307,8 @@ pub struct Server {
     /// Outputs decided after a line the host has not yet recorded (E4), each with the
     /// newest such line: they wait for it, in order.
     unrecorded: VecDeque<(u64, Output)>,
+    /// The bytes of the frames in `unrecorded`, each counted once however many receive it.
+    unrecorded_bytes: usize,
     now: Timestamp,
     datetime: (i64, [u8; 19]),
     shutting_down: bool,
@@ -331,6 +333,7 @@ impl Server {
             deadlines: BTreeSet::new(),
             outputs: VecDeque::new(),
             unrecorded: VecDeque::new(),
+            unrecorded_bytes: 0,
             now,
             datetime: (i64::MIN, [0; 19]),
             shutting_down: false,
@@ -398,7 +401,7 @@ impl Server {
 
     /// Whether the room is paced: it takes no new requests until its members catch up (S8.1).
     pub fn is_paced(&self) -> bool {
-        self.pace.is_paced()
+        self.pace.is_paced() || self.recording_backlog()
     }
 
     /// The room's last chat lines and their epoch (E1).
@@ -658,7 +661,7 @@ impl Server {
     /// Whether the room is paced, after bringing the decision up to date (see [`pace`]).
     fn paced(&mut self) -> bool {
         self.pace.update(self.room.len(), self.now);
-        self.pace.is_paced()
+        self.pace.is_paced() || self.recording_backlog()
     }
 
     /// The host has durably recorded every line up to `seq` ([`Output::Record`], E4): what
@@ -861,7 +864,7 @@ impl Server {
             taken += 1;
         }
         self.paced();
-        if let Some(pause) = self.pace.tell_host() {
+        if let Some(pause) = self.pace.tell_host(self.recording_backlog()) {
             let output = match pause {
                 true => Output::PauseReading,
                 false => Output::ResumeReading,
@@ -876,9 +879,20 @@ impl Server {
     /// follows waits to be recorded (E4), keeps it behind that line.
     fn emit(&mut self, output: Output) {
         match self.history.waiting_for() {
-            Some(line) => self.unrecorded.push_back((line, output)),
+            Some(line) => {
+                self.unrecorded_bytes += frame_len(&output);
+                self.unrecorded.push_back((line, output));
+            }
             None => self.outputs.push_back(output),
         }
+    }
+
+    /// Whether so much waits for the host's recorder (E4) that the room takes no new requests
+    /// until it catches up: each member's queue grows by what is held for it and cannot drain
+    /// meanwhile, so past the soft mark a slow disk would soon make every member a slow reader
+    /// (S8). The host is asked to stop reading as for S8.1.
+    fn recording_backlog(&self) -> bool {
+        self.unrecorded_bytes >= pace::soft_mark(self.config.max_output_bytes)
     }
 
     /// Releases the outputs that waited for lines the host has recorded now.
@@ -889,6 +903,7 @@ impl Server {
                 break;
             }
             if let Some((_, output)) = self.unrecorded.pop_front() {
+                self.unrecorded_bytes -= frame_len(&output);
                 self.outputs.push_back(output);
             }
         }
@@ -1246,6 +1261,14 @@ impl Server {
             } if *generation == conn.generation() => Some(c),
             _ => None,
         }
+    }
+}
+
+/// The bytes of a send's or a broadcast's frame; 0 for anything else.
+fn frame_len(output: &Output) -> usize {
+    match output {
+        Output::Send { frame, .. } | Output::Broadcast { frame, .. } => frame.len(),
+        _ => 0,
     }
 }
 

@@ -234,9 +234,10 @@ impl Pace {
         [hold, pause.grace_until].into_iter().flatten().min()
     }
 
-    /// Returns `Some(pause)` when the host must be told to pause or resume reading.
-    pub(crate) fn tell_host(&mut self) -> Option<bool> {
-        let paced = self.is_paced();
+    /// Returns `Some(pause)` when the host must be told to pause or resume reading: the room
+    /// is paced, or `also` holds (input waits for the history's recorder, E4).
+    pub(crate) fn tell_host(&mut self, also: bool) -> Option<bool> {
+        let paced = self.is_paced() || also;
         (paced != self.told_to_pause).then(|| {
             self.told_to_pause = paced;
             paced
@@ -343,8 +344,8 @@ mod tests {
         behind_and_reading(&mut pace, 2, at(0));
         pace.update(3, at(0));
         assert!(pace.is_paced(), "two holding, one clear");
-        assert_eq!(pace.tell_host(), Some(true));
-        assert_eq!(pace.tell_host(), None, "told once");
+        assert_eq!(pace.tell_host(false), Some(true));
+        assert_eq!(pace.tell_host(false), None, "told once");
     }
 
     #[test]
@@ -388,7 +389,7 @@ mod tests {
         pace.update(3, at(30));
         assert!(!pace.is_paced(), "everyone below the mark");
         assert_eq!(
-            pace.tell_host(),
+            pace.tell_host(false),
             None,
             "paused and resumed between two reports"
         );
