@@ -331,7 +331,7 @@ fn replayed(response: &Response<'_>, replay: &mut Replay) -> Option<Option<Clien
             let said_at = response
                 .datetime
                 .and_then(|d| std::str::from_utf8(d).ok())
-                .and_then(|d| chrono::NaiveDateTime::parse_from_str(d, "%Y-%m-%d %H:%M:%S").ok());
+                .and_then(crate::time::parse_datetime);
             return Some(Some(ClientEvent::Replayed {
                 from: String::from_utf8_lossy(name).into_owned(),
                 text: String::from_utf8_lossy(text).into_owned(),

@@ -94,6 +94,14 @@ impl Ord for Timestamp {
     }
 }
 
+/// The `Datetime` header's layout (H2), as a chrono format: `2015-11-29 10:17:48`.
+pub const DATETIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Reads a `Datetime` value (H2); `None` if it is not one.
+pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(text, DATETIME_FORMAT).ok()
+}
+
 /// The `Datetime` header's text for a local time: `%Y-%m-%d %H:%M:%S`, 19 bytes.
 ///
 /// Formatting through chrono's format strings costs more than the rest of a frame, so the
@@ -127,7 +135,7 @@ mod tests {
     fn datetime_matches_the_seed_format() {
         let t = Timestamp::from_millis(14_000);
         assert_eq!(&datetime_text(t.local()), b"2015-11-29 10:17:48");
-        let formatted = t.local().format("%Y-%m-%d %H:%M:%S").to_string();
+        let formatted = t.local().format(DATETIME_FORMAT).to_string();
         assert_eq!(formatted.as_bytes(), &datetime_text(t.local()));
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use chathttp_core::Timestamp;
 use chathttp_core::server::history::{Epoch, HistoryConfig, Line};
+use chathttp_core::time::{DATETIME_FORMAT, parse_datetime};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// A new epoch: 64 bits from the operating system's generator, as 16 hex digits.
@@ -47,9 +48,6 @@ pub fn in_memory(lines: usize) -> HistoryConfig {
         lines => HistoryConfig::in_memory(lines, fresh_epoch()),
     }
 }
-
-/// How a line's time is kept in the file: the server's local time, as `Datetime` shows it.
-const SAID_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The most lines one commit carries.
 const BATCH: usize = 4096;
@@ -150,7 +148,7 @@ fn read_lines(connection: &Connection, keep: usize) -> rusqlite::Result<Vec<Line
         connection.prepare("SELECT seq, said, name, text FROM lines ORDER BY seq DESC LIMIT ?1")?;
     let rows = statement.query_map(params![keep as i64], |row| {
         let said: String = row.get(1)?;
-        let local = chrono::NaiveDateTime::parse_from_str(&said, SAID_FORMAT).unwrap_or_default();
+        let local = parse_datetime(&said).unwrap_or_default();
         Ok(Line {
             seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
             // Only the wall-clock half dates a replayed line.
@@ -254,7 +252,8 @@ fn commit(connection: &mut Connection, batch: &[Arc<Line>], keep: usize) -> rusq
             "INSERT OR REPLACE INTO lines (seq, said, name, text) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for line in batch {
-            let said = line.at.local().format(SAID_FORMAT).to_string();
+            // The server's local time, as `Datetime` shows it.
+            let said = line.at.local().format(DATETIME_FORMAT).to_string();
             insert.execute(params![line.seq as i64, said, &*line.name, &*line.text])?;
             last = last.max(line.seq);
         }

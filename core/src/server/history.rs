@@ -308,8 +308,9 @@ impl History {
         }
     }
 
-    /// Records a line the room is applying now: it gets the next sequence number.
-    pub fn record(&mut self, at: Timestamp, name: &UserName, text: &str) -> u64 {
+    /// Keeps a line the room is applying now (in memory; recording it durably is the host's,
+    /// E4): it gets the next sequence number.
+    pub fn append(&mut self, at: Timestamp, name: &UserName, text: &str) -> u64 {
         let seq = self.last + 1;
         self.last = seq;
         if !self.is_on() {
@@ -324,9 +325,9 @@ impl History {
         seq
     }
 
-    /// Records a line a shared log numbered `seq` (E5); `None` (and nothing kept) if it
+    /// Keeps a line a shared log numbered `seq` (E5); `None` (and nothing kept) if it
     /// does not follow the last one, as after a log reset this node has not heard of yet.
-    pub fn record_at(
+    pub fn append_at(
         &mut self,
         seq: u64,
         at: Timestamp,
@@ -393,7 +394,7 @@ mod tests {
     fn said(h: &mut History, n: u64) {
         let name = UserName::parse("alice").expect("a valid name");
         for i in 0..n {
-            h.record(Timestamp::from_millis(i), &name, &format!("line {i}"));
+            h.append(Timestamp::from_millis(i), &name, &format!("line {i}"));
         }
     }
 

@@ -772,9 +772,9 @@ impl Server {
         }
         if let Some(name) = self.roster.name_of(author) {
             let seq = match (&self.log, line) {
-                (Log::Local { .. }, _) => Some(self.history.record(self.now, name, text)),
+                (Log::Local { .. }, _) => Some(self.history.append(self.now, name, text)),
                 (Log::Shared { .. }, Some(line)) => {
-                    self.history.record_at(line, self.now, name, text)
+                    self.history.append_at(line, self.now, name, text)
                 }
                 // An entry of a node that does not number lines: no id to give.
                 (Log::Shared { .. }, None) => None,

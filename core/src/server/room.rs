@@ -101,18 +101,9 @@ impl Room {
         self.by_seq.values().map(|m| (m.conn, &m.name))
     }
 
-    /// Whether `conn` is a history-aware member (E2).
-    pub fn is_aware(&self, conn: ConnId) -> bool {
-        self.member(conn).is_some_and(|m| m.aware)
-    }
-
     /// Members whose replay is still being fed (E3), in join order.
     pub fn replaying(&self) -> &[ConnId] {
         &self.replaying
-    }
-
-    fn member(&self, conn: ConnId) -> Option<&Member> {
-        self.seq_of.get(&conn).and_then(|seq| self.by_seq.get(seq))
     }
 
     /// How many members.
