@@ -203,3 +203,37 @@ fn works_against_the_original_server() {
         .join()
         .expect("the scripted server saw what it expected");
 }
+
+#[test]
+fn e2_asked_for_history_the_original_server_ignores_it_and_the_client_says_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a listening socket");
+    let addr = listener.local_addr().expect("its address").to_string();
+    let script = thread::spawn(move || {
+        let (mut reader, mut writer) = accept(&listener);
+        let add = Request::read(&mut reader);
+        // The ten headers of the seed, then the one revision 2 adds, which a server that
+        // reads the headers it knows by name never looks at.
+        assert_eq!(add.headers.len(), 11, "{add:#?}");
+        assert_eq!(add.headers[10], ("History".to_owned(), "5".to_owned()));
+        writer
+            .write_all(&response("200 OK", "2015-11-29 10:17:40", "OK...^.^"))
+            .expect("welcoming");
+        writer
+            .write_all(&response(
+                "200 OK",
+                "2015-11-29 10:17:48",
+                "[ Alice ] : Hello, everyone!\n",
+            ))
+            .expect("the seed's chat line");
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+    });
+    let mut bob = LineClient::start_with(&addr, "Bob", &["--history", "5"]);
+    bob.expect_line("* joined as Bob");
+    bob.expect_next("* this server keeps no history");
+    bob.expect_chat("Alice", "Hello, everyone!");
+    bob.close_stdin();
+    let (status, rest) = bob.wait_exit();
+    assert!(status.success(), "{status}, then {rest:?}");
+    script.join().expect("the scripted server");
+}
