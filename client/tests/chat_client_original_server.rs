@@ -111,6 +111,20 @@ fn accept(listener: &TcpListener) -> (BufReader<TcpStream>, TcpStream) {
     (BufReader::new(stream), writer)
 }
 
+/// The original's welcome to a join, then the seed's chat line from Alice.
+fn welcome_and_hello(writer: &mut TcpStream) {
+    writer
+        .write_all(&response("200 OK", "2015-11-29 10:17:40", "OK...^.^"))
+        .expect("welcoming");
+    writer
+        .write_all(&response(
+            "200 OK",
+            "2015-11-29 10:17:48",
+            "[ Alice ] : Hello, everyone!\n",
+        ))
+        .expect("the seed's chat line");
+}
+
 #[test]
 fn works_against_the_original_server() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a listening socket");
@@ -131,16 +145,7 @@ fn works_against_the_original_server() {
         // Second visitor: joins, hears Alice, talks, lists users, hears Alice leave, leaves.
         let (mut reader, mut writer) = accept(&listener);
         Request::read(&mut reader).check("ADD", "Bob");
-        writer
-            .write_all(&response("200 OK", "2015-11-29 10:17:40", "OK...^.^"))
-            .expect("welcoming");
-        writer
-            .write_all(&response(
-                "200 OK",
-                "2015-11-29 10:17:48",
-                "[ Alice ] : Hello, everyone!\n",
-            ))
-            .expect("the seed's chat line");
+        welcome_and_hello(&mut writer);
 
         let say = Request::read(&mut reader);
         say.check("POST", "Bob");
@@ -215,16 +220,7 @@ fn e2_asked_for_history_the_original_server_ignores_it_and_the_client_says_so() 
         // reads the headers it knows by name never looks at.
         assert_eq!(add.headers.len(), 11, "{add:#?}");
         assert_eq!(add.headers[10], ("History".to_owned(), "5".to_owned()));
-        writer
-            .write_all(&response("200 OK", "2015-11-29 10:17:40", "OK...^.^"))
-            .expect("welcoming");
-        writer
-            .write_all(&response(
-                "200 OK",
-                "2015-11-29 10:17:48",
-                "[ Alice ] : Hello, everyone!\n",
-            ))
-            .expect("the seed's chat line");
+        welcome_and_hello(&mut writer);
         let mut rest = Vec::new();
         let _ = reader.read_to_end(&mut rest);
     });

@@ -233,12 +233,7 @@ fn e2_a_dropped_connection_reconnects_and_resumes_after_the_last_id() {
 #[test]
 fn e2_resuming_on_a_server_without_history_says_that_lines_are_lost() {
     let mut app = joined("bob");
-    app.on_event(
-        ClientEvent::Disconnected {
-            reason: "gone".into(),
-        },
-        at(12, 0, 1),
-    );
+    drop_connection(&mut app, "gone", at(12, 0, 1));
     app.on_connected();
     app.on_event(ClientEvent::Joined { name: "bob".into() }, at(12, 0, 2));
     app.on_event(ClientEvent::NoHistory, at(12, 0, 2));
@@ -468,12 +463,7 @@ fn offline_offers_to_reconnect_with_the_same_name() {
 #[test]
 fn rejoin_refused_goes_back_to_the_login_form() {
     let mut app = joined("bob");
-    app.on_event(
-        ClientEvent::Disconnected {
-            reason: "gone".into(),
-        },
-        at(12, 0, 1),
-    );
+    drop_connection(&mut app, "gone", at(12, 0, 1));
     app.on_connected();
     app.on_event(ClientEvent::NameTaken { name: "bob".into() }, at(12, 0, 2));
     assert!(matches!(app.screen, Screen::Login(_)));

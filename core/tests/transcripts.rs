@@ -797,6 +797,42 @@ fn s8_1_a_connection_turned_away_during_a_pause_still_lets_the_room_resume() {
     server.check_invariants().expect("consistent");
 }
 
+/// A room of `limit` bytes of output per connection keeping 10 lines (E1), where alice has
+/// said `lines` lines of about 500 bytes, each read at once: more than a joiner can take in
+/// one go.
+fn room_with_long_lines(
+    limit: usize,
+    lines: usize,
+    label: &str,
+) -> (Script, chathttp_core::ConnId) {
+    let mut s = Script::new(ServerConfig {
+        server_header: "chathttp-test".into(),
+        max_output_bytes: limit,
+        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
+        ..ServerConfig::default()
+    });
+    let alice = s.open();
+    s.send(alice, &add("alice"));
+    say_long_lines(&mut s, alice, limit, 1..=lines, label, 'x');
+    (s, alice)
+}
+
+/// `speaker` says a line of about 500 bytes for each of `numbers`, each read at once.
+fn say_long_lines(
+    s: &mut Script,
+    speaker: chathttp_core::ConnId,
+    limit: usize,
+    numbers: std::ops::RangeInclusive<usize>,
+    label: &str,
+    fill: char,
+) {
+    for n in numbers {
+        let text = format!("{label} {n} {}", fill.to_string().repeat(300));
+        s.send_quietly(speaker, &post(&text), "a line");
+        s.drained(speaker, limit);
+    }
+}
+
 /// A room keeping `lines` chat lines under epoch `e1` (E1).
 fn with_history(lines: usize) -> Script {
     Script::new(ServerConfig {
@@ -871,22 +907,7 @@ fn e2_e3_after_an_id_resumes_without_a_gap_or_says_what_was_missed() {
 fn e3_a_long_replay_is_fed_as_the_joiner_drains_and_what_happens_meanwhile_waits_behind_the_marker()
 {
     let limit = 4_000;
-    let mut s = Script::new(ServerConfig {
-        server_header: "chathttp-test".into(),
-        max_output_bytes: limit,
-        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
-        ..ServerConfig::default()
-    });
-    let alice = s.open();
-    s.send(alice, &add("alice"));
-    for n in 1..=10 {
-        s.send_quietly(
-            alice,
-            &post(&format!("line {n} {}", "x".repeat(300))),
-            "a line",
-        );
-        s.drained(alice, limit);
-    }
+    let (mut s, alice) = room_with_long_lines(limit, 10, "line");
     s.note(&format!(
         "ten lines of about 500 bytes are more than the joiner's limit of {limit}: the replay \
          goes out while what bob has not read stays under half the soft mark ({} bytes)",
@@ -1006,23 +1027,7 @@ fn e4_a_restored_history_continues_its_numbering_and_replays_what_was_kept() {
 
 #[test]
 fn e3_a_member_that_leaves_during_its_replay_still_gets_its_goodbye() {
-    let limit = 4_000;
-    let mut s = Script::new(ServerConfig {
-        server_header: "chathttp-test".into(),
-        max_output_bytes: limit,
-        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
-        ..ServerConfig::default()
-    });
-    let alice = s.open();
-    s.send(alice, &add("alice"));
-    for n in 1..=6 {
-        s.send_quietly(
-            alice,
-            &post(&format!("line {n} {}", "x".repeat(300))),
-            "a line",
-        );
-        s.drained(alice, limit);
-    }
+    let (mut s, _alice) = room_with_long_lines(4_000, 6, "line");
     let bob = s.open();
     s.send(bob, &add_with_history("bob", "10"));
     s.note("bob leaves before reading his replay: the rest of it is dropped, the goodbye is not");
@@ -1033,33 +1038,11 @@ fn e3_a_member_that_leaves_during_its_replay_still_gets_its_goodbye() {
 #[test]
 fn e3_a_replay_that_the_room_outruns_stops_early_and_says_so_instead_of_cutting_the_joiner() {
     let limit = 4_000;
-    let mut s = Script::new(ServerConfig {
-        server_header: "chathttp-test".into(),
-        max_output_bytes: limit,
-        history: HistoryConfig::in_memory(10, Epoch::new("e1").expect("a valid epoch")),
-        ..ServerConfig::default()
-    });
-    let alice = s.open();
-    s.send(alice, &add("alice"));
-    for n in 1..=8 {
-        s.send_quietly(
-            alice,
-            &post(&format!("old {n} {}", "x".repeat(300))),
-            "a line",
-        );
-        s.drained(alice, limit);
-    }
+    let (mut s, alice) = room_with_long_lines(limit, 8, "old");
     let bob = s.open();
     s.send(bob, &add_with_history("bob", "10"));
     s.note("the room goes on faster than bob reads: live lines wait behind his replay");
-    for n in 1..=6 {
-        s.send_quietly(
-            alice,
-            &post(&format!("new {n} {}", "y".repeat(300))),
-            "a line",
-        );
-        s.drained(alice, limit);
-    }
+    say_long_lines(&mut s, alice, limit, 1..=6, "new", 'y');
     s.note("bob reads a little: the next replayed line would pass his limit, so the replay ends");
     s.drained(bob, 450);
     assert!(s.server.is_open(bob), "bob is not cut for his own replay");

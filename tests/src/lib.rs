@@ -276,6 +276,14 @@ impl Server {
         }
     }
 
+    /// A guest that joins as `name` asking `History: ask` (E2); with the replayed lines and
+    /// the marker (see [`Client::join_with_history`]).
+    pub fn join_with_history(&self, name: &str, ask: &str) -> (Client, Vec<Response>, String) {
+        let mut client = self.guest();
+        let (replayed, marker) = client.join_with_history(name, ask);
+        (client, replayed, marker)
+    }
+
     /// A connection that has joined as `name` (S2).
     pub fn member(&self, name: &str) -> Client {
         let mut client = self.guest();
@@ -332,6 +340,14 @@ pub fn request(method: &str, name: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `ADD` as `name` with the ten headers of R2 and `History: ask` after them (E2).
+pub fn add_with_history(name: &str, ask: &str) -> Vec<u8> {
+    let plain = String::from_utf8(request("ADD", name, b"")).expect("a request is ASCII");
+    plain
+        .replacen("\n\n", &format!("\nHistory: {ask}\n\n"), 1)
+        .into_bytes()
+}
+
 /// One response as it came off the wire.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Response {
@@ -359,6 +375,12 @@ impl Response {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .unwrap_or_else(|| panic!("bad status line {:?}", self.status_line))
+    }
+
+    /// The `Message_Id` of a chat line to a history-aware connection (E2).
+    pub fn message_id(&self) -> &str {
+        self.header("Message_Id")
+            .unwrap_or_else(|| panic!("no Message_Id in {self:?}"))
     }
 
     /// The body as text.
@@ -473,6 +495,26 @@ impl Client {
     pub fn request(&mut self, method: &str, name: &str, body: &[u8]) -> Response {
         self.send(&request(method, name, body));
         self.read_response()
+    }
+
+    /// Joins as `name` asking `History: ask` (E2); returns the replayed chat lines, read up
+    /// to the marker (E3: nothing else comes before it), and the marker's body.
+    pub fn join_with_history(&mut self, name: &str, ask: &str) -> (Vec<Response>, String) {
+        self.send(&add_with_history(name, ask));
+        let welcome = self.read_response();
+        assert_eq!(welcome.text(), format!("Welcome, {name}!\n"), "{welcome:?}");
+        let mut replayed = Vec::new();
+        loop {
+            let response = self.read_response();
+            if response.text().starts_with("History: ") {
+                return (replayed, response.text());
+            }
+            assert!(
+                response.text().starts_with("[ "),
+                "only chat lines before the marker: {response:?}"
+            );
+            replayed.push(response);
+        }
     }
 
     /// Reads the next response; fails on end of stream or after [`GUARD`].

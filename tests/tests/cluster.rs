@@ -748,28 +748,18 @@ fn k4_a_pipeline_broken_midway_gives_one_answer_per_message() {
     );
 }
 
-/// `ADD` as `name` with `History: ask` (E2); returns the replayed chat lines with their ids
-/// and the marker's body.
+/// Joins as `name` asking `History: ask`: the replayed lines as (id, body), and the marker.
 fn join_with_history(
     client: &mut Client,
     name: &str,
     ask: &str,
 ) -> (Vec<(String, String)>, String) {
-    let add = String::from_utf8(request("ADD", name, b"")).expect("ASCII");
-    let add = add.replacen("\n\n", &format!("\nHistory: {ask}\n\n"), 1);
-    client.send(add.as_bytes());
-    assert_eq!(client.read_response().text(), format!("Welcome, {name}!\n"));
-    let mut replayed = Vec::new();
-    loop {
-        let response = client.read_response();
-        if response.text().starts_with("History: ") {
-            return (replayed, response.text());
-        }
-        let id = response
-            .header("Message_Id")
-            .expect("a replayed line has an id");
-        replayed.push((id.to_owned(), response.text()));
-    }
+    let (replayed, marker) = client.join_with_history(name, ask);
+    let lines = replayed
+        .iter()
+        .map(|r| (r.message_id().to_owned(), r.text()))
+        .collect();
+    (lines, marker)
 }
 
 #[test]

@@ -1,45 +1,13 @@
 //! E1–E3: history on join, resume after a dropped connection, ids only for who asks.
 
-use chathttp_tests::{Client, Response, Server, conformance, request};
-
-/// `ADD` with the ten headers of R2 and `History: ask` (E2).
-fn add_with_history(name: &str, ask: &str) -> Vec<u8> {
-    let plain = String::from_utf8(request("ADD", name, b"")).expect("ASCII");
-    plain
-        .replacen("\n\n", &format!("\nHistory: {ask}\n\n"), 1)
-        .into_bytes()
-}
-
-/// Joins as `name` asking `ask`; returns the client and the replayed chat lines with their
-/// ids, read up to the marker, and the marker's body.
-fn join_with_history(server: &Server, name: &str, ask: &str) -> (Client, Vec<Response>, String) {
-    let mut client = server.guest();
-    client.send(&add_with_history(name, ask));
-    let welcome = client.read_response();
-    assert_eq!(welcome.text(), format!("Welcome, {name}!\n"));
-    let mut replayed = Vec::new();
-    loop {
-        let response = client.read_response();
-        if response.text().starts_with("History: ") {
-            return (client, replayed, response.text());
-        }
-        assert!(
-            response.text().starts_with("[ "),
-            "only chat lines before the marker: {response:?}"
-        );
-        replayed.push(response);
-    }
-}
+use chathttp_tests::{Response, Server, add_with_history, conformance};
 
 fn bodies(responses: &[Response]) -> Vec<String> {
     responses.iter().map(Response::text).collect()
 }
 
 fn id(response: &Response) -> String {
-    response
-        .header("Message_Id")
-        .expect("a Message_Id")
-        .to_owned()
+    response.message_id().to_owned()
 }
 
 conformance! {
@@ -50,7 +18,7 @@ conformance! {
         for n in 1..=4 {
             alice.request("POST", "alice", format!("line {n}").as_bytes());
         }
-        let (mut bob, replayed, marker) = join_with_history(&server, "bob", "2");
+        let (mut bob, replayed, marker) = server.join_with_history("bob", "2");
         assert_eq!(bodies(&replayed), ["[ alice ] : line 3\n", "[ alice ] : line 4\n"]);
         assert_eq!(marker, "History: 2 messages replayed\n");
         // The id is the eighth header, after the seven of H2.
@@ -70,7 +38,7 @@ conformance! {
     fn e2_e3_a_dropped_member_resumes_after_its_last_id_with_nothing_missed_or_doubled(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut alice = server.member("alice");
-        let (mut bob, replayed, marker) = join_with_history(&server, "bob", "50");
+        let (mut bob, replayed, marker) = server.join_with_history("bob", "50");
         assert!(replayed.is_empty());
         assert_eq!(marker, "History: 0 messages replayed\n");
         assert_eq!(alice.read_response().text(), "bob has just entered the chat room...\n");
@@ -82,7 +50,7 @@ conformance! {
         for n in 1..=3 {
             alice.request("POST", "alice", format!("while away {n}").as_bytes());
         }
-        let (mut bob, replayed, marker) = join_with_history(&server, "bob", &format!("after {}", id(&last)));
+        let (mut bob, replayed, marker) = server.join_with_history("bob", &format!("after {}", id(&last)));
         assert_eq!(
             bodies(&replayed),
             ["[ alice ] : while away 1\n", "[ alice ] : while away 2\n", "[ alice ] : while away 3\n"]
@@ -96,7 +64,7 @@ conformance! {
         let mut server = Server::start(rt, &[]);
         let addr = server.addr().to_string();
         let mut alice = server.member("alice");
-        let (mut bob, _, _) = join_with_history(&server, "bob", "0");
+        let (mut bob, _, _) = server.join_with_history("bob", "0");
         alice.request("POST", "alice", b"said before the restart");
         let last = bob.read_response();
         server.terminate();
@@ -104,7 +72,7 @@ conformance! {
         let server = Server::start_on(rt, &addr, &[]);
         let mut carol = server.member("carol");
         carol.request("POST", "carol", b"said after the restart");
-        let (_, replayed, marker) = join_with_history(&server, "bob", &format!("after {}", id(&last)));
+        let (_, replayed, marker) = server.join_with_history("bob", &format!("after {}", id(&last)));
         assert_eq!(bodies(&replayed), ["[ carol ] : said after the restart\n"]);
         assert_eq!(marker, "History: 1 messages replayed, some were missed\n");
     }

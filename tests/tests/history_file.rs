@@ -1,40 +1,14 @@
 //! E4: the history file (`--history-db`) survives a SIGKILL, and a file that cannot be used
 //! is a clear error.
 
-use chathttp_tests::{Client, Response, Server, conformance, request};
-
-/// `ADD` with the ten headers of R2 and `History: ask` (E2).
-fn add_with_history(name: &str, ask: &str) -> Vec<u8> {
-    let plain = String::from_utf8(request("ADD", name, b"")).expect("ASCII");
-    plain
-        .replacen("\n\n", &format!("\nHistory: {ask}\n\n"), 1)
-        .into_bytes()
-}
-
-/// Joins as `name` asking `ask`; returns the client, the replayed lines and the marker.
-fn join_with_history(server: &Server, name: &str, ask: &str) -> (Client, Vec<Response>, String) {
-    let mut client = server.guest();
-    client.send(&add_with_history(name, ask));
-    assert_eq!(client.read_response().text(), format!("Welcome, {name}!\n"));
-    let mut replayed = Vec::new();
-    loop {
-        let response = client.read_response();
-        if response.text().starts_with("History: ") {
-            return (client, replayed, response.text());
-        }
-        replayed.push(response);
-    }
-}
+use chathttp_tests::{Response, Server, conformance};
 
 fn bodies(responses: &[Response]) -> Vec<String> {
     responses.iter().map(Response::text).collect()
 }
 
 fn id(response: &Response) -> String {
-    response
-        .header("Message_Id")
-        .expect("a Message_Id")
-        .to_owned()
+    response.message_id().to_owned()
 }
 
 /// A path for a history file no other test uses, in a fresh directory.
@@ -55,7 +29,7 @@ conformance! {
         let db = path.to_str().expect("a UTF-8 path");
         let mut server = Server::start(rt, &["--history-db", db]);
         let mut alice = server.member("alice");
-        let (mut bob, _, _) = join_with_history(&server, "bob", "0");
+        let (mut bob, _, _) = server.join_with_history("bob", "0");
         assert_eq!(alice.read_response().text(), "bob has just entered the chat room...\n");
         let mut ids = Vec::new();
         for n in 1..=5 {
@@ -67,7 +41,7 @@ conformance! {
         server.wait();
         let server = Server::start(rt, &["--history-db", db]);
         let (mut bob, replayed, marker) =
-            join_with_history(&server, "bob", &format!("after {}", ids[1]));
+            server.join_with_history("bob", &format!("after {}", ids[1]));
         assert_eq!(
             bodies(&replayed),
             ["[ alice ] : line 3\n", "[ alice ] : line 4\n", "[ alice ] : line 5\n"]
