@@ -214,6 +214,10 @@ pub(crate) fn parse_line(raw: &Value) -> Option<Line> {
     let name = UserName::parse(get("name")?).ok()?;
     // The stream id's first half is when Redis appended it, in ms since the Unix epoch.
     let millis: i64 = id.split_once('-')?.0.parse().ok()?;
+    // Ids are whatever an `XADD` chose: one past the year 9998 would overflow a local time.
+    if millis >= LAST_MILLIS {
+        return None;
+    }
     let local = chrono::DateTime::from_timestamp_millis(millis)?
         .with_timezone(&chrono::Local)
         .naive_local();
@@ -224,6 +228,9 @@ pub(crate) fn parse_line(raw: &Value) -> Option<Line> {
         text: get("text")?.into(),
     })
 }
+
+/// The first millisecond of the year 9999, past which a stream id's time is not read.
+const LAST_MILLIS: i64 = 253_370_764_800_000;
 
 /// The history epoch of a log's life (E5): its epoch token, hashed (FNV-1a, 64 bits) into the
 /// 16 hex digits an id allows, the same on every node.

@@ -32,8 +32,9 @@ pub(crate) struct Reader {
     pub(crate) history: usize,
 }
 
-/// Entries per `XREVRANGE` while reading the history back.
-const HISTORY_PAGE: usize = 512;
+/// Entries per `XREVRANGE` while reading the history back: as many as one `XREAD`, so one
+/// reply stays within the same few MiB (K1).
+const HISTORY_PAGE: usize = BATCH;
 
 impl Reader {
     pub(crate) fn run(&mut self, mut down: bool) {

@@ -100,6 +100,9 @@ pub struct Driver<O, C = SystemClock> {
     log: Option<Link>,
     /// The history file's writer, with `--history-db` (E4).
     recorder: Option<Recorder>,
+    /// Told to abandon the file (history turned off) and not yet done: shutdown waits, so
+    /// that the file's epoch is cleared before the process exits.
+    abandoning: bool,
     /// With `--tls-cert`: every connection speaks TLS (see [`crate::tls`]).
     tls: Option<Arc<Tls>>,
     /// TLS connections by the time their handshake must be done (S9's request timeout),
@@ -138,6 +141,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             exit_by: None,
             log: None,
             recorder: None,
+            abandoning: false,
             tls: None,
             handshakes: VecDeque::new(),
             gate: Arc::default(),
@@ -260,6 +264,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             }
             Input::WriterFinished => self.writers -= 1,
             Input::Recorded(Recorded::UpTo(seq)) => self.server.handle_recorded(now, seq),
+            Input::Recorded(Recorded::Abandoned) => self.abandoning = false,
             Input::Recorded(Recorded::Failed(reason)) => {
                 // The recorder has cleared the epoch and stopped; the machine's HistoryOff
                 // event is the log line.
@@ -465,6 +470,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         // notices among them wait for the commit, or for the machine's record timeout.
         let done = self.writers == 0
             && !self.server.is_withholding()
+            && !self.abandoning
             && self.unflushed.is_empty()
             && self.closing.is_empty()
             && self.lingering.is_empty()
@@ -510,6 +516,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                         && let Some(recorder) = self.recorder.take()
                     {
                         recorder.abandon();
+                        self.abandoning = true;
                     }
                     log_event(&event);
                 }

@@ -167,6 +167,9 @@ pub enum Recorded {
     UpTo(u64),
     /// A commit failed; the recorder has stopped (history is off from now on).
     Failed(String),
+    /// The room gave up on recording and the recorder has cleared the file's epoch (or
+    /// logged that it could not); it has stopped.
+    Abandoned,
 }
 
 /// The thread that writes lines to the history file, in batches (see the module docs).
@@ -205,6 +208,7 @@ impl Recorder {
                     }
                     if abandon {
                         forget_epoch(&connection);
+                        deliver(Recorded::Abandoned);
                         return;
                     }
                     match commit(&mut connection, &batch, keep) {
@@ -228,7 +232,8 @@ impl Recorder {
     }
 
     /// The room turned history off without a failed commit (it waited too long): the file's
-    /// epoch is cleared, and the thread ends.
+    /// epoch is cleared, once the commit under way ends, and the thread reports
+    /// [`Recorded::Abandoned`] and ends.
     pub fn abandon(self) {
         let _ = self.jobs.send(Job::Abandon);
     }

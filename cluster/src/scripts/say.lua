@@ -8,8 +8,8 @@ return once(outcomes, ticket, function()
   local claim = redis.call('HGET', presence, node .. '\n' .. member)
   if not claim then return 0 end
   local _, _, name = string.match(claim, '^([^\n]*)\n([^\n]*)\n(.*)$')
-  local n = redis.call('INCR', seq)
   local line = redis.call('INCR', lines)
+  local n = redis.call('INCR', seq)
   redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
     'n', n, 'node', node, 'member', member, 'kind', 'say', 'text', text,
     'line', line, 'name', name or '')

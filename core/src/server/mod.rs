@@ -1155,7 +1155,8 @@ impl Server {
                     let frame = self.response_at(Status::OK, &body, line.at, Some(&id));
                     // What the room said meanwhile fills the joiner's queue (S8): rather than
                     // cut it for its own replay, the replay stops here and says so.
-                    let full = queued > 0 && queued + frame.len() > limit && pending > 0;
+                    let room = frame.len() + MARKER_ROOM;
+                    let full = queued > 0 && queued + room > limit && pending > 0;
                     if !full {
                         if let Some(r) = self.connection_mut(conn).and_then(|c| c.replay.as_mut()) {
                             r.replay.sent += 1;
@@ -1263,6 +1264,10 @@ impl Server {
         }
     }
 }
+
+/// Room kept for a replay's marker when a replay ends early (E3): its frame is well under
+/// this, so ending a replay never makes the joiner a slow reader by itself.
+const MARKER_ROOM: usize = 512;
 
 /// The bytes of a send's or a broadcast's frame; 0 for anything else.
 fn frame_len(output: &Output) -> usize {
