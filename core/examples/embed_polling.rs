@@ -261,7 +261,7 @@ fn carry_out(
             Output::ResumeReading => *paused = false,
             // Only with recorded history (E4), which this example does not turn on: a host
             // that does writes the line durably, then calls `handle_recorded`.
-            Output::Record(_) => {}
+            Output::Record(_) | Output::StopRecording => {}
             Output::Event(event) => println!("{event:?}"),
         }
     }

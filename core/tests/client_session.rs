@@ -115,6 +115,7 @@ fn a_whole_conversation_with_our_server() {
                 chathttp_core::Output::PauseReading
                 | chathttp_core::Output::ResumeReading
                 | chathttp_core::Output::Record(_)
+                | chathttp_core::Output::StopRecording
                 | chathttp_core::Output::Event(_) => {}
             }
         }

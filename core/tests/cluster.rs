@@ -241,7 +241,9 @@ impl World {
                 // In the transcript, should a script ever make the members fall behind.
                 Output::PauseReading => self.line(format!("{id}: pause reading")),
                 Output::ResumeReading => self.line(format!("{id}: resume reading")),
-                Output::Record(_) => panic!("a shared room keeps no history to record (E5)"),
+                Output::Record(_) | Output::StopRecording => {
+                    panic!("a shared room keeps no history to record (E5)")
+                }
                 Output::Event(_) => {}
             }
         }

@@ -448,7 +448,9 @@ impl World {
                         self.server.handle_released(conn);
                     }
                 }
-                Output::Record(_) => panic!("this regime keeps no history to record"),
+                Output::Record(_) | Output::StopRecording => {
+                    panic!("this regime keeps no history to record")
+                }
                 Output::PauseReading => {
                     assert!(self.paused.is_none(), "paused twice");
                     self.paused = Some(self.now_ms);
@@ -1232,6 +1234,8 @@ impl HistoryWorld {
                         self.server.handle_released(conn);
                     }
                     Output::Record(line) => self.to_record.push_back(line.seq),
+                    // This host's records are counters: nothing to clear.
+                    Output::StopRecording => self.to_record.clear(),
                     Output::PauseReading | Output::ResumeReading | Output::Event(_) => {}
                 }
             }

@@ -139,6 +139,7 @@ fuzz_target!(|data: &[u8]| {
                         paused = false;
                     }
                     Output::Record(line) => to_record.push(line.seq),
+                    Output::StopRecording => to_record.clear(),
                     Output::Event(_) => {}
                 }
             }

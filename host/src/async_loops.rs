@@ -138,20 +138,10 @@ impl<R: Runtime> Service<R> {
         if let Some(tls) = self.tls {
             driver.use_tls(tls);
         }
-        if let Some(cluster) = &self.cluster {
-            let to_driver = self.to_driver.clone();
-            let deliver = move |event| {
-                let _ = to_driver.send_blocking(Input::Log(event));
-            };
-            driver.share(cluster, std::sync::Arc::new(deliver));
-        }
-        if let Some(db) = self.history {
-            let to_driver = self.to_driver.clone();
-            let deliver = move |event| {
-                let _ = to_driver.send_blocking(Input::Recorded(event));
-            };
-            driver.record_history(db, std::sync::Arc::new(deliver));
-        }
+        let background = self.to_driver.clone();
+        driver.attach(self.cluster.as_ref(), self.history, move |input| {
+            let _ = background.send_blocking(input);
+        });
         drive::<R>(driver, self.inputs, self.to_driver).await;
     }
 }

@@ -176,7 +176,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
 
     /// Shares the room through Redis (see [`chathttp_cluster`]): call it once, before the first
     /// input. `deliver` hands the log threads' news to this driver as [`Input::Log`].
-    pub fn share(&mut self, settings: &ClusterSettings, deliver: Deliver) {
+    fn share(&mut self, settings: &ClusterSettings, deliver: Deliver) {
         let now = self.clock.now();
         let config = self.server.config().clone();
         self.server = Server::new_shared(config, now, &settings.node_id);
@@ -186,15 +186,31 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.log = Some(link);
     }
 
+    /// Starts what runs beside the room, each on threads of its own: the shared log with
+    /// `cluster` (`--redis`), the history file's recorder with `history` (`--history-db`).
+    /// `send` hands their news to this driver as an [`Input`]. Call it once, before the first
+    /// input.
+    pub fn attach<S: 'static>(
+        &mut self,
+        cluster: Option<&ClusterSettings>,
+        history: Option<HistoryDb>,
+        send: impl Fn(Input<S>) + Send + Sync + 'static,
+    ) {
+        let send = Arc::new(send);
+        if let Some(cluster) = cluster {
+            let send = Arc::clone(&send);
+            self.share(cluster, Arc::new(move |event| send(Input::Log(event))));
+        }
+        if let Some(db) = history {
+            self.record_history(db, Arc::new(move |event| send(Input::Recorded(event))));
+        }
+    }
+
     /// Keeps the room's history in `db` (`--history-db`, E4): restores the lines it holds and
     /// records every new one before anyone receives it. Call it once, before the first input,
     /// on a driver made with `db.config` as the room's history. `deliver` hands the
     /// recorder's reports to this driver as [`Input::Recorded`].
-    pub fn record_history(
-        &mut self,
-        mut db: HistoryDb,
-        deliver: Arc<dyn Fn(Recorded) + Send + Sync>,
-    ) {
+    fn record_history(&mut self, mut db: HistoryDb, deliver: Arc<dyn Fn(Recorded) + Send + Sync>) {
         let lines = std::mem::take(&mut db.lines);
         tracing::info!(
             lines = lines.len(),
@@ -509,17 +525,14 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                         recorder.record(line);
                     }
                 }
-                Output::Event(event) => {
-                    // History turned off without a failed commit (the room timed out on
-                    // one): the file's epoch must not outlive the lines that went unrecorded.
-                    if let chathttp_core::Event::HistoryOff { .. } = event
-                        && let Some(recorder) = self.recorder.take()
-                    {
+                // After a failed commit the recorder has cleared the epoch itself and is gone.
+                Output::StopRecording => {
+                    if let Some(recorder) = self.recorder.take() {
                         recorder.abandon();
                         self.abandoning = true;
                     }
-                    log_event(&event);
                 }
+                Output::Event(event) => log_event(&event),
             }
         }
         if let Some(log) = &self.log {

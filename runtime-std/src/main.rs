@@ -74,24 +74,14 @@ fn main() -> ExitCode {
     if let Some(tls) = settings.tls {
         driver.use_tls(tls);
     }
-    if let Some(cluster) = &settings.cluster {
-        let to_driver = to_driver.clone();
-        driver.share(
-            cluster,
-            Arc::new(move |event| {
-                let _ = to_driver.send(Input::Log(event));
-            }),
-        );
-    }
-    if let Some(db) = settings.history_db {
-        let to_driver = to_driver.clone();
-        driver.record_history(
-            db,
-            Arc::new(move |event| {
-                let _ = to_driver.send(Input::Recorded(event));
-            }),
-        );
-    }
+    let background = to_driver.clone();
+    driver.attach(
+        settings.cluster.as_ref(),
+        settings.history_db,
+        move |input| {
+            let _ = background.send(input);
+        },
+    );
     drive(driver, &inputs, &to_driver, &spawner);
     ExitCode::SUCCESS
 }

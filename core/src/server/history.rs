@@ -254,20 +254,21 @@ impl History {
         }
     }
 
-    /// The line `seq` was handed out for recording at `at`.
-    pub(crate) fn recording(&mut self, seq: u64, at: Timestamp) {
+    /// With recording (E4): the line `seq`, just appended, to hand to the host at `at`; the
+    /// room's outputs wait for it from now on. `None` without recording.
+    pub(crate) fn hand_out(&mut self, seq: u64, at: Timestamp) -> Option<Arc<Line>> {
+        if !self.is_recorded() {
+            return None;
+        }
+        let line = self.lines.back().filter(|line| line.seq == seq).cloned()?;
         self.unrecorded.push_back((seq, at));
+        Some(line)
     }
 
     /// When the oldest line waiting to be recorded times out.
     pub(crate) fn record_deadline(&self) -> Option<Timestamp> {
         let &(_, since) = self.unrecorded.front()?;
         Some(since.saturating_add(RECORD_TIMEOUT))
-    }
-
-    /// The last line `seq` handed out, for the host to record.
-    pub(crate) fn line(&self, seq: u64) -> Option<Arc<Line>> {
-        self.lines.back().filter(|line| line.seq == seq).cloned()
     }
 
     /// Whether the room keeps history at all.

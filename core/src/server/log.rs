@@ -780,11 +780,7 @@ impl Server {
                 (Log::Shared { .. }, None) => None,
             };
             // E4: the host records it first; what follows waits for it (see `emit`).
-            if let Some(seq) = seq
-                && self.history.is_recorded()
-                && let Some(line) = self.history.line(seq)
-            {
-                self.history.recording(seq, self.now);
+            if let Some(line) = seq.and_then(|seq| self.history.hand_out(seq, self.now)) {
                 self.outputs.push_back(Output::Record(line));
             }
             let mut body = Vec::new();

@@ -121,6 +121,9 @@ pub enum Output {
     /// [`Server::handle_recorded`]: until then nothing decided after it reaches anyone.
     /// Only with [`HistoryConfig::recorded`](history::HistoryConfig::recorded).
     Record(Arc<history::Line>),
+    /// Recording has stopped for good (E4): history is off, and lines may have gone out
+    /// unrecorded, so the host's store must not hand out this epoch's ids again (clear it).
+    StopRecording,
     /// Something worth a log line; no action needed.
     Event(Event),
 }
@@ -911,6 +914,9 @@ impl Server {
 
     /// Turns history off for good (E4): lines go out unrecorded, and what waited goes now.
     fn history_off(&mut self, reason: String) {
+        if self.history.is_recorded() {
+            self.outputs.push_back(Output::StopRecording);
+        }
         self.history = History::new(history::HistoryConfig::off());
         self.release_recorded();
         let event = Event::HistoryOff { reason };

@@ -194,6 +194,7 @@ impl Script {
                     CloseMode::Now => format!("{conn:?} closed now"),
                 },
                 Output::PauseReading => "host pauses reading".to_owned(),
+                Output::StopRecording => "host stops recording".to_owned(),
                 Output::Record(line) => {
                     format!("host records line {} ({:?})", line.seq, &*line.text)
                 }
