@@ -43,6 +43,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
 use chathttp_cluster::ClusterSettings;
 
 use crate::buffers::{self, Outgoing, ReadBuffer, Step};
+use crate::gateway;
 use crate::history::HistoryDb;
 use crate::tls::Tls;
 use crate::{self as host, Driver, Input, Outbox, ReadGate};
@@ -60,6 +61,8 @@ pub trait Runtime: 'static {
     fn sleep(duration: Duration) -> impl Future<Output = ()> + Send;
     /// Accepts the next connection.
     fn accept(listener: &Self::Listener) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Makes a socket the gateway has upgraded (`--http`) one of the runtime's streams.
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Stream>;
     /// Shuts down one or both directions of `stream`.
     fn shutdown(stream: &Self::Stream, how: Shutdown) -> io::Result<()>;
     /// Lets the connections' readers run in the middle of the driver's round, without
@@ -86,6 +89,7 @@ pub struct Service<R: Runtime> {
     cluster: Option<ClusterSettings>,
     tls: Option<Arc<Tls>>,
     history: Option<HistoryDb>,
+    gateway: Option<gateway::Listening>,
 }
 
 impl<R: Runtime> Service<R> {
@@ -104,6 +108,7 @@ impl<R: Runtime> Service<R> {
             cluster: None,
             tls: None,
             history: None,
+            gateway: None,
         }
     }
 
@@ -125,6 +130,12 @@ impl<R: Runtime> Service<R> {
         self
     }
 
+    /// With `--http`: serve the browser gateway (see [`crate::gateway`]).
+    pub fn gateway(mut self, gateway: Option<gateway::Listening>) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
     /// Serves connections from `listener` until shutdown is done.
     pub async fn run(self, listener: R::Listener) {
         let max_output_bytes = self.config.max_output_bytes;
@@ -142,6 +153,15 @@ impl<R: Runtime> Service<R> {
         driver.attach(self.cluster.as_ref(), self.history, move |input| {
             let _ = background.send_blocking(input);
         });
+        if let Some(gateway) = self.gateway {
+            let to_driver = self.to_driver.clone();
+            gateway.serve(driver.metrics(), move |stream, upgrade| {
+                match R::adopt(stream) {
+                    Ok(stream) => drop(to_driver.send_blocking(Input::Upgraded(stream, upgrade))),
+                    Err(error) => tracing::warn!(%error, "cannot adopt an upgraded connection"),
+                }
+            });
+        }
         drive::<R>(driver, self.inputs, self.to_driver).await;
     }
 }

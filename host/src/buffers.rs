@@ -88,6 +88,13 @@ impl Frames {
         other.shrink_if_idle();
     }
 
+    /// Takes the first frame (what is left of it, if a write took part of it).
+    pub fn pop(&mut self) -> Option<Bytes> {
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.len();
+        Some(frame)
+    }
+
     /// The bytes waiting.
     pub fn len(&self) -> usize {
         self.bytes

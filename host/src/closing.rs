@@ -8,9 +8,9 @@ use chathttp_core::{CloseMode, ConnId, Timestamp};
 
 use crate::buffers::{self, Frames};
 use crate::driver::CLOSES_PER_ROUND;
+use crate::layer::Layer;
 use crate::outbox::{Outbox, Slot, start_writer};
 use crate::socket::abort_socket;
-use crate::tls::Session;
 
 /// How long a connection that has sent its last bytes and shut down its sending side waits
 /// for the peer to close, while the reader discards what still arrives (W8). Closing with
@@ -36,7 +36,7 @@ pub(crate) fn close<O: Outbox>(
         abort_socket(&slot.outbox);
     }
     let deadline = now.saturating_add(LINGER);
-    if let Some((mut session, mut records)) = slot.tls.take() {
+    if let Some((mut session, mut records)) = slot.layer.take() {
         if mode == CloseMode::AfterFlush {
             // Before the handshake nothing can be sealed: the last frames (a 503) wait for it,
             // within the linger (T1).
@@ -134,7 +134,7 @@ enum Wait {
     /// Its writer, which owns the socket, to finish.
     Writer,
     /// With TLS, the end of the handshake, to seal these last frames; then as `PeerClose`.
-    Handshake(Box<Session>, Frames),
+    Handshake(Box<Layer>, Frames),
 }
 
 impl<O: Outbox> Lingering<O> {
@@ -157,7 +157,7 @@ impl<O: Outbox> Lingering<O> {
         &mut self,
         conn: ConnId,
         outbox: O,
-        session: Box<Session>,
+        session: Box<Layer>,
         last: Frames,
         deadline: Timestamp,
     ) {

@@ -16,11 +16,15 @@ use chathttp_core::{CloseMode, ConnId, Disconnect, Output, Server, ServerConfig,
 use crate::clock::{Clock, SystemClock};
 use crate::closing::{self, Lingering};
 use crate::gate::ReadGate;
+use crate::gateway::Upgrade;
 use crate::history::{HistoryDb, Recorded, Recorder};
+use crate::layer::Layer;
 use crate::log::log_event;
+use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outboxes, Slot};
 use crate::signals;
-use crate::tls::Tls;
+use crate::tls::{Session, Tls};
+use crate::websocket::WebSocket;
 
 /// How long a driver that has been busy must have no input before it calls its tidying
 /// function (see [`Driver::tidy_when_quiet`]). Past mimalloc's delays (100 ms for free
@@ -53,6 +57,9 @@ pub const INPUT_CAPACITY: usize = 1024;
 pub enum Input<S> {
     /// The accept loop accepted a connection.
     Accepted(S),
+    /// The gateway (`--http`) upgraded a request to `/ws`: a browser member's WebSocket
+    /// (B1), to be read and written like an accepted connection.
+    Upgraded(S, Upgrade),
     /// A reader received bytes.
     Received(ConnId, Bytes),
     /// A writer wrote this many bytes of its queue.
@@ -110,6 +117,8 @@ pub struct Driver<O, C = SystemClock> {
     handshakes: VecDeque<(Timestamp, ConnId)>,
     /// Closed while the room machine paces the room (S8.1); every reader asks it.
     gate: Arc<ReadGate>,
+    /// With `--http`: the counters `/metrics` serves.
+    metrics: Option<Arc<Metrics>>,
     /// Called once the driver has had no input for [`QUIET_BEFORE_TIDY`].
     tidy: Option<fn()>,
     /// The time of the last input since `tidy` was last called; `None` once it has been.
@@ -145,6 +154,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             tls: None,
             handshakes: VecDeque::new(),
             gate: Arc::default(),
+            metrics: None,
             tidy: None,
             untidy_since: None,
         }
@@ -161,6 +171,11 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn tidy_due(&self) -> Option<Timestamp> {
         self.untidy_since
             .map(|since| since.saturating_add(QUIET_BEFORE_TIDY))
+    }
+
+    /// The counters `/metrics` serves (B1), kept from now on.
+    pub fn metrics(&mut self) -> Arc<Metrics> {
+        Arc::clone(self.metrics.get_or_insert_default())
     }
 
     /// The gate every connection's reader must ask before each read (see [`crate::gate`]).
@@ -233,33 +248,38 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         }
         match input {
             Input::Accepted(stream) => {
-                let conn = self.server.handle_open(now);
-                let session = self.tls.as_ref().map(|tls| tls.accept());
-                match session
-                    .transpose()
-                    .map_err(io::Error::other)
-                    .and_then(|session| open(conn, stream).map(|outbox| (outbox, session)))
+                let layer = self.tls.as_ref().map(|tls| tls.accept().map(Layer::tls));
+                let handshake = layer.is_some();
+                if let Some(conn) = self.open(stream, layer.transpose(), open)
+                    && handshake
                 {
-                    Ok((outbox, session)) => {
-                        if session.is_some() {
-                            let timeout = self.server.config().request_timeout;
-                            self.handshakes
-                                .push_back((now.saturating_add(timeout), conn));
-                        }
-                        self.outboxes.insert(conn, outbox, session);
-                    }
-                    Err(error) => {
-                        tracing::error!(%conn, %error, "cannot start a connection");
-                        self.server.handle_closed(now, conn, Disconnect::Error);
-                        self.server.handle_released(conn);
-                    }
+                    let timeout = self.server.config().request_timeout;
+                    self.handshakes
+                        .push_back((now.saturating_add(timeout), conn));
                 }
             }
-            Input::Received(conn, bytes) => self.receive(conn, &bytes),
+            Input::Upgraded(stream, upgrade) => {
+                let frame = &self.server.config().frame;
+                let read = !upgrade.read.is_empty();
+                let ws = WebSocket::new(frame, upgrade.read);
+                let layer = Layer::websocket(ws, upgrade.tls.map(|tls| Session::resume(*tls)));
+                // Frames the client sent with its request wait in the WebSocket.
+                if let Some(conn) = self.open(stream, Ok(Some(layer)), open)
+                    && read
+                {
+                    self.receive(conn, &[]);
+                }
+            }
+            Input::Received(conn, bytes) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.received(bytes.len());
+                }
+                self.receive(conn, &bytes);
+            }
             Input::Drained(conn, count) => match self.outboxes.get_mut(conn) {
                 // With TLS the machine heard of these bytes when they were sealed; the frames
                 // that could not be sealed then can be now.
-                Some(slot) if slot.tls.is_some() => {
+                Some(slot) if slot.layer.is_some() => {
                     if slot.has_unsealed() && !std::mem::replace(&mut slot.listed, true) {
                         self.unflushed.push(conn);
                     }
@@ -267,14 +287,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                 _ => self.server.handle_drained(now, conn, count),
             },
             Input::Closed(conn, how) => {
-                tracing::debug!(%conn, ?how, "peer closed");
-                self.server.handle_closed(now, conn, how);
-                // The machine has forgotten `conn` without asking for a close; deliver what
-                // it had already queued (a half-closed peer may still read), then close.
-                if let Some(slot) = self.outboxes.remove(conn) {
-                    self.writers +=
-                        closing::close(slot, CloseMode::AfterFlush, now, &mut self.lingering);
-                }
+                self.peer_closed(conn, how);
                 // Or the connection was lingering, and the peer has closed as it should.
                 self.lingering.release(conn);
             }
@@ -298,6 +311,37 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.shut_down_if_requested();
         self.carry_out();
         self.report_released();
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&self.server);
+        }
+    }
+
+    /// Opens a room connection for `stream` with `layer` and starts its reader (`open`);
+    /// returns its id, or `None` if it could not be started (then it is gone, as if the peer
+    /// had closed it at once).
+    fn open<S>(
+        &mut self,
+        stream: S,
+        layer: Result<Option<Layer>, rustls::Error>,
+        open: impl FnOnce(ConnId, S) -> io::Result<O>,
+    ) -> Option<ConnId> {
+        let now = self.now;
+        let conn = self.server.handle_open(now);
+        match layer
+            .map_err(io::Error::other)
+            .and_then(|layer| open(conn, stream).map(|outbox| (outbox, layer)))
+        {
+            Ok((outbox, layer)) => {
+                self.outboxes.insert(conn, outbox, layer);
+                Some(conn)
+            }
+            Err(error) => {
+                tracing::error!(%conn, %error, "cannot start a connection");
+                self.server.handle_closed(now, conn, Disconnect::Error);
+                self.server.handle_released(conn);
+                None
+            }
+        }
     }
 
     /// Bytes read from `conn`: for the machine, decrypted first with TLS. A TLS connection
@@ -308,7 +352,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             // A TLS connection closed before its handshake is done still needs the rest of
             // it, to send its last frames (T1): in the queue of closes, or lingering.
             let waiting = self.closing.iter_mut().find(|(slot, _)| slot.conn == conn);
-            match waiting.and_then(|(slot, _)| slot.tls.as_mut()) {
+            match waiting.and_then(|(slot, _)| slot.layer.as_mut()) {
                 Some((session, records)) => {
                     // A failure is carried out by the close: only the alert goes out.
                     let _ = session.receive(bytes);
@@ -318,21 +362,26 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             }
             return;
         };
-        let Some((session, _)) = &mut slot.tls else {
+        let Some((layer, _)) = &mut slot.layer else {
             self.server.handle_received(now, conn, bytes);
             return;
         };
-        match session.receive(bytes) {
+        match layer.receive(bytes) {
             Ok(plaintext) => {
-                if session.wants_write() && !std::mem::replace(&mut slot.listed, true) {
+                if layer.wants_write() && !std::mem::replace(&mut slot.listed, true) {
                     self.unflushed.push(conn);
                 }
+                let peer_closed = layer.peer_closed();
                 if !plaintext.is_empty() {
                     self.server.handle_received(now, conn, &plaintext);
                 }
+                // A WebSocket closed in order: as if the peer had closed the stream.
+                if peer_closed {
+                    self.peer_closed(conn, Disconnect::Eof);
+                }
             }
             Err(error) => {
-                tracing::info!(%conn, %error, "TLS failed; closing the connection");
+                tracing::info!(%conn, %error, "closing the connection");
                 self.server.handle_closed(now, conn, Disconnect::Error);
                 if let Some(mut slot) = self.outboxes.remove(conn) {
                     // Only the alert goes out.
@@ -340,6 +389,18 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                     self.closing.push_back((slot, CloseMode::AfterFlush));
                 }
             }
+        }
+    }
+
+    /// The peer of `conn` closed (its stream, or its WebSocket).
+    fn peer_closed(&mut self, conn: ConnId, how: Disconnect) {
+        tracing::debug!(%conn, ?how, "peer closed");
+        self.server.handle_closed(self.now, conn, how);
+        // The machine has forgotten `conn` without asking for a close; deliver what it had
+        // already queued (a half-closed peer may still read), then close.
+        if let Some(slot) = self.outboxes.remove(conn) {
+            self.writers +=
+                closing::close(slot, CloseMode::AfterFlush, self.now, &mut self.lingering);
         }
     }
 
@@ -355,9 +416,9 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             }
             self.handshakes.pop_front();
             let handshaking = self.outboxes.get_mut(conn).is_some_and(|slot| {
-                slot.tls
+                slot.layer
                     .as_ref()
-                    .is_some_and(|(session, _)| session.is_handshaking())
+                    .is_some_and(|(layer, _)| layer.is_handshaking())
             });
             if handshaking {
                 tracing::info!(%conn, "TLS handshake not done within the request timeout; closing");
@@ -378,6 +439,9 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.shut_down_if_requested();
         self.carry_out();
         self.report_released();
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&self.server);
+        }
         if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due())
             && self.now >= due
         {
@@ -498,9 +562,18 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn carry_out(&mut self) {
         while let Some(output) = self.server.poll_output() {
             match output {
-                Output::Send { conn, frame } => self.queue(conn, frame.into_bytes()),
+                Output::Send { conn, frame } => {
+                    let bytes = frame.into_bytes();
+                    if let Some(metrics) = &self.metrics {
+                        metrics.queued(1, bytes.len());
+                    }
+                    self.queue(conn, bytes);
+                }
                 Output::Broadcast { to, frame } => {
                     let bytes = frame.into_bytes();
+                    if let Some(metrics) = &self.metrics {
+                        metrics.queued(to.len(), bytes.len());
+                    }
                     for &conn in to.iter() {
                         self.queue(conn, bytes.clone());
                     }
@@ -532,7 +605,12 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                         self.abandoning = true;
                     }
                 }
-                Output::Event(event) => log_event(&event),
+                Output::Event(event) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.event(&event);
+                    }
+                    log_event(&event);
+                }
             }
         }
         if let Some(log) = &self.log {

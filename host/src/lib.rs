@@ -31,14 +31,18 @@ pub mod closing;
 pub mod descriptors;
 pub mod driver;
 pub mod gate;
+pub mod gateway;
 pub mod history;
+mod layer;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod outbox;
 pub mod settings;
 pub mod signals;
 pub mod socket;
 pub mod tls;
+mod websocket;
 
 pub use clock::{Clock, SystemClock};
 pub use closing::LINGER;
@@ -47,6 +51,7 @@ pub use driver::{
     SHUTDOWN_GRACE,
 };
 pub use gate::ReadGate;
+pub use gateway::{GatewaySettings, Upgrade, listen_http};
 #[cfg(feature = "mimalloc")]
 pub use memory::{MiMalloc, return_freed_memory};
 pub use outbox::Outbox;

@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use chathttp_core::ConnId;
 
 use crate::buffers::{self, Frames, Outgoing};
+use crate::layer::Layer;
 use crate::socket::abort_socket;
-use crate::tls::{SEALED_BACKLOG, Session};
+use crate::tls::SEALED_BACKLOG;
 
 /// One connection as the [`Driver`](crate::Driver) holds it: the socket, and the queue it
 /// shares with the connection's writer (which also holds the writer's waker).
@@ -39,9 +40,9 @@ pub(crate) struct Slot<O> {
     pub(crate) batch: Frames,
     /// On the driver's list of connections to write at the end of the round.
     pub(crate) listed: bool,
-    /// With TLS: the connection's session, and the records it has sealed that are not yet
-    /// written or handed to the writer.
-    pub(crate) tls: Option<(Box<Session>, Frames)>,
+    /// With TLS or a WebSocket: the connection's [`Layer`], and the records it has sealed
+    /// that are not yet written or handed to the writer.
+    pub(crate) layer: Option<(Box<Layer>, Frames)>,
 }
 
 impl<O: Outbox> Slot<O> {
@@ -50,7 +51,7 @@ impl<O: Outbox> Slot<O> {
     /// written (with TLS, sealed: see [`crate::tls`]), and how many writers were started
     /// (zero or one).
     pub(crate) fn write(&mut self) -> (usize, usize) {
-        if self.tls.is_some() {
+        if self.layer.is_some() {
             return self.write_sealed();
         }
         let mut queue = buffers::lock(self.outbox.queue());
@@ -70,12 +71,12 @@ impl<O: Outbox> Slot<O> {
         (written, 0)
     }
 
-    /// [`write`](Self::write) with TLS: seals the batch as far as the sealed backlog allows,
+    /// [`write`](Self::write) with a layer (TLS, WebSocket): seals the batch as far as the sealed backlog allows,
     /// writes the records while the kernel takes them, and seals more after each write that
     /// the kernel took whole. What the kernel does not take goes to the writer, whose writes
     /// make room (see the driver's [`Input::Drained`](crate::Input::Drained)).
     fn write_sealed(&mut self) -> (usize, usize) {
-        let Some((session, records)) = &mut self.tls else {
+        let Some((session, records)) = &mut self.layer else {
             return (0, 0);
         };
         let mut queue = buffers::lock(self.outbox.queue());
@@ -103,10 +104,10 @@ impl<O: Outbox> Slot<O> {
         (sealed, 0)
     }
 
-    /// Whether a TLS connection still holds frames it could not seal for want of room (see
-    /// [`write`](Self::write)), to be written once its writer has made some.
+    /// Whether a connection with a layer still holds frames it could not seal for want of
+    /// room (see [`write`](Self::write)), to be written once its writer has made some.
     pub(crate) fn has_unsealed(&self) -> bool {
-        self.tls.is_some() && !self.batch.is_empty()
+        self.layer.is_some() && !self.batch.is_empty()
     }
 }
 
@@ -125,7 +126,7 @@ impl<O> Default for Outboxes<O> {
 }
 
 impl<O> Outboxes<O> {
-    pub(crate) fn insert(&mut self, conn: ConnId, outbox: O, tls: Option<Session>) {
+    pub(crate) fn insert(&mut self, conn: ConnId, outbox: O, layer: Option<Layer>) {
         let index = conn.index();
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
@@ -135,7 +136,7 @@ impl<O> Outboxes<O> {
             outbox,
             batch: Frames::default(),
             listed: false,
-            tls: tls.map(|session| (Box::new(session), Frames::default())),
+            layer: layer.map(|layer| (Box::new(layer), Frames::default())),
         });
     }
 

@@ -37,6 +37,8 @@ pub struct Settings {
     pub history_file: Option<PathBuf>,
     /// The history file, opened by [`start`](crate::start).
     pub history_db: Option<crate::history::HistoryDb>,
+    /// `--http`: the browser gateway (section B).
+    pub http: Option<crate::GatewaySettings>,
 }
 
 /// A ChatHTTP/1.1 chat server (one room). Logs go to standard error; set RUST_LOG to filter
@@ -114,6 +116,29 @@ struct Flags {
     /// The private key of --tls-cert: a PEM file
     #[arg(long, value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve the browser gateway on this address too (B1): the web client at /, members'
+    /// WebSockets at /ws, Prometheus metrics at /metrics, a health check at /healthz. HTTPS
+    /// with the --tls-cert pair
+    #[arg(long, value_name = "ADDR", value_parser = parse_bind)]
+    http: Option<SocketAddr>,
+    /// With --http: another origin whose pages may open /ws (B2), such as
+    /// https://chat.example.org; may repeat. The gateway's own origin always may
+    #[arg(long, value_name = "ORIGIN", requires = "http", value_parser = parse_origin)]
+    http_allow_origin: Vec<String>,
+}
+
+/// An origin as a browser sends it: `http://` or `https://`, a host, maybe a port; lower
+/// case, so that comparing is exact.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim_end_matches('/').to_ascii_lowercase();
+    let host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let fits = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    match host {
+        Some(host) if !host.is_empty() && host.chars().all(fits) => Ok(origin),
+        _ => Err("expected an origin such as https://chat.example.org or http://host:8080".into()),
+    }
 }
 
 /// A node id or room name: 1 to 64 printable ASCII characters, no spaces and no braces
@@ -199,6 +224,7 @@ impl Flags {
             history: crate::history::in_memory(self.history as usize),
             ..ServerConfig::default()
         };
+        let (request_timeout, max_output_bytes) = (config.request_timeout, config.max_output_bytes);
         let cluster = self.redis.map(|redis| ClusterSettings {
             redis,
             node_id: self
@@ -220,6 +246,12 @@ impl Flags {
             tls: None,
             history_file: self.history_db,
             history_db: None,
+            http: self.http.map(|bind| crate::GatewaySettings {
+                bind,
+                allow_origins: self.http_allow_origin,
+                timeout: request_timeout,
+                max_output_bytes,
+            }),
         }
     }
 }

@@ -55,7 +55,7 @@ fn log_descriptor_limit(limit: &DescriptorLimit, max_connections: usize) {
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// `TcpListener::bind` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as std sets it).
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

@@ -92,11 +92,18 @@ impl Tls {
 
     /// A session for a connection just accepted.
     pub(crate) fn accept(&self) -> Result<Session, rustls::Error> {
-        let mut tls = rustls::ServerConnection::new(Arc::clone(&self.config))?;
-        // The driver bounds what it seals (SEALED_BACKLOG); a limit of rustls's own would
-        // refuse frames midway through a batch.
-        tls.set_buffer_limit(None);
-        Ok(Session { tls, failed: false })
+        Ok(Session::resume(self.connection()?))
+    }
+
+    /// A rustls connection whose handshake is yet to come.
+    fn connection(&self) -> Result<rustls::ServerConnection, rustls::Error> {
+        rustls::ServerConnection::new(Arc::clone(&self.config))
+    }
+
+    /// The configuration every handshake uses: the gateway's HTTPS (T4) has its own
+    /// handshakes, and hands its upgraded connections on as sessions.
+    pub(crate) fn config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.config)
     }
 }
 
@@ -142,6 +149,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The driver's session for `tls`, in whatever state its handshake is.
+    pub(crate) fn resume(mut tls: rustls::ServerConnection) -> Self {
+        // The driver bounds what it seals (SEALED_BACKLOG); a limit of rustls's own would
+        // refuse frames midway through a batch.
+        tls.set_buffer_limit(None);
+        Self { tls, failed: false }
+    }
+
     /// Takes bytes read from the socket; returns the plaintext they carried (none during the
     /// handshake). An error (a plaintext client, garbage, a failed handshake) is final: the
     /// caller writes what [`take_records`](Self::take_records) gives (the alert) and closes.

@@ -24,11 +24,13 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 
 fn main() -> ExitCode {
     let settings = host::start("chat-server-asyncstd");
+    let gateway = host::listen_http(&settings);
     let listener = host::listen(&settings);
     let service = Service::<AsyncStd>::new(settings.config)
         .share(settings.cluster)
         .tls(settings.tls)
-        .history(settings.history_db);
+        .history(settings.history_db)
+        .gateway(gateway);
     task::block_on(service.run(TcpListener::from(listener)));
     ExitCode::SUCCESS
 }
@@ -51,6 +53,10 @@ impl Runtime for AsyncStd {
 
     async fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
         listener.accept().await.map(|(stream, _)| stream)
+    }
+
+    fn adopt(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream::from(stream))
     }
 
     fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {

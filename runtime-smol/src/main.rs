@@ -22,11 +22,13 @@ static ALLOCATOR: host::MiMalloc = host::MiMalloc;
 
 fn main() -> ExitCode {
     let settings = host::start("chat-server-smol");
+    let gateway = host::listen_http(&settings);
     let listener = host::listen(&settings);
     let service = Service::<Smol>::new(settings.config)
         .share(settings.cluster)
         .tls(settings.tls)
-        .history(settings.history_db);
+        .history(settings.history_db)
+        .gateway(gateway);
     smol::block_on(EXECUTOR.run(async {
         let listener =
             TcpListener::try_from(listener).expect("a bound listener can join the reactor");
@@ -65,6 +67,10 @@ impl Runtime for Smol {
 
     async fn accept(listener: &TcpListener) -> io::Result<TcpStream> {
         listener.accept().await.map(|(stream, _)| stream)
+    }
+
+    fn adopt(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        smol::net::TcpStream::try_from(stream)
     }
 
     fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {

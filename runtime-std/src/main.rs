@@ -58,6 +58,7 @@ fn main() -> ExitCode {
     host::on_shutdown_signal(move || {
         let _ = on_signal.try_send(Input::Shutdown);
     });
+    let gateway = host::listen_http(&settings);
     let listener = host::listen(&settings);
     let accepted = to_driver.clone();
     let max_output_bytes = settings.config.max_output_bytes;
@@ -82,6 +83,12 @@ fn main() -> ExitCode {
             let _ = background.send(input);
         },
     );
+    if let Some(gateway) = gateway {
+        let upgraded = to_driver.clone();
+        gateway.serve(driver.metrics(), move |stream, upgrade| {
+            let _ = upgraded.send(Input::Upgraded(stream, upgrade));
+        });
+    }
     drive(driver, &inputs, &to_driver, &spawner);
     ExitCode::SUCCESS
 }

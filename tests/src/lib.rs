@@ -33,6 +33,7 @@ pub const SERVER_HEADER: &str = concat!("chathttp/", env!("CARGO_PKG_VERSION"));
 pub struct Runtime {
     binary: Binary,
     tls: bool,
+    websocket: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +56,25 @@ impl Runtime {
 
 impl Runtime {
     const fn plain(binary: Binary) -> Runtime {
-        Runtime { binary, tls: false }
+        Runtime {
+            binary,
+            tls: false,
+            websocket: false,
+        }
     }
 
     /// The same binary, started with the tests' certificate (see [`tls::pki`]) and spoken
     /// to over TLS by [`Server::connect`].
     pub const fn with_tls(self) -> Runtime {
+        Runtime { tls: true, ..self }
+    }
+
+    /// The same binary, started with the browser gateway (`--http`), and spoken to through
+    /// `/ws` by [`Server::connect`], one request or response per message (B1).
+    pub const fn over_websocket(self) -> Runtime {
         Runtime {
-            binary: self.binary,
-            tls: true,
+            websocket: true,
+            ..self
         }
     }
 
@@ -122,9 +133,19 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
 
 /// Writes every case once per runtime: `fn case(rt: Runtime) { .. }` becomes the tests
 /// `on_std::case`, `on_smol::case` and `on_asyncstd::case`. Starting with `also_over_tls;`,
-/// each case runs once more per runtime over TLS: `on_std_tls::case`, and so on (T1).
+/// each case runs once more per runtime over TLS: `on_std_tls::case`, and so on (T1); with
+/// `also_over_tls_and_websocket;`, once more again through the browser gateway's WebSocket:
+/// `on_std_ws::case`, and so on (B1).
 #[macro_export]
 macro_rules! conformance {
+    (also_over_tls_and_websocket; $($(#[$meta:meta])* fn $name:ident($rt:ident: Runtime) $body:block)*) => {
+        $crate::conformance! { also_over_tls; $( $(#[$meta])* fn $name($rt: Runtime) $body )* }
+        mod on_std_ws { $( #[test] fn $name() { super::$name($crate::Runtime::Std.over_websocket()) } )* }
+        mod on_smol_ws { $( #[test] fn $name() { super::$name($crate::Runtime::Smol.over_websocket()) } )* }
+        mod on_asyncstd_ws {
+            $( #[test] fn $name() { super::$name($crate::Runtime::AsyncStd.over_websocket()) } )*
+        }
+    };
     (also_over_tls; $($(#[$meta:meta])* fn $name:ident($rt:ident: Runtime) $body:block)*) => {
         $crate::conformance! { $( $(#[$meta])* fn $name($rt: Runtime) $body )* }
         mod on_std_tls { $( #[test] fn $name() { super::$name($crate::Runtime::Std.with_tls()) } )* }
@@ -146,8 +167,12 @@ macro_rules! conformance {
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Started with `--http`: where the gateway listens.
+    http: Option<SocketAddr>,
     /// Started with TLS: how its clients connect.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Clients connect through the gateway's `/ws`.
+    websocket: bool,
 }
 
 impl Server {
@@ -169,15 +194,20 @@ impl Server {
             command.arg("--tls-cert").arg(&pki.cert);
             command.arg("--tls-key").arg(&pki.key);
         }
+        if rt.websocket {
+            command.args(["--http", "127.0.0.1:0"]);
+        }
         command.args(flags);
         let mut server = Self::spawn(command);
         if rt.tls {
             server.tls = Some(tls::pki().client_config());
         }
+        server.websocket = rt.websocket;
         server
     }
 
-    /// Starts a prepared command, which must print a `listening on` line.
+    /// Starts a prepared command, which must print a `listening on` line (after an `http
+    /// listening on` line, with `--http`).
     pub fn spawn(mut command: Command) -> Server {
         // Server logs are noise in a passing run; CHATHTTP_TEST_LOG=1 shows them.
         let logs = if std::env::var_os("CHATHTTP_TEST_LOG").is_some() {
@@ -192,19 +222,29 @@ impl Server {
             .spawn()
             .expect("the server binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the server writes its stdout");
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        let mut stdout = BufReader::new(stdout);
+        let mut http = None;
+        let addr = loop {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("the server writes its stdout");
+            let line = line.trim_end();
+            if let Some(addr) = line.strip_prefix("http listening on ") {
+                http = addr.parse().ok();
+                continue;
+            }
+            break line
+                .strip_prefix("listening on ")
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("expected `listening on ADDR`, got {line:?}"));
+        };
         Server {
             child,
             addr,
+            http,
             tls: None,
+            websocket: false,
         }
     }
 
@@ -241,13 +281,51 @@ impl Server {
             .expect("VmRSS is listed")
     }
 
-    /// A connection that has not read anything yet (over TLS if the server speaks it).
+    /// With `--http`: where the gateway listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("the server was started with --http")
+    }
+
+    /// A connection that has not read anything yet (over TLS if the server speaks it, through
+    /// the gateway's `/ws` for a runtime [`over_websocket`](Runtime::over_websocket)).
     pub fn connect(&self) -> Client {
+        if self.websocket {
+            return self
+                .connect_websocket(None)
+                .expect("the gateway upgrades /ws");
+        }
         let tcp = TcpStream::connect(self.addr).expect("the server accepts connections");
         match &self.tls {
             None => Client::new(tcp),
             Some(config) => Client::over_tls(tls::connect(config, tcp)),
         }
+    }
+
+    /// A WebSocket to the gateway's `/ws` (over TLS if the server speaks it), sending
+    /// `origin` as a browser would; the gateway's refusal is the error.
+    pub fn connect_websocket(&self, origin: Option<&str>) -> Result<Client, tungstenite::Error> {
+        let addr = self.http_addr();
+        let tcp = TcpStream::connect(addr).expect("the gateway accepts connections");
+        tcp.set_read_timeout(Some(GUARD))
+            .expect("a read timeout can be set");
+        let (link, scheme) = match &self.tls {
+            None => (Link::Plain(tcp), "ws"),
+            Some(config) => (Link::Tls(Box::new(tls::connect(config, tcp))), "wss"),
+        };
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "{scheme}://{addr}/ws"
+        ))?;
+        if let Some(origin) = origin {
+            let value = origin.parse().expect("an origin is a header value");
+            request.headers_mut().insert("Origin", value);
+        }
+        let (ws, _) = tungstenite::client::client(request, link).map_err(|error| match error {
+            tungstenite::HandshakeError::Failure(error) => error,
+            tungstenite::HandshakeError::Interrupted(_) => {
+                tungstenite::Error::Io(io::ErrorKind::WouldBlock.into())
+            }
+        })?;
+        Ok(Client::with_io(Io::WebSocket(Box::new(ws))))
     }
 
     /// A connection that has read its greeting (S1).
@@ -435,22 +513,63 @@ pub struct Client {
     buffer: Vec<u8>,
 }
 
-/// How a [`Client`] reaches its server.
+/// How a [`Client`] reaches its server: a byte stream, or WebSocket messages over one.
 #[derive(Debug)]
 enum Io {
+    Stream(Link),
+    WebSocket(Box<tungstenite::WebSocket<Link>>),
+}
+
+/// A connection to the server, plaintext or TLS.
+#[derive(Debug)]
+enum Link {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Link {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Link::Plain(stream) => stream,
+            Link::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(stream) => stream.read(buf),
+            Link::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(stream) => stream.write(buf),
+            Link::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(stream) => stream.flush(),
+            Link::Tls(tls) => tls.flush(),
+        }
+    }
 }
 
 impl Client {
     /// Wraps a connected stream.
     pub fn new(stream: TcpStream) -> Client {
-        Self::with_io(Io::Plain(stream))
+        Self::with_io(Io::Stream(Link::Plain(stream)))
     }
 
     /// Wraps a TLS stream (its handshake happens with the first read or write).
     pub fn over_tls(stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> Client {
-        Self::with_io(Io::Tls(Box::new(stream)))
+        Self::with_io(Io::Stream(Link::Tls(Box::new(stream))))
     }
 
     fn with_io(io: Io) -> Client {
@@ -469,26 +588,39 @@ impl Client {
     /// The socket, for options and shutdowns.
     pub fn stream(&self) -> &TcpStream {
         match &self.io {
-            Io::Plain(stream) => stream,
-            Io::Tls(tls) => &tls.sock,
+            Io::Stream(link) => link.tcp(),
+            Io::WebSocket(ws) => ws.get_ref().tcp(),
         }
     }
 
     /// Over TLS: the certificate the server presented (DER), once the handshake is done.
     pub fn server_certificate(&self) -> Option<Vec<u8>> {
-        match &self.io {
-            Io::Plain(_) => None,
-            Io::Tls(tls) => Some(tls.conn.peer_certificates()?.first()?.to_vec()),
+        let link = match &self.io {
+            Io::Stream(link) => link,
+            Io::WebSocket(ws) => ws.get_ref(),
+        };
+        match link {
+            Link::Plain(_) => None,
+            Link::Tls(tls) => Some(tls.conn.peer_certificates()?.first()?.to_vec()),
         }
     }
 
-    /// Sends raw bytes (sealed first, over TLS).
+    /// Sends raw bytes (sealed first, over TLS; as one message over a WebSocket, a binary
+    /// one if they are not UTF-8).
     pub fn send(&mut self, bytes: &[u8]) {
-        let sent = match &mut self.io {
-            Io::Plain(stream) => stream.write_all(bytes),
-            Io::Tls(tls) => tls.write_all(bytes).and_then(|()| tls.flush()),
-        };
-        sent.expect("the server reads");
+        match &mut self.io {
+            Io::Stream(link) => link
+                .write_all(bytes)
+                .and_then(|()| link.flush())
+                .expect("the server reads"),
+            Io::WebSocket(ws) => {
+                let message = match String::from_utf8(bytes.to_vec()) {
+                    Ok(text) => tungstenite::Message::text(text),
+                    Err(bytes) => tungstenite::Message::binary(bytes.into_bytes()),
+                };
+                ws.send(message).expect("the gateway reads");
+            }
+        }
     }
 
     /// Sends a request (see [`request`]) and reads one response.
@@ -534,10 +666,11 @@ impl Client {
                 self.buffer.drain(..used);
                 return Ok(Some(response));
             }
-            let read = match &mut self.io {
-                Io::Plain(stream) => stream.read(&mut chunk),
-                Io::Tls(tls) => tls.read(&mut chunk),
+            let link = match &mut self.io {
+                Io::Stream(link) => link,
+                Io::WebSocket(ws) => return read_message(ws),
             };
+            let read = link.read(&mut chunk);
             match read {
                 Ok(0) if self.buffer.is_empty() => return Ok(None),
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "cut response")),
@@ -610,6 +743,30 @@ impl Client {
             .set_linger(Some(Duration::ZERO))
             .expect("linger can be set");
         drop(self);
+    }
+}
+
+/// The next message of `ws` as a response (B1: each message is exactly one), or `None` once
+/// the gateway has closed it.
+fn read_message(ws: &mut tungstenite::WebSocket<Link>) -> io::Result<Option<Response>> {
+    loop {
+        let text = match ws.read() {
+            Ok(tungstenite::Message::Text(text)) => text,
+            Ok(tungstenite::Message::Close(_))
+            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                // The close handshake's end: the gateway closes the socket after its reply.
+                return Ok(None);
+            }
+            Ok(other) if other.is_ping() || other.is_pong() => continue,
+            Ok(other) => panic!("B1: only text messages, got {other:?}"),
+            Err(tungstenite::Error::Io(error)) => return Err(error),
+            Err(error) => return Err(io::Error::other(error)),
+        };
+        let Some((response, used)) = Response::parse(text.as_bytes()) else {
+            panic!("B1: a message that is not a whole response: {text:?}");
+        };
+        assert_eq!(used, text.len(), "B1: one response per message: {text:?}");
+        return Ok(Some(response));
     }
 }
 

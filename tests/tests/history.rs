@@ -11,7 +11,7 @@ fn id(response: &Response) -> String {
 }
 
 conformance! {
-    also_over_tls;
+    also_over_tls_and_websocket;
     fn e2_e3_a_joiner_that_asks_gets_the_last_lines_with_ids_then_the_marker(rt: Runtime) {
         let server = Server::start(rt, &["--history", "3"]);
         let mut alice = server.member("alice");

@@ -11,7 +11,7 @@ fn reads_as_room_traffic(body: &str) -> bool {
 }
 
 conformance! {
-    also_over_tls;
+    also_over_tls_and_websocket;
     fn s1_h3_greeting_is_202_accept_with_a_short_body(rt: Runtime) {
         let server = Server::start(rt, &[]);
         let mut client = server.connect();

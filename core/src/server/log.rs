@@ -771,6 +771,7 @@ impl Server {
             *says = says.saturating_sub(1);
         }
         if let Some(name) = self.roster.name_of(author) {
+            self.said += 1;
             let seq = match (&self.log, line) {
                 (Log::Local { .. }, _) => Some(self.history.append(self.now, name, text)),
                 (Log::Shared { .. }, Some(line)) => {

@@ -315,6 +315,8 @@ pub struct Server {
     now: Timestamp,
     datetime: (i64, [u8; 19]),
     shutting_down: bool,
+    /// Chat lines applied (S3), for the host's metrics.
+    said: u64,
 }
 
 impl Server {
@@ -340,6 +342,7 @@ impl Server {
             now,
             datetime: (i64::MIN, [0; 19]),
             shutting_down: false,
+            said: 0,
         }
     }
 
@@ -354,6 +357,12 @@ impl Server {
     /// member leaves it as soon as its connection closes, before its leave is applied.
     pub fn room(&self) -> &Room {
         &self.room
+    }
+
+    /// Chat lines broadcast in the room since it started (S3), of every node in shared-log
+    /// mode: for a host's metrics.
+    pub fn messages_said(&self) -> u64 {
+        self.said
     }
 
     /// Connections open (guests and members).

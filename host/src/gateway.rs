@@ -1,0 +1,418 @@
+//! The browser gateway (`--http`, section B), written once for every runtime.
+//!
+//! An HTTP/1.1 listener served by hyper, on threads of its own: `GET /` the web client
+//! (`host/src/web/`, embedded in the binary), `GET /ws` a member's WebSocket, `GET
+//! /metrics` the room's counters ([`Metrics`]), `GET /healthz` `ok`. Each HTTP connection
+//! is served by a thread of its own (async-io, so that hyper may wait for both directions),
+//! within the request timeout (S9), at most [`MAX_HTTP_CONNECTIONS`] at once; the gateway
+//! serves pages and upgrades, never chat.
+//!
+//! An upgrade to `/ws` whose `Origin` is the gateway's own, or one allowed with
+//! `--http-allow-origin`, gets its `101` from tungstenite's handshake; hyper then gives the
+//! socket back, and the runtime hands it to the driver ([`Input::Upgraded`]), where it is a
+//! room connection like any other, read and written by the runtime's own reader and writer,
+//! with [`WebSocket`](crate::websocket::WebSocket) framing in the driver. So
+//! `--max-connections`, S8, S9, S12 and S13 hold for browser members as they do on the
+//! ChatHTTP port. With TLS flags the gateway serves HTTPS and WSS with the same pair (T4).
+//!
+//! [`Input::Upgraded`]: crate::Input::Upgraded
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::process;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite, future};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::rt::ReadBufCursor;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::Settings;
+use crate::metrics::Metrics;
+use crate::tls::Tls;
+
+/// HTTP connections served at once (page loads, scrapes, upgrades in progress); more are
+/// closed at once. Upgraded WebSockets do not count: they are room connections, under
+/// `--max-connections`.
+pub const MAX_HTTP_CONNECTIONS: usize = 128;
+
+/// Each HTTP connection's thread: hyper's futures and a page, nothing more.
+const HTTP_STACK_BYTES: usize = 256 * 1024;
+
+/// The page's Content-Security-Policy (B2): its own script and style, WebSockets to its
+/// own origin, nothing inline, nothing from elsewhere, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("web/index.html");
+const APP_JS: &str = include_str!("web/app.js");
+const APP_CSS: &str = include_str!("web/app.css");
+
+/// A socket the gateway upgraded to a WebSocket, for the driver: what hyper read past the
+/// request, and the TLS session it ran in (T4).
+#[derive(Debug)]
+pub struct Upgrade {
+    pub(crate) read: Bytes,
+    pub(crate) tls: Option<Box<rustls::ServerConnection>>,
+}
+
+/// What the gateway needs to know, from the command line.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// `--http`.
+    pub bind: SocketAddr,
+    /// `--http-allow-origin`, each as `scheme://host[:port]`, lower case.
+    pub allow_origins: Vec<String>,
+    /// S9's request timeout: the longest any HTTP read or write may wait.
+    pub timeout: Duration,
+    /// S8's limit, for the upgraded sockets' send buffers (see [`tune_socket`](crate::tune_socket)).
+    pub max_output_bytes: usize,
+}
+
+/// The gateway's listener, bound and not yet served (see [`listen_http`]).
+#[derive(Debug)]
+pub struct Listening {
+    listener: TcpListener,
+    settings: GatewaySettings,
+    tls: Option<Arc<Tls>>,
+}
+
+/// With `--http`: binds it and prints `http listening on ADDR`. Call it before
+/// [`listen`](crate::listen), whose line then says that both accept. If the address
+/// cannot be bound, prints one line to standard error and exits 1.
+pub fn listen_http(settings: &Settings) -> Option<Listening> {
+    let http = settings.http.clone()?;
+    let addr = http.bind;
+    let listener = match crate::socket::bind(addr) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {addr} (--http): {error}");
+            process::exit(1);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    println!("http listening on {local}");
+    let _ = io::stdout().flush();
+    Some(Listening {
+        listener,
+        settings: http,
+        tls: settings.tls.clone(),
+    })
+}
+
+impl Listening {
+    /// Serves the listener on a thread of its own. `hand_over` gives each upgraded socket
+    /// to the runtime, which makes it its stream type and sends the driver
+    /// [`Input::Upgraded`](crate::Input::Upgraded); it must not block for long.
+    pub fn serve(
+        self,
+        metrics: Arc<Metrics>,
+        hand_over: impl Fn(TcpStream, Upgrade) + Send + Sync + 'static,
+    ) {
+        let gateway = Arc::new(Gateway {
+            settings: self.settings,
+            tls: self.tls,
+            metrics,
+            hand_over: Box::new(hand_over),
+            serving: AtomicUsize::new(0),
+        });
+        let listener = self.listener;
+        thread::Builder::new()
+            .name("http".into())
+            .spawn(move || gateway.accept_loop(&listener))
+            .expect("one thread can be spawned at start-up");
+    }
+}
+
+struct Gateway {
+    settings: GatewaySettings,
+    tls: Option<Arc<Tls>>,
+    metrics: Arc<Metrics>,
+    hand_over: Box<dyn Fn(TcpStream, Upgrade) + Send + Sync>,
+    /// HTTP connections being served (see [`MAX_HTTP_CONNECTIONS`]).
+    serving: AtomicUsize,
+}
+
+impl Gateway {
+    fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
+        loop {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    crate::accept_failed(&error);
+                    thread::sleep(crate::ACCEPT_BACKOFF);
+                    continue;
+                }
+            };
+            if self.serving.fetch_add(1, Ordering::Relaxed) >= MAX_HTTP_CONNECTIONS {
+                self.serving.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!("too many HTTP connections at once; closing one");
+                continue;
+            }
+            let gateway = Arc::clone(self);
+            let spawned = thread::Builder::new()
+                .name("http-conn".into())
+                .stack_size(HTTP_STACK_BYTES)
+                .spawn(move || {
+                    gateway.serve_connection(stream);
+                    gateway.serving.fetch_sub(1, Ordering::Relaxed);
+                });
+            if let Err(error) = spawned {
+                self.serving.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(%error, "cannot start an HTTP connection's thread");
+            }
+        }
+    }
+
+    /// Serves one HTTP connection, all of it within the request timeout (S9).
+    fn serve_connection(&self, stream: TcpStream) {
+        let Ok(io) = Async::new(stream) else { return };
+        let deadline = async {
+            Timer::after(self.settings.timeout).await;
+            tracing::debug!("HTTP connection not done within the request timeout");
+        };
+        async_io::block_on(future::or(self.serve_io(io), deadline));
+    }
+
+    async fn serve_io(&self, io: Async<TcpStream>) {
+        let Some(tls) = &self.tls else {
+            return self.serve_http(io, |io| (io, None)).await;
+        };
+        match futures_rustls::TlsAcceptor::from(tls.config())
+            .accept(io)
+            .await
+        {
+            Ok(io) => {
+                self.serve_http(io, |io| {
+                    let (io, connection) = io.into_inner();
+                    (io, Some(connection))
+                })
+                .await;
+            }
+            Err(error) => tracing::info!(%error, "HTTPS handshake failed"),
+        }
+    }
+
+    /// Serves HTTP on `io`; if the request is an upgrade, `into_parts` gives back the socket
+    /// and the TLS session, for the driver.
+    async fn serve_http<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        &self,
+        io: T,
+        into_parts: impl FnOnce(T) -> (Async<TcpStream>, Option<rustls::ServerConnection>),
+    ) {
+        let upgrade: Rc<RefCell<Option<OnUpgrade>>> = Rc::default();
+        let service = service_fn(|mut request: Request<Incoming>| {
+            let response = self.respond(&mut request, &upgrade);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = http1::Builder::new()
+            .keep_alive(false)
+            .header_read_timeout(None)
+            .serve_connection(Io(io), service)
+            .with_upgrades();
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "HTTP connection ended");
+            return;
+        }
+        let Some(on_upgrade) = upgrade.borrow_mut().take() else {
+            return;
+        };
+        let parts = match on_upgrade.await.map(|up| up.downcast::<Io<T>>()) {
+            Ok(Ok(parts)) => parts,
+            _ => return tracing::debug!("an upgraded connection was lost before the room took it"),
+        };
+        let (io, mut tls) = into_parts(parts.io.0);
+        let mut read = parts.read_buf;
+        if let Some(connection) = &mut tls {
+            read = take_plaintext(connection, read);
+        }
+        // The runtime's stream takes the socket over, in the mode the runtime wants.
+        let Ok(stream) = io.into_inner() else { return };
+        if stream.set_nonblocking(false).is_err() {
+            return;
+        }
+        crate::tune_socket(&stream, self.settings.max_output_bytes);
+        self.metrics.upgraded();
+        let tls = tls.map(Box::new);
+        (self.hand_over)(stream, Upgrade { read, tls });
+    }
+
+    /// The response to one request; an accepted upgrade leaves its future in `upgrade`.
+    fn respond(
+        &self,
+        request: &mut Request<Incoming>,
+        upgrade: &RefCell<Option<OnUpgrade>>,
+    ) -> Response<Full<Bytes>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        }
+        match request.uri().path() {
+            "/" => page(INDEX_HTML, "text/html; charset=utf-8"),
+            "/app.js" => page(APP_JS, "text/javascript; charset=utf-8"),
+            "/app.css" => page(APP_CSS, "text/css; charset=utf-8"),
+            "/healthz" => plain(StatusCode::OK, "ok\n"),
+            "/metrics" => {
+                let mut response = plain(StatusCode::OK, &self.metrics.encode());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/ws" => {
+                if !origin_allowed(request, &self.settings.allow_origins) {
+                    self.metrics.foreign_origin();
+                    tracing::info!(
+                        origin = ?request.headers().get(header::ORIGIN),
+                        "WebSocket refused: foreign Origin (B2)"
+                    );
+                    return plain(StatusCode::FORBIDDEN, "this Origin may not open /ws\n");
+                }
+                match tungstenite::handshake::server::create_response_with_body(request, || {
+                    Full::new(Bytes::new())
+                }) {
+                    Ok(response) => {
+                        *upgrade.borrow_mut() = Some(hyper::upgrade::on(request));
+                        response
+                    }
+                    Err(error) => plain(
+                        StatusCode::BAD_REQUEST,
+                        &format!("not a WebSocket upgrade: {error}\n"),
+                    ),
+                }
+            }
+            _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+/// B2: a browser always says where the page that opens a WebSocket came from. The gateway's
+/// own pages (by the `Host` the browser used, over HTTP or HTTPS, so a TLS-terminating proxy
+/// in front changes nothing) and the `--http-allow-origin` ones may; other sites may not, so
+/// a page elsewhere cannot join the room in its visitor's name. A client that is not a
+/// browser sends no `Origin` and is let in, as on the ChatHTTP port.
+fn origin_allowed(request: &Request<Incoming>, allowed: &[String]) -> bool {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.to_ascii_lowercase();
+    if allowed.contains(&origin) {
+        return true;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let Some(host) = host else {
+        return false;
+    };
+    let own = |scheme: &str| origin.strip_prefix(scheme) == Some(host.as_str());
+    own("http://") || own("https://")
+}
+
+/// A page of the web client, with the headers that keep a peer's text from ever running
+/// as code in it (B2, C1).
+fn page(body: &'static str, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Appends to `read` what rustls decrypted and hyper did not read: frames a client sent
+/// right behind its request.
+fn take_plaintext(connection: &mut rustls::ServerConnection, read: Bytes) -> Bytes {
+    let mut plaintext = read.to_vec();
+    let mut chunk = [0; 4096];
+    while let Ok(n) = connection.reader().read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        plaintext.extend_from_slice(&chunk[..n]);
+    }
+    Bytes::from(plaintext)
+}
+
+/// A futures-io stream as hyper's IO.
+struct Io<T>(T);
+
+impl<T: AsyncRead + Unpin> hyper::rt::Read for Io<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut chunk = [0; 4096];
+        let room = buf.remaining().min(chunk.len());
+        Pin::new(&mut self.get_mut().0)
+            .poll_read(cx, &mut chunk[..room])
+            .map_ok(|n| buf.put_slice(&chunk[..n]))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> hyper::rt::Write for Io<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_close(cx)
+    }
+}
