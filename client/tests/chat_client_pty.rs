@@ -12,8 +12,8 @@ use std::thread;
 use std::time::Instant;
 
 use chat_client_support::{LineClient, SERVER, TIMEOUT, client_binary};
-use chathttp_tests::Server;
 use chathttp_tests::redis::Redis;
+use chathttp_tests::{Relay, Server};
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 
 const ROWS: u16 = 24;
@@ -412,65 +412,6 @@ fn the_tui_stays_in_the_room_through_a_redis_blip() {
     );
     tui.type_keys(b"/quit\r");
     tui.assert_exits_and_restores();
-}
-
-/// A TCP relay in front of the server that can cut every connection through it and turn new
-/// ones away, as a dropped Wi-Fi link would, while the server itself runs on.
-struct Relay {
-    addr: std::net::SocketAddr,
-    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Relay {
-    fn start(server: std::net::SocketAddr) -> Self {
-        use std::net::{TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::{Arc, Mutex};
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-        let addr = listener.local_addr().expect("its address");
-        let open = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (accept_open, accept_links) = (open.clone(), links.clone());
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if !accept_open.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees its connection end at once
-                }
-                let Ok(upstream) = TcpStream::connect(server) else {
-                    continue;
-                };
-                let pipes = [
-                    (client.try_clone(), upstream.try_clone()),
-                    (upstream.try_clone(), client.try_clone()),
-                ];
-                for (from, to) in pipes {
-                    let (Ok(mut from), Ok(mut to)) = (from, to) else {
-                        continue;
-                    };
-                    thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-                let mut held = accept_links.lock().expect("the relay's list");
-                held.extend([client, upstream]);
-            }
-        });
-        Self { addr, open, links }
-    }
-
-    /// Cuts every connection through the relay and turns new ones away.
-    fn drop_link(&self) {
-        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().expect("the relay's list").drain(..) {
-            let _ = link.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore_link(&self) {
-        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod redis;
+mod relay;
 pub mod tls;
+
+pub use relay::Relay;
 
 /// How long any single wait may take before the case fails.
 pub const GUARD: Duration = Duration::from_secs(30);

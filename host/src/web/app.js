@@ -190,7 +190,8 @@ function receive(response) {
   if (state.phase === 'joining') return joined(response);
   if (state.phase === 'replay') {
     if (code === 200 && body.startsWith('History: ')) return marker(body);
-    if (code === 200 && headers['message_id'] && isChat(body)) return chat(response, true);
+    // Dimmed as history on a first join; what was missed while away reads as new.
+    if (code === 200 && headers['message_id'] && isChat(body)) return chat(response, !state.resuming);
     state.phase = 'live'; // the server keeps no history: this is live already
   }
   if (code >= 400) {

@@ -1,0 +1,181 @@
+//! B1, B2: the browser gateway on every binary. The session and history cases also run
+//! through `/ws` (`on_*_ws` in session.rs and history.rs); these are the gateway's own.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use chathttp_tests::{GUARD, Server, conformance, request};
+
+/// A plain HTTP/1.1 GET; returns the status code, the head and the body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("the gateway accepts connections");
+    stream.set_read_timeout(Some(GUARD)).expect("timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("a whole response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+    let code = head[9..12].parse().expect("a status code");
+    (code, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// The value of the sample `name` (with its labels, as written) in a `/metrics` scrape.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+conformance! {
+    fn b1_the_page_health_and_unknown_paths(rt: Runtime) {
+        let server = Server::start(rt.over_websocket(), &[]);
+        let (code, head, body) = get(server.http_addr(), "/");
+        assert_eq!(code, 200);
+        assert!(body.contains("<script src=\"/app.js\""), "{body}");
+        // B2: a strict policy: no inline script, nothing from elsewhere, never framed.
+        assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self';"));
+        assert!(head.contains("frame-ancestors 'none'"));
+        assert!(head.contains("x-content-type-options: nosniff"));
+        let (code, head, body) = get(server.http_addr(), "/app.js");
+        assert_eq!(code, 200);
+        assert!(head.contains("content-type: text/javascript"), "{head}");
+        assert!(body.contains("textContent"), "peer text goes in as text");
+        assert!(!body.contains("innerHTML"), "C1: never as HTML");
+        let (code, _, body) = get(server.http_addr(), "/healthz");
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+        assert_eq!(get(server.http_addr(), "/nothing-here").0, 404);
+    }
+
+    fn b1_browser_and_tcp_members_are_one_room(rt: Runtime) {
+        let mut server = Server::start(rt.over_websocket(), &[]);
+        let mut browser = server.member("alice");
+        let tcp = std::net::TcpStream::connect(server.addr()).expect("the ChatHTTP port");
+        let mut tcp = chathttp_tests::Client::new(tcp);
+        assert_eq!(tcp.read_response().code(), 202);
+        assert_eq!(tcp.request("ADD", "bob", b"").code(), 200);
+        browser.read_until_body("bob has just entered the chat room...\n");
+        browser.send(&request("POST", "alice", b"from the browser\n"));
+        tcp.send(&request("POST", "bob", b"from a terminal\n"));
+        // S7: one order for both, the same bytes in each.
+        let seen_by_browser = browser.read_chat_lines(2);
+        let seen_by_tcp = tcp.read_chat_lines(2);
+        assert_eq!(seen_by_browser, seen_by_tcp);
+        assert!(seen_by_tcp.contains(&"[ alice ] : from the browser\n".to_owned()));
+        let list = tcp.request("GET", "bob", b"");
+        assert_eq!(list.text(), "Online users:\nalice\nbob\n");
+        // S5 through the gateway: the browser leaves, the terminal sees it.
+        assert_eq!(browser.request("DELETE", "alice", b"").code(), 200);
+        browser.expect_closed();
+        tcp.read_until_body("alice has just left the chat room...\n");
+        assert!(server.terminate().success());
+    }
+
+    fn b2_a_foreign_origin_is_refused_and_allowed_ones_are_not(rt: Runtime) {
+        let server = Server::start(
+            rt.over_websocket(),
+            &["--http-allow-origin", "https://Chat.Example.org/"],
+        );
+        let own = format!("http://{}", server.http_addr());
+        let error = server
+            .connect_websocket(Some("https://evil.example"))
+            .expect_err("a foreign origin");
+        match error {
+            tungstenite::Error::Http(response) => assert_eq!(response.status(), 403),
+            other => panic!("expected 403, got {other:?}"),
+        }
+        for origin in [own.as_str(), "https://chat.example.org"] {
+            let mut client = server.connect_websocket(Some(origin)).expect("allowed");
+            assert_eq!(client.read_response().code(), 202, "{origin}");
+        }
+        let metrics = get(server.http_addr(), "/metrics").2;
+        assert_eq!(sample(&metrics, "chathttp_foreign_origins_total"), 1, "{metrics}");
+    }
+
+    fn b1_max_connections_counts_browser_members(rt: Runtime) {
+        let server = Server::start(rt.over_websocket(), &["--max-connections", "1"]);
+        let _first = server.member("alice");
+        let mut second = server.connect();
+        let refused = second.read_response();
+        assert_eq!(refused.code(), 503, "S10 over the gateway: {refused:?}");
+        second.expect_closed();
+    }
+
+    fn b1_a_browser_member_that_stops_reading_is_cut(rt: Runtime) {
+        let server = Server::start(rt.over_websocket(), &["--max-output-bytes", "65536"]);
+        let stalled = server.member("stalled");
+        socket2::SockRef::from(stalled.stream())
+            .set_recv_buffer_size(4096)
+            .expect("a small window");
+        let mut talker = server.member("talker");
+        // S8: with the browser not reading, its output passes the limit and it is cut; the
+        // talker is never held up.
+        let line = vec![b'x'; 4000];
+        let mut cut = false;
+        for _ in 0..400 {
+            talker.send(&request("POST", "talker", &line));
+            let body = talker.read_response().text();
+            if body == "stalled has just left the chat room...\n" {
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut, "S8: the stalled browser member was not cut");
+        let metrics = get(server.http_addr(), "/metrics").2;
+        assert_eq!(sample(&metrics, "chathttp_cuts_total{cause=\"slow_reader\"}"), 1, "{metrics}");
+    }
+
+    fn b1_a_binary_message_closes_only_its_websocket(rt: Runtime) {
+        let server = Server::start(rt.over_websocket(), &[]);
+        let mut member = server.member("alice");
+        let mut rogue = server.guest();
+        rogue.send(&[0xff, 0xfe, b'\n', b'\n']);
+        rogue.expect_closed();
+        member.send(&request("POST", "alice", b"still here\n"));
+        assert_eq!(member.read_chat_lines(1), ["[ alice ] : still here\n"]);
+    }
+
+    fn b1_metrics_count_a_known_conversation(rt: Runtime) {
+        let server = Server::start(rt.over_websocket(), &["--history", "10"]);
+        let before = get(server.http_addr(), "/metrics").2;
+        assert_eq!(sample(&before, "chathttp_members"), 0, "{before}");
+        let mut alice = server.member("alice");
+        let mut bob = server.member("bob");
+        alice.read_until_body("bob has just entered the chat room...\n");
+        for text in ["one\n", "two\n", "three\n"] {
+            alice.send(&request("POST", "alice", text.as_bytes()));
+        }
+        bob.read_chat_lines(3);
+        alice.read_chat_lines(3);
+        // S12 is off in the suite; a 400 and a 404-like refusal are counted by status.
+        let refused = bob.request("PATCH", "bob", b"");
+        let metrics = get(server.http_addr(), "/metrics").2;
+        assert_eq!(sample(&metrics, "chathttp_members"), 2, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_connections"), 2, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_guests"), 0, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_messages_total"), 3, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_joins_total"), 2, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_history_lines"), 3, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_websocket_upgrades_total"), 2, "{metrics}");
+        let code = format!("chathttp_refused_total{{code=\"{}\"}}", refused.code());
+        assert_eq!(sample(&metrics, &code), 1, "{metrics}");
+        // Two greetings, two welcomes, one join notice, three lines to two members, the 4xx.
+        assert_eq!(sample(&metrics, "chathttp_deliveries_total"), 2 + 2 + 1 + 6 + 1, "{metrics}");
+        assert!(sample(&metrics, "chathttp_received_bytes_total") > 0);
+        drop(bob);
+        alice.read_until_body("bob has just left the chat room...\n");
+        let metrics = get(server.http_addr(), "/metrics").2;
+        assert_eq!(sample(&metrics, "chathttp_leaves_total{cause=\"peer_closed\"}"), 1, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_members"), 1, "{metrics}");
+    }
+
+    fn t4_the_gateway_serves_https_and_wss_with_the_same_pair(rt: Runtime) {
+        let server = Server::start(rt.with_tls().over_websocket(), &[]);
+        let mut alice = server.member("alice");
+        alice.send(&request("POST", "alice", b"over wss\n"));
+        assert_eq!(alice.read_chat_lines(1), ["[ alice ] : over wss\n"]);
+        assert!(alice.server_certificate().is_some(), "WSS, verified against the tests' CA");
+    }
+}
