@@ -1,5 +1,6 @@
 //! The command line of PROTOCOL.md section X: flags, `--help`, and the [`Settings`] they give.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
@@ -125,6 +126,10 @@ struct Flags {
     /// https://chat.example.org; may repeat. The gateway's own origin always may
     #[arg(long, value_name = "ORIGIN", requires = "http", value_parser = parse_origin)]
     http_allow_origin: Vec<String>,
+    /// Read settings from this TOML file first: the flags' names as keys (max-connections =
+    /// 500, http-allow-origin = ["https://chat.example.org"]); a flag given here wins
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 /// An origin as a browser sends it: `http://` or `https://`, a host, maybe a port; lower
@@ -256,20 +261,114 @@ impl Flags {
     }
 }
 
-/// Parses the command line of `program`. `--help` and `--version` print and exit 0; a bad
-/// flag prints one line to standard error and exits 2.
+/// Parses the command line of `program`, after the `--config` file if one is named.
+/// `--help` and `--version` print and exit 0; a bad flag or file prints one line to standard
+/// error and exits 2.
 pub(crate) fn from_command_line(program: &'static str) -> Settings {
-    let matches = Flags::command().name(program).try_get_matches();
+    let fail = |text: &str| -> ! {
+        eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+        process::exit(2);
+    };
+    let args = with_config_file(std::env::args_os().collect())
+        .unwrap_or_else(|error| fail(&format!("error: {error}")));
+    let matches = Flags::command().name(program).try_get_matches_from(args);
     let flags = matches.and_then(|m| Flags::from_arg_matches(&m));
     match flags {
         Ok(flags) => flags.into_settings(),
         Err(error) if !error.use_stderr() => error.exit(),
-        Err(error) => {
-            let text = error.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
-            process::exit(2);
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+/// Why a `--config` file could not be used.
+#[derive(Debug, thiserror::Error)]
+enum ConfigError {
+    #[error("--config {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("--config {path}: {error}")]
+    Parse {
+        path: String,
+        error: toml::de::Error,
+    },
+    #[error(
+        "--config {path}: unknown key `{key}` (the keys are the flags' names, such as `max-connections`)"
+    )]
+    UnknownKey { path: String, key: String },
+    #[error("--config {path}: `{key}` must be {what}")]
+    Type {
+        path: String,
+        key: String,
+        what: &'static str,
+    },
+}
+
+/// `argv` with the settings of its `--config PATH` file (TOML, the flags' names as keys)
+/// put before the flags, so that a flag given on the command line wins: a flag given twice
+/// takes its last value, and a list (`http-allow-origin`) given on the command line
+/// replaces the file's.
+fn with_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
+    let mut rest = argv.iter().skip(1);
+    let mut path = None;
+    while let Some(arg) = rest.next() {
+        let arg = arg.to_string_lossy();
+        if arg == "--config" {
+            path = rest.next().map(|p| p.to_string_lossy().into_owned());
+        } else if let Some(p) = arg.strip_prefix("--config=") {
+            path = Some(p.to_owned());
         }
     }
+    let Some(path) = path else { return Ok(argv) };
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+        path: path.clone(),
+        error,
+    })?;
+    let table: toml::Table = text.parse().map_err(|error| ConfigError::Parse {
+        path: path.clone(),
+        error,
+    })?;
+    let command = Flags::command();
+    let given = |name: &str| {
+        argv.iter()
+            .any(|arg| arg.to_string_lossy().split('=').next() == Some(&format!("--{name}")))
+    };
+    let mut from_file = Vec::new();
+    for (key, value) in table {
+        let known = command.get_arguments().find(|arg| {
+            arg.get_long() == Some(key.as_str())
+                && !matches!(key.as_str(), "config" | "help" | "version")
+        });
+        let Some(arg) = known else {
+            return Err(ConfigError::UnknownKey { path, key });
+        };
+        let many = matches!(arg.get_action(), clap::ArgAction::Append);
+        let type_error = |what| ConfigError::Type {
+            path: path.clone(),
+            key: key.clone(),
+            what,
+        };
+        let values = match value {
+            toml::Value::Array(items) if many => items,
+            toml::Value::Array(_) => return Err(type_error("a single value")),
+            toml::Value::Table(_) => return Err(type_error("a value, not a table")),
+            value => vec![value],
+        };
+        if many && given(&key) {
+            continue;
+        }
+        for value in values {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                _ => return Err(type_error("a string or a number")),
+            };
+            from_file.push(OsString::from(format!("--{key}")));
+            from_file.push(OsString::from(text));
+        }
+    }
+    let mut args = argv;
+    args.splice(1..1, from_file);
+    Ok(args)
 }
 
 #[cfg(test)]
@@ -356,6 +455,70 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?} should be refused");
         }
+    }
+
+    /// Parses `args` after the `--config` file holding `file`.
+    fn parse_with_file(file: &str, args: &[&str]) -> Result<Settings, String> {
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("chathttp-config-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, file).expect("a temporary file");
+        let path = path.to_string_lossy().into_owned();
+        let argv = ["chat-server", "--config", &path]
+            .iter()
+            .chain(args)
+            .map(OsString::from)
+            .collect();
+        let args = with_config_file(argv).map_err(|error| error.to_string());
+        let _ = std::fs::remove_file(&path);
+        Flags::try_parse_from(args?)
+            .map(Flags::into_settings)
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn x_a_config_file_sets_flags_and_flags_win() {
+        let file = "max-connections = 7\nidle-timeout = 0.5\nbind = \"localhost:0\"\n\
+                    http = \"127.0.0.1:0\"\nhttp-allow-origin = [\"https://a.example\", \"https://b.example\"]\n";
+        let settings = parse_with_file(file, &[]).expect("a valid file");
+        assert_eq!(settings.config.max_connections, 7);
+        assert_eq!(settings.config.idle_timeout, Duration::from_millis(500));
+        let http = settings.http.expect("--http from the file");
+        assert_eq!(
+            http.allow_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        let flags = [
+            "--max-connections",
+            "9",
+            "--http-allow-origin",
+            "https://c.example",
+        ];
+        let settings = parse_with_file(file, &flags).expect("valid");
+        assert_eq!(settings.config.max_connections, 9, "the flag wins");
+        let http = settings.http.expect("--http from the file");
+        assert_eq!(
+            http.allow_origins,
+            ["https://c.example"],
+            "the flag's list replaces the file's"
+        );
+    }
+
+    #[test]
+    fn x_a_config_file_with_an_unknown_key_or_a_bad_value_is_an_error() {
+        let error = parse_with_file("max-conections = 7\n", &[]).expect_err("a typo");
+        assert!(error.contains("unknown key `max-conections`"), "{error}");
+        let error = parse_with_file("config = \"x.toml\"\n", &[]).expect_err("no nesting");
+        assert!(error.contains("unknown key `config`"), "{error}");
+        let error = parse_with_file("bind = [\"a\", \"b\"]\n", &[]).expect_err("one value");
+        assert!(error.contains("`bind` must be a single value"), "{error}");
+        let error = parse_with_file("max-connections = 0\n", &[]).expect_err("as a flag would");
+        assert!(error.contains("--max-connections"), "{error}");
+        assert!(
+            parse_with_file("max-connections = \n", &[]).is_err(),
+            "not TOML"
+        );
     }
 
     #[test]

@@ -62,6 +62,25 @@ conformance! {
         }
     }
 
+    fn x_a_config_file_sets_flags_and_an_unknown_key_is_named(rt: Runtime) {
+        let dir = std::env::temp_dir();
+        let good = dir.join(format!("chathttp-cli-{}-{}.toml", rt.binary_name(), std::process::id()));
+        std::fs::write(&good, "max-connections = 1\nhttp = \"127.0.0.1:0\"\n").expect("a file");
+        let mut command = Command::new(rt.binary());
+        command.args(["--bind", "127.0.0.1:0", "--config"]).arg(&good);
+        let server = Server::spawn(command);
+        let _first = server.guest();
+        let refused = server.connect().read_response();
+        assert_eq!(refused.code(), 503, "max-connections = 1 from the file: {refused:?}");
+        let _ = server.http_addr();
+        std::fs::write(&good, "max-connections = 1\nmax-conections = 2\n").expect("a file");
+        let output = run(rt, &["--config", &good.to_string_lossy()]);
+        assert_one_line_error(&output, 2, "an unknown key");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("unknown key `max-conections`"), "{stderr}");
+        let _ = std::fs::remove_file(&good);
+    }
+
     fn x_a_port_that_cannot_be_bound_is_one_line_and_exit_1(rt: Runtime) {
         let taken = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let addr = taken.local_addr().expect("its address").to_string();
