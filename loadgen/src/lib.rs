@@ -8,8 +8,10 @@
 //! * [`server`]: a server binary the tool starts, watches and stops itself.
 //! * [`sys`]: what the tools read from the operating system: clocks, CPU time, memory,
 //!   descriptor limits, and a pacing timer.
+//! * [`websocket`]: members that join through the browser gateway's `/ws` (`chat-bench --ws`).
 
 pub mod peer;
 pub mod server;
 pub mod sys;
+pub mod websocket;
 pub mod wire;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chathttp_core::Method;
 use chathttp_loadgen::sys::{CpuSample, Timer, now_ns};
+use chathttp_loadgen::websocket::{self, Deframer};
 use chathttp_loadgen::wire::{self, Body, Frame, Headers, body};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
@@ -33,16 +34,44 @@ enum State {
     Closed,
 }
 
-/// A member's socket: plaintext, or TLS over it (`--ca`). Reads and writes plaintext and,
-/// like the socket, fails with `WouldBlock` when it must wait.
+/// A member's socket: plaintext, or TLS over it (`--ca`), and with `--ws` WebSocket frames
+/// inside. Reads and writes ChatHTTP bytes and, like the socket, fails with `WouldBlock`
+/// when it must wait.
 #[derive(Debug)]
 struct Conn {
     tcp: TcpStream,
     tls: Option<Box<rustls::ClientConnection>>,
+    ws: Option<Box<Deframer>>,
+    /// With `--ws`: payloads decoded and not yet read.
+    decoded: Vec<u8>,
 }
 
 impl Conn {
+    /// Whether reads give less than the socket held (TLS records, WebSocket frames), so a
+    /// short read does not mean the socket is drained.
+    fn is_layered(&self) -> bool {
+        self.tls.is_some() || self.ws.is_some()
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.ws.is_none() {
+            return self.read_stream(buf);
+        }
+        while self.decoded.is_empty() {
+            let mut raw = [0; 64 * 1024];
+            let n = self.read_stream(&mut raw)?;
+            let Some(ws) = &mut self.ws else { break };
+            if n == 0 || !ws.feed(&raw[..n], &mut self.decoded)? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.decoded.len());
+        buf[..n].copy_from_slice(&self.decoded[..n]);
+        self.decoded.drain(..n);
+        Ok(n)
+    }
+
+    fn read_stream(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = &mut self.tls else {
             return self.tcp.read(buf);
         };
@@ -303,7 +332,20 @@ impl Bench {
                     Some(Box::new(session))
                 }
             };
-            Ok(Conn { tcp, tls })
+            let ws = self.o.ws.then(|| {
+                let mut request = std::mem::take(&mut m.out);
+                let (upgrade, accept) = websocket::upgrade_request(&addr.to_string());
+                m.out = upgrade;
+                websocket::frame_request(&mut m.out, &request);
+                request.clear();
+                Box::new(Deframer::new(accept))
+            });
+            Ok(Conn {
+                tcp,
+                tls,
+                ws,
+                decoded: Vec::new(),
+            })
         });
         match registered {
             Ok(s) => {
@@ -404,8 +446,8 @@ impl Bench {
                     // Edge-triggered: a short read means the socket is drained for now
                     // (not over TLS, where a read returns one record's plaintext).
                     let m = &self.members[i];
-                    let tls = m.sock.as_ref().is_some_and(|s| s.tls.is_some());
-                    if m.failure.is_some() || (!tls && n < self.scratch.len()) {
+                    let layered = m.sock.as_ref().is_some_and(Conn::is_layered);
+                    if m.failure.is_some() || (!layered && n < self.scratch.len()) {
                         break;
                     }
                 }
@@ -657,7 +699,13 @@ impl Bench {
         let m = &mut self.members[i];
         let mut text = Vec::with_capacity(self.o.payload + 32);
         wire::write_payload(&mut text, i, m.sent, now, self.o.payload);
-        wire::write_request(&mut m.out, Method::Post, &name, &text, headers);
+        if self.o.ws {
+            let mut request = Vec::with_capacity(text.len() + 256);
+            wire::write_request(&mut request, Method::Post, &name, &text, headers);
+            websocket::frame_request(&mut m.out, &request);
+        } else {
+            wire::write_request(&mut m.out, Method::Post, &name, &text, headers);
+        }
         m.sent += 1;
     }
 

@@ -94,6 +94,10 @@ struct Cli {
     /// server's); implies --tls.
     #[arg(long, value_name = "PATH")]
     ca: Option<std::path::PathBuf>,
+    /// Join through the browser gateway's WebSocket: --addr is the server's --http address,
+    /// each request one text message (B1).
+    #[arg(long)]
+    ws: bool,
     /// Free text copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
@@ -130,6 +134,8 @@ pub struct Options {
     pub spin_us: u64,
     /// With `--ca`: how members connect over TLS.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// With `--ws`: members join through `/ws`.
+    pub ws: bool,
     pub label: String,
     pub no_progress: bool,
 }
@@ -194,6 +200,7 @@ impl Options {
                 // The same trust as chat-client's `--tls` and `--ca`.
                 (_, ca) => Some(chathttp_client::link::tls_config(ca)?),
             },
+            ws: cli.ws,
             label: cli.label,
             no_progress: cli.no_progress,
         })
