@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chathttp_cluster::{self as cluster, ClusterSettings, Deliver, Link, LogEvent};
 use chathttp_core::{CloseMode, ConnId, Disconnect, Output, Server, ServerConfig, Timestamp};
 
+use crate::buffers;
 use crate::clock::{Clock, SystemClock};
 use crate::closing::{self, Lingering};
 use crate::gate::ReadGate;
@@ -47,6 +48,11 @@ pub const CLOSES_PER_ROUND: usize = 32;
 /// the deadlines and closes it starts and ends with keep their turn, and the runtime's loop
 /// calls it again at once for the connections still to write.
 pub const INPUTS_PER_FLUSH: usize = 64;
+
+/// The most bytes a connection with a layer may leave unread: the layer's sealed backlog
+/// of the machine's frames (see [`SEALED_BACKLOG`](crate::tls::SEALED_BACKLOG)) and as
+/// much again of the layer's own answers (WebSocket pongs).
+const UNREAD_CONTROL_LIMIT: usize = 2 * crate::tls::SEALED_BACKLOG;
 
 /// How many inputs may wait for the driver. When it is full, readers stop reading, which is
 /// the backpressure a flood of requests deserves.
@@ -362,11 +368,28 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             }
             return;
         };
-        let Some((layer, _)) = &mut slot.layer else {
+        let Some((layer, records)) = &mut slot.layer else {
             self.server.handle_received(now, conn, bytes);
             return;
         };
         match layer.receive(bytes) {
+            Ok(_)
+                if layer.pending()
+                    + records.len()
+                    + buffers::lock(slot.outbox.queue()).backlog()
+                    > UNREAD_CONTROL_LIMIT =>
+            {
+                // Pongs are the layer's answers, not the machine's frames, so S8 does not
+                // count them: a peer that pings and never reads the pongs is cut here.
+                tracing::info!(%conn, "the peer does not read its pongs; cutting it");
+                if let Some(metrics) = &self.metrics {
+                    metrics.host_cut("unread_pongs");
+                }
+                self.server.handle_closed(now, conn, Disconnect::Error);
+                if let Some(slot) = self.outboxes.remove(conn) {
+                    self.closing.push_back((slot, CloseMode::Now));
+                }
+            }
             Ok(plaintext) => {
                 if layer.wants_write() && !std::mem::replace(&mut slot.listed, true) {
                     self.unflushed.push(conn);

@@ -18,14 +18,15 @@
 //! [`Input::Upgraded`]: crate::Input::Upgraded
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::process;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
@@ -49,7 +50,17 @@ use crate::tls::Tls;
 /// HTTP connections served at once (page loads, scrapes, upgrades in progress); more are
 /// closed at once. Upgraded WebSockets do not count: they are room connections, under
 /// `--max-connections`.
-pub const MAX_HTTP_CONNECTIONS: usize = 128;
+pub const MAX_HTTP_CONNECTIONS: usize = 256;
+
+/// HTTP connections served at once for one address, so that one host cannot take every
+/// place (a browser opens six at most; a reverse proxy in front is one address too, but its
+/// requests are quick).
+pub const MAX_HTTP_CONNECTIONS_PER_PEER: usize = 16;
+
+/// The longest an HTTP connection may take, the request timeout (S9) if shorter: a page,
+/// a scrape or an upgrade takes milliseconds, and a connection that sends nothing holds a
+/// place.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each HTTP connection's thread: hyper's futures and a page, nothing more.
 const HTTP_STACK_BYTES: usize = 256 * 1024;
@@ -130,7 +141,7 @@ impl Listening {
             tls: self.tls,
             metrics,
             hand_over: Box::new(hand_over),
-            serving: AtomicUsize::new(0),
+            serving: Mutex::default(),
         });
         let listener = self.listener;
         thread::Builder::new()
@@ -145,46 +156,83 @@ struct Gateway {
     tls: Option<Arc<Tls>>,
     metrics: Arc<Metrics>,
     hand_over: Box<dyn Fn(TcpStream, Upgrade) + Send + Sync>,
-    /// HTTP connections being served (see [`MAX_HTTP_CONNECTIONS`]).
-    serving: AtomicUsize,
+    /// HTTP connections being served, by the peer's address (see [`Gateway::admit`]).
+    serving: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// An HTTP connection's place (see [`Gateway::admit`]), given back when dropped, however
+/// the connection's thread ends.
+struct Place {
+    gateway: Arc<Gateway>,
+    peer: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut serving = self
+            .gateway
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = serving.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                serving.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl Gateway {
     fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
         loop {
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     crate::accept_failed(&error);
                     thread::sleep(crate::ACCEPT_BACKOFF);
                     continue;
                 }
             };
-            if self.serving.fetch_add(1, Ordering::Relaxed) >= MAX_HTTP_CONNECTIONS {
-                self.serving.fetch_sub(1, Ordering::Relaxed);
-                tracing::warn!("too many HTTP connections at once; closing one");
+            let Some(place) = self.admit(peer.ip()) else {
+                tracing::warn!(%peer, "too many HTTP connections at once; closing one");
                 continue;
-            }
+            };
             let gateway = Arc::clone(self);
             let spawned = thread::Builder::new()
                 .name("http-conn".into())
                 .stack_size(HTTP_STACK_BYTES)
                 .spawn(move || {
                     gateway.serve_connection(stream);
-                    gateway.serving.fetch_sub(1, Ordering::Relaxed);
+                    drop(place);
                 });
             if let Err(error) = spawned {
-                self.serving.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!(%error, "cannot start an HTTP connection's thread");
             }
         }
+    }
+
+    /// A place among the HTTP connections served at once, if `peer` may have one: at most
+    /// [`MAX_HTTP_CONNECTIONS`] in all and [`MAX_HTTP_CONNECTIONS_PER_PEER`] from one address.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Place> {
+        let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = serving.values().sum();
+        let mine = serving.get(&peer).copied().unwrap_or(0);
+        if total >= MAX_HTTP_CONNECTIONS || mine >= MAX_HTTP_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        serving.insert(peer, mine + 1);
+        Some(Place {
+            gateway: Arc::clone(self),
+            peer,
+        })
     }
 
     /// Serves one HTTP connection, all of it within the request timeout (S9).
     fn serve_connection(&self, stream: TcpStream) {
         let Ok(io) = Async::new(stream) else { return };
         let deadline = async {
-            Timer::after(self.settings.timeout).await;
+            Timer::after(self.settings.timeout.min(HTTP_TIMEOUT)).await;
             tracing::debug!("HTTP connection not done within the request timeout");
         };
         async_io::block_on(future::or(self.serve_io(io), deadline));
@@ -303,10 +351,13 @@ impl Gateway {
 }
 
 /// B2: a browser always says where the page that opens a WebSocket came from. The gateway's
-/// own pages (by the `Host` the browser used, over HTTP or HTTPS, so a TLS-terminating proxy
-/// in front changes nothing) and the `--http-allow-origin` ones may; other sites may not, so
-/// a page elsewhere cannot join the room in its visitor's name. A client that is not a
-/// browser sends no `Origin` and is let in, as on the ChatHTTP port.
+/// own pages and the `--http-allow-origin` ones may; other sites may not, so a page
+/// elsewhere cannot join the room in its visitor's name. The gateway's own origin is the
+/// `Host` the browser used (over HTTP or HTTPS, so a TLS-terminating proxy in front changes
+/// nothing) when that is an IP address or `localhost`: a name there could be a hostile
+/// site's own name made to point at this server (DNS rebinding), so a name counts only if
+/// `--http-allow-origin` lists it. A client that is not a browser sends no `Origin` and is
+/// let in, as on the ChatHTTP port.
 fn origin_allowed(request: &Request<Incoming>, allowed: &[String]) -> bool {
     let Some(origin) = request.headers().get(header::ORIGIN) else {
         return true;
@@ -323,11 +374,25 @@ fn origin_allowed(request: &Request<Incoming>, allowed: &[String]) -> bool {
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
         .map(str::to_ascii_lowercase);
-    let Some(host) = host else {
+    let Some(host) = host.filter(|host| cannot_be_rebound(host)) else {
         return false;
     };
     let own = |scheme: &str| origin.strip_prefix(scheme) == Some(host.as_str());
     own("http://") || own("https://")
+}
+
+/// Whether a `Host` value (`HOST[:PORT]`) names the server by address, or as `localhost`.
+fn cannot_be_rebound(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<IpAddr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost" || name.parse::<IpAddr>().is_ok()
 }
 
 /// A page of the web client, with the headers that keep a peer's text from ever running

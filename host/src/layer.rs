@@ -111,6 +111,11 @@ impl Layer {
         }
     }
 
+    /// Bytes the layer holds ready to go out that it has not handed over yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.ws.as_ref().map_or(0, WebSocket::pending)
+    }
+
     /// Whether records wait to be taken.
     pub(crate) fn wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(Session::wants_write)

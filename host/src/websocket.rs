@@ -164,6 +164,11 @@ impl WebSocket {
         }
     }
 
+    /// The bytes of the frames waiting to be taken.
+    pub(crate) fn pending(&self) -> usize {
+        self.out.len()
+    }
+
     /// Whether frames wait to be taken.
     pub(crate) fn has_output(&self) -> bool {
         !self.out.is_empty()

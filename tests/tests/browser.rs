@@ -305,6 +305,42 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
     );
     screenshot(&bob, "chat-phone.png");
 
+    // A link that dies without a word: the server still holds bob's old connection, so the
+    // name is taken (401) until it notices; the page keeps trying and gets back in.
+    carol.read_until_body("bob has just entered the chat room...\n");
+    relay.drop_link_quietly();
+    wait_until(
+        &bob,
+        "!document.getElementById('offline').hidden",
+        "offline again",
+    );
+    relay.restore_link();
+    carol.send(&request(
+        "POST",
+        "carol",
+        b"said while bob's old link lingered\n",
+    ));
+    carol.read_chat_lines(1);
+    thread::sleep(Duration::from_millis(2500)); // bob's next tries meet the 401
+    relay.let_server_notice();
+    carol.read_until_body("bob has just left the chat room...\n");
+    wait_until(
+        &bob,
+        "document.getElementById('offline').hidden",
+        "back after the 401s",
+    );
+    wait_until(
+        &bob,
+        "document.getElementById('log').innerText.includes('1 message while you were away')",
+        "the second resume",
+    );
+    assert_eq!(
+        log_text(&bob)
+            .matches("said while bob's old link lingered")
+            .count(),
+        1
+    );
+
     // Leaving: the others see it, and the lists follow.
     carol.read_until_body("bob has just entered the chat room...\n");
     bob.wait_for_element("#leave")

@@ -21,6 +21,23 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     (code, head.to_ascii_lowercase(), body.to_owned())
 }
 
+/// The status of a WebSocket upgrade sent with these `Host` and `Origin` headers.
+fn upgrade_status(addr: SocketAddr, host: &str, origin: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("the gateway accepts connections");
+    stream.set_read_timeout(Some(GUARD)).expect("timeout");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).expect("a status line");
+    String::from_utf8_lossy(&head[9..12])
+        .parse()
+        .expect("a status code")
+}
+
 /// The value of the sample `name` (with its labels, as written) in a `/metrics` scrape.
 fn sample(metrics: &str, name: &str) -> u64 {
     metrics
@@ -94,6 +111,22 @@ conformance! {
         assert_eq!(sample(&metrics, "chathttp_foreign_origins_total"), 1, "{metrics}");
     }
 
+    fn b2_a_name_in_host_is_not_trusted_unless_allowed(rt: Runtime) {
+        // DNS rebinding: a hostile site's name pointed at the gateway; its page's Origin
+        // matches the Host it sends.
+        let server = Server::start(rt.over_websocket(), &[]);
+        let port = server.http_addr().port();
+        let (host, origin) = (format!("evil.example:{port}"), format!("http://evil.example:{port}"));
+        assert_eq!(upgrade_status(server.http_addr(), &host, &origin), 403);
+        let own = server.http_addr().to_string();
+        assert_eq!(upgrade_status(server.http_addr(), &own, &format!("http://{own}")), 101);
+        let local = format!("localhost:{port}");
+        assert_eq!(upgrade_status(server.http_addr(), &local, &format!("http://{local}")), 101);
+        let named = Server::start(rt.over_websocket(), &["--http-allow-origin", "https://chat.example.org"]);
+        let host = "chat.example.org";
+        assert_eq!(upgrade_status(named.http_addr(), host, "https://chat.example.org"), 101);
+    }
+
     fn b1_max_connections_counts_browser_members(rt: Runtime) {
         let server = Server::start(rt.over_websocket(), &["--max-connections", "1"]);
         let _first = server.member("alice");
@@ -135,6 +168,43 @@ conformance! {
         rogue.expect_closed();
         member.send(&request("POST", "alice", b"still here\n"));
         assert_eq!(member.read_chat_lines(1), ["[ alice ] : still here\n"]);
+    }
+
+    fn b1_a_peer_that_pings_and_never_reads_the_pongs_is_cut(rt: Runtime) {
+        let server = Server::start(rt.over_websocket(), &[]);
+        let addr = server.http_addr();
+        let mut stream = TcpStream::connect(addr).expect("the gateway");
+        socket2::SockRef::from(&stream).set_recv_buffer_size(4096).expect("a small window");
+        let upgrade = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(upgrade.as_bytes()).expect("the upgrade");
+        let mut status = [0; 12];
+        stream.read_exact(&mut status).expect("the 101");
+        assert_eq!(&status[9..], b"101");
+        // Masked pings with 125-byte payloads, never reading a pong: without a bound the
+        // server would queue a pong for each, for ever.
+        let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+        ping.extend([b'p'; 125]);
+        let pings: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 512).collect();
+        // Far more than the socket buffers hold; the writes fail once the cut arrives.
+        for _ in 0..128 {
+            if stream.write_all(&pings).is_err() {
+                break;
+            }
+        }
+        // The kernel holds megabytes of them before the server reads: wait for the cut.
+        let started = std::time::Instant::now();
+        let cut = "chathttp_cuts_total{cause=\"unread_pongs\"}";
+        let mut metrics = get(addr, "/metrics").2;
+        while sample(&metrics, cut) == 0 && started.elapsed() < GUARD {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            metrics = get(addr, "/metrics").2;
+        }
+        assert_eq!(sample(&metrics, cut), 1, "{metrics}");
+        assert_eq!(sample(&metrics, "chathttp_connections"), 0, "{metrics}");
+        chathttp_tests::assert_still_serving(&server);
     }
 
     fn b1_metrics_count_a_known_conversation(rt: Runtime) {

@@ -5,6 +5,7 @@
 
 const HISTORY_ON_JOIN = 50;
 const LOG_LIMIT = 2000;
+const LOG_BYTES_LIMIT = 4 * 1024 * 1024;
 const RETRY_MAX_MS = 15000;
 const CHAT_OPEN = '[ ';
 const CHAT_SEPARATOR = ' ] : ';
@@ -28,6 +29,8 @@ const state = {
   members: [],
   retries: 0,
   retryTimer: null,
+  // Characters of chat text in the log (C3).
+  logBytes: 0,
 };
 
 // C1: controls (other than LF and TAB in chat text), DEL, C1 controls and the bidi
@@ -96,11 +99,16 @@ function timeOf(response) {
   return String(now.getHours()).padStart(2, '0') + ':' + String(now.getMinutes()).padStart(2, '0');
 }
 
-function append(item) {
+function append(item, size) {
   const log = $('log');
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  item.dataset.size = String(size || 0);
+  state.logBytes += size || 0;
   log.appendChild(item);
-  while (log.childElementCount > LOG_LIMIT) log.firstElementChild.remove();
+  while (log.childElementCount > LOG_LIMIT || state.logBytes > LOG_BYTES_LIMIT) {
+    state.logBytes -= Number(log.firstElementChild.dataset.size);
+    log.firstElementChild.remove();
+  }
   if (atBottom) log.scrollTop = log.scrollHeight;
 }
 
@@ -115,8 +123,9 @@ function showChat(response, from, text, replayed) {
   const item = document.createElement('li');
   item.className = replayed ? 'chat replayed' : 'chat';
   item.append(span('time', timeOf(response)), span('from ' + colorClass(from), visible(from, false)));
-  item.append(document.createTextNode(visible(text, true)));
-  append(item);
+  // In a column of its own, so that a line of the text can never start where names do.
+  item.append(span('text', visible(text, true)));
+  append(item, text.length);
 }
 
 function showNotice(text, kind) {
@@ -172,9 +181,13 @@ function dropped() {
   $('offline').hidden = false;
   $('send').disabled = true;
   state.resuming = true;
-  const delay = Math.min(RETRY_MAX_MS, 1000 * 2 ** Math.min(state.retries, 4));
-  state.retries += 1;
-  state.retryTimer = setTimeout(connect, state.retries === 1 ? 0 : delay);
+  // Once at once (a blip), then with the backoff.
+  if (state.retries === 0) {
+    state.retries = 1;
+    connect();
+  } else {
+    retryLater();
+  }
 }
 
 function receive(response) {
@@ -182,9 +195,11 @@ function receive(response) {
   if (code === 202) return; // the greeting
   if (code === 503) {
     // C2: only the shutdown notice ends the session; any other 503 is shown.
-    if (body === SHUTDOWN_NOTICE) showNotice('The server is shutting down.', 'problem');
-    else showNotice('Server busy: ' + visible(body.trim(), false), 'problem');
-    if (state.phase === 'joining' && !state.resuming) refuse(body);
+    const shutdown = body === SHUTDOWN_NOTICE;
+    if (state.phase === 'joining' && !state.resuming) return refuse(body);
+    showNotice(shutdown ? 'The server is shutting down.' : 'Server busy: ' + visible(body.trim(), false), 'problem');
+    // A busy server turned the join away but kept the connection: try again later.
+    if (state.phase === 'joining') retryLater();
     return;
   }
   if (state.phase === 'joining') return joined(response);
@@ -235,15 +250,9 @@ function chat(response, replayed) {
 
 function joined(response) {
   if (response.code !== 200) {
-    if (state.resuming && response.code === 400 && /taken|in use/i.test(response.body)) {
-      // Our old connection may not have been noticed gone yet: try again shortly.
-      state.ws.onclose = null;
-      state.ws.close();
-      state.ws = null;
-      state.phase = 'idle';
-      state.retryTimer = setTimeout(connect, 1000);
-      return;
-    }
+    // 401: the name is taken, by our own old connection the server has not yet noticed
+    // gone (TCP keepalive finds it within about a minute and a half): try again.
+    if (state.resuming && response.code === 401) return retryLater();
     return refuse(response.body);
   }
   state.retries = 0;
@@ -257,6 +266,19 @@ function joined(response) {
     $('message').focus();
   }
   send(request('GET', ''));
+}
+
+// Gives up this connection and tries again after the backoff, still offline.
+function retryLater() {
+  if (state.ws) {
+    state.ws.onclose = null;
+    state.ws.close();
+    state.ws = null;
+  }
+  state.phase = 'idle';
+  const delay = Math.min(RETRY_MAX_MS, 1000 * 2 ** Math.min(state.retries, 4));
+  state.retries += 1;
+  state.retryTimer = setTimeout(connect, delay);
 }
 
 function marker(body) {
@@ -333,6 +355,7 @@ $('leave').addEventListener('click', () => {
   if (state.ws) state.ws.close();
   state.ws = null;
   state.members = [];
+  state.logBytes = 0;
   $('log').replaceChildren();
   $('offline').hidden = true;
   $('chat').hidden = true;
