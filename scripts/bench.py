@@ -92,6 +92,11 @@ PEERS = {
     "smol-nohistory": chat_peer("chat-server-smol", extra=["--history", "0"]),
     "smol-historydb": chat_peer("chat-server-smol", extra=[
         "--history-db", os.path.join(tempfile.gettempdir(), "chathttp-bench-history.db")]),
+    # Browser members: every member joins through the gateway's /ws (B1).
+    "smol-ws": dict(chat_peer("chat-server-smol", extra=["--http", "127.0.0.1:0"]),
+                    args=["--ws"], ws=True),
+    "std-ws": dict(chat_peer("chat-server-std", extra=["--http", "127.0.0.1:0"]),
+                   args=["--ws"], ws=True),
     # ngIRCd listens with a backlog of 10: more connects in flight get SYNs dropped and
     # retried for minutes, so it gets 10 at once (as in the shared run.py).
     "ngircd": dict(proto="irc", port=17002, args=["--irc-echo"], join_conc=10,
@@ -164,9 +169,15 @@ class Server:
 
     def _drain(self):
         for line in iter(self.p.stdout.readline, b""):
+            # A peer over the browser gateway is reached at its `http listening on` address,
+            # printed before the `listening on` line.
+            m = re.match(rb"http listening on (\S+)", line)
+            if m and self.peer.get("ws"):
+                self.addr = m.group(1).decode()
             m = re.match(rb"listening on (\S+)", line)
             if m:
-                self.addr = m.group(1).decode()
+                if not self.peer.get("ws"):
+                    self.addr = m.group(1).decode()
                 self.listening.set()
             try:
                 self.log.write(line)
