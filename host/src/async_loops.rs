@@ -1,8 +1,8 @@
 //! The four parts of an async server, written once for every async runtime.
 //!
 //! `chat-server-smol` and `chat-server-asyncstd` differ only in how they spawn a task,
-//! sleep, accept, shut a socket down and let readers run in the middle of a round. Those
-//! five operations are the [`Runtime`] trait;
+//! sleep, accept, adopt a socket the browser gateway upgraded, shut a socket down and let
+//! readers run in the middle of a round. Those six operations are the [`Runtime`] trait;
 //! everything else is here, generic over it:
 //!
 //! * **accept**: one task accepts streams and hands them to the driver.

@@ -20,11 +20,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
-use std::process;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -109,17 +108,7 @@ pub struct Listening {
 /// cannot be bound, prints one line to standard error and exits 1.
 pub fn listen_http(settings: &Settings) -> Option<Listening> {
     let http = settings.http.clone()?;
-    let addr = http.bind;
-    let listener = match crate::socket::bind(addr) {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {addr} (--http): {error}");
-            process::exit(1);
-        }
-    };
-    let local = listener.local_addr().unwrap_or(addr);
-    println!("http listening on {local}");
-    let _ = io::stdout().flush();
+    let listener = crate::socket::announce(http.bind, "http ");
     Some(Listening {
         listener,
         settings: http,

@@ -14,8 +14,12 @@
 //!   writes a socket when.
 //! * [`gate`]: the [`ReadGate`] every reader asks before it reads, closed while the room
 //!   machine paces the room (S8.1).
+//! * [`gateway`] (`--http`): the browser gateway on threads of its own, handing each
+//!   upgraded WebSocket to the runtime as [`Input::Upgraded`]; [`metrics`], what
+//!   `/metrics` serves. In the driver, a WebSocket is a layer like TLS (`layer`,
+//!   `websocket`).
 //! * `async_loops` (feature `async`): the accept loop, driver loop, reader and writer of an
-//!   async server, written once, generic over a `Runtime` of five operations.
+//!   async server, written once, generic over a `Runtime` of six operations.
 //! * `MiMalloc` and `return_freed_memory` (feature `mimalloc`): the async servers' allocator
 //!   and the tidy their driver runs when the room falls quiet.
 //!

@@ -18,7 +18,16 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// output, then logs the descriptor limit and warns if `--max-connections` does not fit in it
 /// (S13). If the address cannot be bound, prints one line to standard error and exits 1.
 pub fn listen(settings: &Settings) -> TcpListener {
-    let addr = settings.bind;
+    let listener = announce(settings.bind, "");
+    if let Some(limit) = settings.descriptors {
+        log_descriptor_limit(&limit, settings.config.max_connections);
+    }
+    listener
+}
+
+/// Binds `addr` and prints `{what}listening on ADDR` with the real port; if it cannot be
+/// bound, prints one line to standard error and exits 1 (section X).
+pub(crate) fn announce(addr: SocketAddr, what: &str) -> TcpListener {
     let listener = match bind(addr) {
         Ok(listener) => listener,
         Err(error) => {
@@ -27,12 +36,9 @@ pub fn listen(settings: &Settings) -> TcpListener {
         }
     };
     let local = listener.local_addr().unwrap_or(addr);
-    println!("listening on {local}");
+    println!("{what}listening on {local}");
     // The test suite and scripts wait for this line; a pipe would otherwise hold it.
     let _ = io::Write::flush(&mut io::stdout());
-    if let Some(limit) = settings.descriptors {
-        log_descriptor_limit(&limit, settings.config.max_connections);
-    }
     listener
 }
 
@@ -55,7 +61,7 @@ fn log_descriptor_limit(limit: &DescriptorLimit, max_connections: usize) {
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// `TcpListener::bind` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as std sets it).
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

@@ -6,7 +6,7 @@
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
 //! connection) are written once, in [`chathttp_host::async_loops`], generic over a
-//! [`Runtime`]; this file supplies async-std's five operations and nothing else.
+//! [`Runtime`]; this file supplies async-std's six operations and nothing else.
 
 use std::future::Future;
 use std::io;

@@ -2,7 +2,7 @@
 //!
 //! The four parts of an async server (accept loop, driver, a reader and a writer per
 //! connection) are written once, in [`chathttp_host::async_loops`], generic over a
-//! [`Runtime`]; this file supplies smol's five operations and the executor.
+//! [`Runtime`]; this file supplies smol's six operations and the executor.
 //! Everything that is not I/O lives in [`chathttp_host`], shared by all three
 //! servers.
 

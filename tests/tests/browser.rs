@@ -106,24 +106,20 @@ fn members(tab: &Tab) -> String {
     )
 }
 
-fn log_in(tab: &Tab, url: &str, name: &str) {
-    tab.navigate_to(url).expect("navigate");
-    tab.wait_until_navigated().expect("the page loads");
-    tab.wait_for_element("#name")
-        .expect("the login form")
-        .click()
-        .expect("focus");
-    tab.type_str(name).expect("typing");
-    tab.press_key("Enter").expect("Enter");
-}
-
-fn say(tab: &Tab, text: &str) {
-    tab.wait_for_element("#message")
-        .expect("the message box")
+/// Clicks the element `selector`, types `text` and presses Enter.
+fn enter(tab: &Tab, selector: &str, text: &str) {
+    tab.wait_for_element(selector)
+        .expect("the field")
         .click()
         .expect("focus");
     tab.type_str(text).expect("typing");
     tab.press_key("Enter").expect("Enter");
+}
+
+fn log_in(tab: &Tab, url: &str, name: &str) {
+    tab.navigate_to(url).expect("navigate");
+    tab.wait_until_navigated().expect("the page loads");
+    enter(tab, "#name", name);
 }
 
 fn screenshot(tab: &Tab, name: &str) {
@@ -216,7 +212,7 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
     carol.read_until_body("bob has just entered the chat room...\n");
 
     // Enter sends; Shift-Enter adds a line.
-    say(&alice, "hello from alice");
+    enter(&alice, "#message", "hello from alice");
     assert_eq!(carol.read_chat_lines(1), ["[ alice ] : hello from alice\n"]);
     alice.type_str("line one").expect("typing");
     alice
