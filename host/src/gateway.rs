@@ -52,8 +52,8 @@ use crate::tls::Tls;
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
 
 /// HTTP connections served at once for one address, so that one host cannot take every
-/// place (a browser opens six at most; a reverse proxy in front is one address too, but its
-/// requests are quick).
+/// place (a browser opens six at most). Loopback addresses are exempt: a reverse proxy on the
+/// same machine brings every browser from one address, and limits per client are its job.
 pub const MAX_HTTP_CONNECTIONS_PER_PEER: usize = 16;
 
 /// The longest an HTTP connection may take, the request timeout (S9) if shorter: a page,
@@ -207,7 +207,8 @@ impl Gateway {
         let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
         let total: usize = serving.values().sum();
         let mine = serving.get(&peer).copied().unwrap_or(0);
-        if total >= MAX_HTTP_CONNECTIONS || mine >= MAX_HTTP_CONNECTIONS_PER_PEER {
+        let crowded = mine >= MAX_HTTP_CONNECTIONS_PER_PEER && !peer.is_loopback();
+        if total >= MAX_HTTP_CONNECTIONS || crowded {
             return None;
         }
         serving.insert(peer, mine + 1);
@@ -375,9 +376,8 @@ fn cannot_be_rebound(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => {
             return v6
-                .split(']')
-                .next()
-                .is_some_and(|a| a.parse::<IpAddr>().is_ok());
+                .split_once(']')
+                .is_some_and(|(address, _)| address.parse::<std::net::Ipv6Addr>().is_ok());
         }
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
@@ -468,5 +468,74 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for Io<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway() -> Arc<Gateway> {
+        Arc::new(Gateway {
+            settings: GatewaySettings {
+                bind: "127.0.0.1:0".parse().expect("an address"),
+                allow_origins: Vec::new(),
+                timeout: Duration::from_secs(1),
+                max_output_bytes: 1 << 20,
+            },
+            tls: None,
+            metrics: Arc::default(),
+            hand_over: Box::new(|_, _| {}),
+            serving: Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn b1_one_address_gets_a_share_of_the_places_and_gives_them_back() {
+        let gateway = gateway();
+        let host: IpAddr = "192.0.2.7".parse().expect("an address");
+        let places: Vec<Place> = (0..MAX_HTTP_CONNECTIONS_PER_PEER)
+            .map(|_| gateway.admit(host).expect("a place"))
+            .collect();
+        assert!(gateway.admit(host).is_none(), "one host has its share");
+        let other: IpAddr = "192.0.2.8".parse().expect("an address");
+        assert!(gateway.admit(other).is_some(), "another host still gets in");
+        drop(places);
+        assert!(
+            gateway.admit(host).is_some(),
+            "places come back when connections end"
+        );
+    }
+
+    #[test]
+    fn b1_a_proxy_on_loopback_is_limited_only_by_the_total() {
+        let gateway = gateway();
+        let proxy: IpAddr = "127.0.0.1".parse().expect("an address");
+        let places: Vec<Place> = (0..MAX_HTTP_CONNECTIONS)
+            .map(|_| gateway.admit(proxy).expect("a place"))
+            .collect();
+        assert_eq!(places.len(), MAX_HTTP_CONNECTIONS);
+        assert!(gateway.admit(proxy).is_none(), "the total still holds");
+    }
+
+    #[test]
+    fn b2_only_an_address_or_localhost_in_host_can_be_the_gateways_own() {
+        for host in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "10.0.0.1",
+            "localhost",
+        ] {
+            assert!(cannot_be_rebound(host), "{host}");
+        }
+        for host in [
+            "evil.example:8080",
+            "chat.example.org",
+            "localhost.evil.example:80",
+            "[::1",
+        ] {
+            assert!(!cannot_be_rebound(host), "{host}");
+        }
     }
 }
