@@ -1,11 +1,11 @@
 //! The browser gateway (`--http`, section B), written once for every runtime.
 //!
-//! An HTTP/1.1 listener served by hyper, on threads of its own: `GET /` the web client
+//! An HTTP/1.1 listener served by hyper, on a thread of its own: `GET /` the web client
 //! (`host/src/web/`, embedded in the binary), `GET /ws` a member's WebSocket, `GET
 //! /metrics` the room's counters ([`Metrics`]), `GET /healthz` `ok`. Each HTTP connection
-//! is served by a thread of its own (async-io, so that hyper may wait for both directions),
-//! within the request timeout (S9), at most [`MAX_HTTP_CONNECTIONS`] at once; the gateway
-//! serves pages and upgrades, never chat.
+//! is a task on that thread's executor (async-io), done within [`HTTP_TIMEOUT`], at most
+//! [`MAX_HTTP_CONNECTIONS`] at once; the gateway serves pages and upgrades, never chat, so
+//! one thread is plenty, and a burst of upgrades starts no thread.
 //!
 //! An upgrade to `/ws` whose `Origin` is the gateway's own, or one allowed with
 //! `--http-allow-origin`, gets its `101` from tungstenite's handshake; hyper then gives the
@@ -23,6 +23,7 @@ use std::convert::Infallible;
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,9 +31,10 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
+use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite, future};
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt, future};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -60,9 +62,6 @@ pub const MAX_HTTP_CONNECTIONS_PER_PEER: usize = 16;
 /// a scrape or an upgrade takes milliseconds, and a connection that sends nothing holds a
 /// place.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Each HTTP connection's thread: hyper's futures and a page, nothing more.
-const HTTP_STACK_BYTES: usize = 256 * 1024;
 
 /// The page's Content-Security-Policy (B2): its own script and style, WebSockets to its
 /// own origin, nothing inline, nothing from elsewhere, never framed.
@@ -135,7 +134,10 @@ impl Listening {
         let listener = self.listener;
         thread::Builder::new()
             .name("http".into())
-            .spawn(move || gateway.accept_loop(&listener))
+            .spawn(move || {
+                let executor = LocalExecutor::new();
+                async_io::block_on(executor.run(gateway.accept_loop(&executor, listener)));
+            })
             .expect("one thread can be spawned at start-up");
     }
 }
@@ -150,7 +152,7 @@ struct Gateway {
 }
 
 /// An HTTP connection's place (see [`Gateway::admit`]), given back when dropped, however
-/// the connection's thread ends.
+/// the connection's task ends.
 struct Place {
     gateway: Arc<Gateway>,
     peer: IpAddr,
@@ -173,13 +175,17 @@ impl Drop for Place {
 }
 
 impl Gateway {
-    fn accept_loop(self: &Arc<Self>, listener: &TcpListener) {
+    async fn accept_loop(self: &Arc<Self>, executor: &LocalExecutor<'_>, listener: TcpListener) {
+        let listener = match Async::new(listener) {
+            Ok(listener) => listener,
+            Err(error) => return tracing::error!(%error, "the gateway cannot listen"),
+        };
         loop {
-            let (stream, peer) = match listener.accept() {
+            let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     crate::accept_failed(&error);
-                    thread::sleep(crate::ACCEPT_BACKOFF);
+                    Timer::after(crate::ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
@@ -188,16 +194,15 @@ impl Gateway {
                 continue;
             };
             let gateway = Arc::clone(self);
-            let spawned = thread::Builder::new()
-                .name("http-conn".into())
-                .stack_size(HTTP_STACK_BYTES)
-                .spawn(move || {
-                    gateway.serve_connection(stream);
-                    drop(place);
-                });
-            if let Err(error) = spawned {
-                tracing::error!(%error, "cannot start an HTTP connection's thread");
-            }
+            let served = async move {
+                // A fault in one connection must not end the thread every other one runs on.
+                let served = AssertUnwindSafe(gateway.serve_connection(stream));
+                if served.catch_unwind().await.is_err() {
+                    tracing::error!(%peer, "an HTTP connection's task panicked; dropped it");
+                }
+                drop(place);
+            };
+            executor.spawn(served).detach();
         }
     }
 
@@ -219,13 +224,12 @@ impl Gateway {
     }
 
     /// Serves one HTTP connection, all of it within the request timeout (S9).
-    fn serve_connection(&self, stream: TcpStream) {
-        let Ok(io) = Async::new(stream) else { return };
+    async fn serve_connection(&self, io: Async<TcpStream>) {
         let deadline = async {
             Timer::after(self.settings.timeout.min(HTTP_TIMEOUT)).await;
             tracing::debug!("HTTP connection not done within the request timeout");
         };
-        async_io::block_on(future::or(self.serve_io(io), deadline));
+        future::or(self.serve_io(io), deadline).await;
     }
 
     async fn serve_io(&self, io: Async<TcpStream>) {
