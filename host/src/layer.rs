@@ -28,7 +28,9 @@ pub(crate) enum LayerError {
 /// A connection's TLS session, WebSocket, or both (the WebSocket inside the TLS).
 #[derive(Debug)]
 pub(crate) struct Layer {
-    tls: Option<Session>,
+    /// Boxed: a session is a kilobyte or more, which a WebSocket without TLS would carry
+    /// empty.
+    tls: Option<Box<Session>>,
     ws: Option<WebSocket>,
 }
 
@@ -36,14 +38,17 @@ impl Layer {
     /// TLS on a connection accepted from the ChatHTTP listener.
     pub(crate) fn tls(session: Session) -> Self {
         Self {
-            tls: Some(session),
+            tls: Some(Box::new(session)),
             ws: None,
         }
     }
 
     /// A WebSocket the gateway upgraded, inside TLS if the gateway serves HTTPS.
     pub(crate) fn websocket(ws: WebSocket, tls: Option<Session>) -> Self {
-        Self { tls, ws: Some(ws) }
+        Self {
+            tls: tls.map(Box::new),
+            ws: Some(ws),
+        }
     }
 
     /// Takes bytes read from the socket; returns what they carry for the room machine. An
@@ -91,7 +96,7 @@ impl Layer {
 
     /// Whether a TLS handshake is still going on.
     pub(crate) fn is_handshaking(&self) -> bool {
-        self.tls.as_ref().is_some_and(Session::is_handshaking)
+        self.tls.as_deref().is_some_and(Session::is_handshaking)
     }
 
     /// Takes what is left of `frames` (a close's last frames) and what ends the layer in
@@ -118,7 +123,7 @@ impl Layer {
 
     /// Whether records wait to be taken.
     pub(crate) fn wants_write(&self) -> bool {
-        self.tls.as_ref().is_some_and(Session::wants_write)
+        self.tls.as_deref().is_some_and(Session::wants_write)
             || self.ws.as_ref().is_some_and(WebSocket::has_output)
     }
 

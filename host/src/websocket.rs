@@ -26,7 +26,7 @@ use crate::buffers::Frames;
 
 /// What tungstenite keeps for reading a connection's frames: a ChatHTTP request is small,
 /// and ten thousand idle browser members each keep one.
-const READ_BUFFER_BYTES: usize = 2048;
+const READ_BUFFER_BYTES: usize = 512;
 
 /// Why a browser's WebSocket was failed. A close frame with the matching code goes out.
 #[derive(Debug, thiserror::Error)]
