@@ -365,6 +365,17 @@ impl Server {
         (client, replayed, marker)
     }
 
+    /// A member joined as `name` on the ChatHTTP port, plaintext, whatever this server's
+    /// clients otherwise use (a TCP member beside browser members).
+    pub fn tcp_member(&self, name: &str) -> Client {
+        let tcp = TcpStream::connect(self.addr).expect("the server accepts connections");
+        let mut client = Client::new(tcp);
+        assert_eq!(client.read_response().code(), 202, "S1 greeting");
+        let reply = client.request("ADD", name, b"");
+        assert_eq!(reply.code(), 200, "ADD {name}: {reply:?}");
+        client
+    }
+
     /// A connection that has joined as `name` (S2).
     pub fn member(&self, name: &str) -> Client {
         let mut client = self.guest();

@@ -47,6 +47,39 @@ fn launch(path: PathBuf, width: u32, height: u32) -> Browser {
     Browser::new(options).expect("Chromium starts")
 }
 
+/// Another site on a free loopback port: any request gets a small page of its own.
+fn other_site() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("its address");
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request);
+            let page = "<!doctype html><title>elsewhere</title><p>another site";
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    addr
+}
+
+/// The gateway's `/metrics`.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the gateway");
+    stream.set_read_timeout(Some(GUARD)).expect("timeout");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    response
+}
+
 /// Makes `tab` a phone's screen: 375 CSS pixels wide (B3).
 fn phone_sized(tab: &Tab) {
     use headless_chrome::protocol::cdp::Emulation::SetDeviceMetricsOverride;
@@ -151,9 +184,32 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
     let bob = phone.new_tab().expect("a tab");
     phone_sized(&bob);
 
-    let mut carol = server.member("carol");
+    let mut carol = server.tcp_member("carol");
     carol.send(&request("POST", "carol", b"said before anyone came\n"));
     carol.read_chat_lines(1);
+
+    // B2: a page from another site cannot open /ws.
+    alice
+        .navigate_to(&format!("http://{}/", other_site()))
+        .expect("another site");
+    alice.wait_until_navigated().expect("the page loads");
+    let foreign = format!(
+        "new Promise(done => {{ const ws = new WebSocket('ws://{}/ws'); \
+         ws.onopen = () => done('opened'); ws.onclose = () => done('refused'); }})",
+        server.http_addr()
+    );
+    let outcome = alice.evaluate(&foreign, true).expect("the script runs");
+    let outcome = outcome.value.and_then(|v| v.as_str().map(str::to_owned));
+    assert_eq!(
+        outcome.as_deref(),
+        Some("refused"),
+        "a foreign page's WebSocket"
+    );
+    let metrics = scrape(server.http_addr());
+    assert!(
+        metrics.contains("chathttp_foreign_origins_total 1\n"),
+        "refused for its Origin: {metrics}"
+    );
 
     // Login, with the server's refusal shown in place.
     let url = format!("http://{}/", server.http_addr());
@@ -252,7 +308,7 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
         assert_ne!(eval(tab, "document.title"), "pwned", "no peer script ran");
         let log = log_text(tab);
         assert!(
-            log.contains("␛[31mred␛[0m"),
+            log.contains("\\u{1b}[31mred\\u{1b}[0m"),
             "escape sequences shown: {log}"
         );
         assert!(log.contains("\\u{202e}evil"), "bidi controls shown: {log}");

@@ -69,10 +69,7 @@ conformance! {
     fn b1_browser_and_tcp_members_are_one_room(rt: Runtime) {
         let mut server = Server::start(rt.over_websocket(), &[]);
         let mut browser = server.member("alice");
-        let tcp = std::net::TcpStream::connect(server.addr()).expect("the ChatHTTP port");
-        let mut tcp = chathttp_tests::Client::new(tcp);
-        assert_eq!(tcp.read_response().code(), 202);
-        assert_eq!(tcp.request("ADD", "bob", b"").code(), 200);
+        let mut tcp = server.tcp_member("bob");
         browser.read_until_body("bob has just entered the chat room...\n");
         browser.send(&request("POST", "alice", b"from the browser\n"));
         tcp.send(&request("POST", "bob", b"from a terminal\n"));
@@ -158,6 +155,30 @@ conformance! {
         assert!(cut, "S8: the stalled browser member was not cut");
         let metrics = get(server.http_addr(), "/metrics").2;
         assert_eq!(sample(&metrics, "chathttp_cuts_total{cause=\"slow_reader\"}"), 1, "{metrics}");
+    }
+
+    fn b1_s9_timeouts_hold_for_browser_members(rt: Runtime) {
+        let flags = ["--idle-timeout", "0.5", "--request-timeout", "0.5"];
+        let server = Server::start(rt.over_websocket(), &flags);
+        let mut silent = server.guest();
+        silent.expect_closed();
+        // Half a request in a message: the rest never comes.
+        let mut slow = server.member("slow");
+        slow.send(b"POST / HTTP/1.1\nContent_Length: 10\n\nabc");
+        assert_eq!(slow.read_response().code(), 408);
+        slow.expect_closed();
+    }
+
+    fn b1_s12_flood_control_holds_for_browser_members(rt: Runtime) {
+        let flags = ["--message-rate", "0.01", "--message-burst", "2", "--flood-kick", "2"];
+        let server = Server::start(rt.over_websocket(), &flags);
+        let mut flooder = server.member("flood");
+        assert_eq!(flooder.request("POST", "flood", b"a").code(), 200);
+        assert_eq!(flooder.request("POST", "flood", b"b").code(), 429);
+        assert_eq!(flooder.request("POST", "flood", b"c").code(), 429);
+        flooder.expect_closed();
+        let metrics = get(server.http_addr(), "/metrics").2;
+        assert_eq!(sample(&metrics, "chathttp_cuts_total{cause=\"flood\"}"), 1, "{metrics}");
     }
 
     fn b1_a_binary_message_closes_only_its_websocket(rt: Runtime) {

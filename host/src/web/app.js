@@ -34,7 +34,8 @@ const state = {
 };
 
 // C1: controls (other than LF and TAB in chat text), DEL, C1 controls and the bidi
-// controls shown as visible placeholders, as the terminal client does.
+// controls shown as visible placeholders. The terminal client uses the Control Pictures
+// (␛) for C0; a page cannot count on its fonts having them, so here every one is \u{1b}.
 function visible(text, keepLines) {
   let out = '';
   for (const c of text) {
@@ -44,10 +45,6 @@ function visible(text, keepLines) {
     const control = code < 0x20 || (code >= 0x7f && code <= 0x9f) || bidi;
     if (!control || (keepLines && (c === '\n' || c === '\t'))) {
       out += c;
-    } else if (code < 0x20) {
-      out += String.fromCodePoint(0x2400 + code);
-    } else if (code === 0x7f) {
-      out += '\u2421';
     } else {
       out += '\\u{' + code.toString(16) + '}';
     }
