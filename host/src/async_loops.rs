@@ -156,10 +156,15 @@ impl<R: Runtime> Service<R> {
         if let Some(gateway) = self.gateway {
             let to_driver = self.to_driver.clone();
             gateway.serve(driver.metrics(), move |stream, upgrade| {
+                if to_driver.is_full() {
+                    return Err((stream, upgrade));
+                }
                 match R::adopt(stream) {
+                    // Another sender may have filled the channel since: a short wait then.
                     Ok(stream) => drop(to_driver.send_blocking(Input::Upgraded(stream, upgrade))),
                     Err(error) => tracing::warn!(%error, "cannot adopt an upgraded connection"),
                 }
+                Ok(())
             });
         }
         drive::<R>(driver, self.inputs, self.to_driver).await;

@@ -176,7 +176,7 @@ impl<O: Outbox> Lingering<O> {
             return;
         };
         let mut records = Frames::default();
-        let received = session.receive(bytes);
+        let received = session.receive(bytes, true);
         let done = received.is_ok() && !session.is_handshaking();
         if done {
             session.finish(last, &mut records);

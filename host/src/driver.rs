@@ -24,7 +24,7 @@ use crate::log::log_event;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Outboxes, Slot};
 use crate::signals;
-use crate::tls::{Session, Tls};
+use crate::tls::{SEALED_BACKLOG, Session, Tls};
 use crate::websocket::WebSocket;
 
 /// How long a driver that has been busy must have no input before it calls its tidying
@@ -48,11 +48,6 @@ pub const CLOSES_PER_ROUND: usize = 32;
 /// the deadlines and closes it starts and ends with keep their turn, and the runtime's loop
 /// calls it again at once for the connections still to write.
 pub const INPUTS_PER_FLUSH: usize = 64;
-
-/// The most bytes a connection with a layer may leave unread: the layer's sealed backlog
-/// of the machine's frames (see [`SEALED_BACKLOG`](crate::tls::SEALED_BACKLOG)) and as
-/// much again of the layer's own answers (WebSocket pongs).
-const UNREAD_CONTROL_LIMIT: usize = 2 * crate::tls::SEALED_BACKLOG;
 
 /// How many inputs may wait for the driver. When it is full, readers stop reading, which is
 /// the backpressure a flood of requests deserves.
@@ -361,7 +356,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             match waiting.and_then(|(slot, _)| slot.layer.as_mut()) {
                 Some((session, records)) => {
                     // A failure is carried out by the close: only the alert goes out.
-                    let _ = session.receive(bytes);
+                    let _ = session.receive(bytes, true);
                     session.take_records(records);
                 }
                 None => self.lingering.receive(conn, bytes),
@@ -372,24 +367,12 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             self.server.handle_received(now, conn, bytes);
             return;
         };
-        match layer.receive(bytes) {
-            Ok(_)
-                if layer.pending()
-                    + records.len()
-                    + buffers::lock(slot.outbox.queue()).backlog()
-                    > UNREAD_CONTROL_LIMIT =>
-            {
-                // Pongs are the layer's answers, not the machine's frames, so S8 does not
-                // count them: a peer that pings and never reads the pongs is cut here.
-                tracing::info!(%conn, "the peer does not read its pongs; cutting it");
-                if let Some(metrics) = &self.metrics {
-                    metrics.host_cut("unread_pongs");
-                }
-                self.server.handle_closed(now, conn, Disconnect::Error);
-                if let Some(slot) = self.outboxes.remove(conn) {
-                    self.closing.push_back((slot, CloseMode::Now));
-                }
-            }
+        // Pongs are the layer's answers, not the machine's frames, so S8 does not count
+        // them: while the peer leaves a sealed backlog unread (the layer's, this round's
+        // and the writer's), none are added (RFC 6455 lets an endpoint skip pongs), so a
+        // peer that pings and never reads gets nothing queued for it.
+        let unread = layer.pending() + records.len() + buffers::lock(slot.outbox.queue()).backlog();
+        match layer.receive(bytes, unread > SEALED_BACKLOG) {
             Ok(plaintext) => {
                 if layer.wants_write() && !std::mem::replace(&mut slot.listed, true) {
                     self.unflushed.push(conn);

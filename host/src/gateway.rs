@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
@@ -57,6 +57,10 @@ pub const MAX_HTTP_CONNECTIONS: usize = 256;
 /// place (a browser opens six at most). Loopback addresses are exempt: a reverse proxy on the
 /// same machine brings every browser from one address, and limits per client are its job.
 pub const MAX_HTTP_CONNECTIONS_PER_PEER: usize = 16;
+
+/// How long an upgraded socket waits before it is offered to a driver whose channel was
+/// full again.
+const HAND_OVER_RETRY: Duration = Duration::from_millis(5);
 
 /// The longest an HTTP connection may take, the request timeout (S9) if shorter: a page,
 /// a scrape or an upgrade takes milliseconds, and a connection that sends nothing holds a
@@ -118,11 +122,15 @@ pub fn listen_http(settings: &Settings) -> Option<Listening> {
 impl Listening {
     /// Serves the listener on a thread of its own. `hand_over` gives each upgraded socket
     /// to the runtime, which makes it its stream type and sends the driver
-    /// [`Input::Upgraded`](crate::Input::Upgraded); it must not block for long.
+    /// [`Input::Upgraded`](crate::Input::Upgraded). It must not wait: when the driver's
+    /// channel is full it gives the socket back, and the gateway tries again shortly.
     pub fn serve(
         self,
         metrics: Arc<Metrics>,
-        hand_over: impl Fn(TcpStream, Upgrade) + Send + Sync + 'static,
+        hand_over: impl Fn(TcpStream, Upgrade) -> Result<(), (TcpStream, Upgrade)>
+        + Send
+        + Sync
+        + 'static,
     ) {
         let gateway = Arc::new(Gateway {
             settings: self.settings,
@@ -142,13 +150,28 @@ impl Listening {
     }
 }
 
+/// How the gateway gives an upgraded socket to the runtime (see [`Listening::serve`]).
+type HandOver = dyn Fn(TcpStream, Upgrade) -> Result<(), (TcpStream, Upgrade)> + Send + Sync;
+
 struct Gateway {
     settings: GatewaySettings,
     tls: Option<Arc<Tls>>,
     metrics: Arc<Metrics>,
-    hand_over: Box<dyn Fn(TcpStream, Upgrade) + Send + Sync>,
+    hand_over: Box<HandOver>,
     /// HTTP connections being served, by the peer's address (see [`Gateway::admit`]).
     serving: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Whom a place is counted against: an IPv4 peer seen through an IPv6 socket as itself,
+/// and an IPv6 peer by its /64, which one host can pick any address of.
+fn peer_key(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let network = u128::from(v6) & !((1_u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        other => other,
+    }
 }
 
 /// An HTTP connection's place (see [`Gateway::admit`]), given back when dropped, however
@@ -180,6 +203,7 @@ impl Gateway {
             Ok(listener) => listener,
             Err(error) => return tracing::error!(%error, "the gateway cannot listen"),
         };
+        let (mut turned_away, mut last_warning) = (0_u64, None);
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -189,8 +213,15 @@ impl Gateway {
                     continue;
                 }
             };
+            // A thousand connections waiting to be accepted are all ready at once: let the
+            // others' tasks run between them.
+            future::yield_now().await;
             let Some(place) = self.admit(peer.ip()) else {
-                tracing::warn!(%peer, "too many HTTP connections at once; closing one");
+                turned_away += 1;
+                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(%peer, turned_away, "too many HTTP connections at once; closing");
+                    last_warning = Some(Instant::now());
+                }
                 continue;
             };
             let gateway = Arc::clone(self);
@@ -209,6 +240,7 @@ impl Gateway {
     /// A place among the HTTP connections served at once, if `peer` may have one: at most
     /// [`MAX_HTTP_CONNECTIONS`] in all and [`MAX_HTTP_CONNECTIONS_PER_PEER`] from one address.
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Place> {
+        let peer = peer_key(peer);
         let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
         let total: usize = serving.values().sum();
         let mine = serving.get(&peer).copied().unwrap_or(0);
@@ -291,8 +323,19 @@ impl Gateway {
         }
         crate::tune_socket(&stream, self.settings.max_output_bytes);
         self.metrics.upgraded();
-        let tls = tls.map(Box::new);
-        (self.hand_over)(stream, Upgrade { read, tls });
+        let mut upgraded = (
+            stream,
+            Upgrade {
+                read,
+                tls: tls.map(Box::new),
+            },
+        );
+        // A full channel is the driver's backpressure: this task waits, the thread's other
+        // connections go on, and the connection's deadline still holds.
+        while let Err(back) = (self.hand_over)(upgraded.0, upgraded.1) {
+            upgraded = back;
+            Timer::after(HAND_OVER_RETRY).await;
+        }
     }
 
     /// The response to one request; an accepted upgrade leaves its future in `upgrade`.
@@ -489,7 +532,7 @@ mod tests {
             },
             tls: None,
             metrics: Arc::default(),
-            hand_over: Box::new(|_, _| {}),
+            hand_over: Box::new(|_, _| Ok(())),
             serving: Mutex::default(),
         })
     }
@@ -509,6 +552,22 @@ mod tests {
             gateway.admit(host).is_some(),
             "places come back when connections end"
         );
+    }
+
+    #[test]
+    fn b1_places_are_counted_per_host_not_per_spelling() {
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("an address");
+        assert!(
+            peer_key(mapped).is_loopback(),
+            "a proxy through an IPv6 socket"
+        );
+        let (a, b): (IpAddr, IpAddr) = (
+            "2001:db8:1:2::1".parse().expect("an address"),
+            "2001:db8:1:2:ffff::9".parse().expect("an address"),
+        );
+        assert_eq!(peer_key(a), peer_key(b), "one /64, one host");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("an address");
+        assert_ne!(peer_key(a), peer_key(other));
     }
 
     #[test]

@@ -51,16 +51,17 @@ impl Layer {
         }
     }
 
-    /// Takes bytes read from the socket; returns what they carry for the room machine. An
-    /// error is final: the caller writes what [`take_records`](Self::take_records) gives and
+    /// Takes bytes read from the socket; returns what they carry for the room machine.
+    /// `backlogged`: the peer leaves written frames unread, so pings get no pong. An error
+    /// is final: the caller writes what [`take_records`](Self::take_records) gives and
     /// closes.
-    pub(crate) fn receive(&mut self, raw: &[u8]) -> Result<Vec<u8>, LayerError> {
+    pub(crate) fn receive(&mut self, raw: &[u8], backlogged: bool) -> Result<Vec<u8>, LayerError> {
         let plaintext = match &mut self.tls {
             Some(session) => session.receive(raw)?,
             None => raw.to_vec(),
         };
         match &mut self.ws {
-            Some(ws) => Ok(ws.receive(&plaintext)?),
+            Some(ws) => Ok(ws.receive(&plaintext, backlogged)?),
             None => Ok(plaintext),
         }
     }

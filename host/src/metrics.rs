@@ -198,11 +198,6 @@ impl Metrics {
         }
     }
 
-    /// Counts a cut the host decided, not the room machine (`cause` names it).
-    pub(crate) fn host_cut(&self, cause: &'static str) {
-        self.cuts.get_or_create(&Cause { cause }).inc();
-    }
-
     /// Counts `frames` responses of `bytes` each, queued.
     pub(crate) fn queued(&self, frames: usize, bytes: usize) {
         self.deliveries.inc_by(frames as u64);

@@ -76,10 +76,16 @@ impl WebSocket {
     }
 
     /// Takes bytes read from the socket; returns the text of the messages they completed, in
-    /// order. Pings are answered and a close is answered and noted
+    /// order. Pings are answered unless `backlogged` (the peer is not reading what was
+    /// written: RFC 6455 lets an endpoint skip pongs, and queueing them would let a peer that
+    /// pings and never reads grow the server's memory). A close is answered and noted
     /// ([`peer_closed`](Self::peer_closed)). An error is final: the close frame saying why is
     /// queued, and the caller closes after it.
-    pub(crate) fn receive(&mut self, raw: &[u8]) -> Result<Vec<u8>, WebSocketError> {
+    pub(crate) fn receive(
+        &mut self,
+        raw: &[u8],
+        backlogged: bool,
+    ) -> Result<Vec<u8>, WebSocketError> {
         let mut control = Vec::new();
         let mut stream = Duplex {
             input: raw,
@@ -106,6 +112,10 @@ impl WebSocket {
         };
         // The close reply is queued by the read that met the close, written by the next.
         let _ = self.context.flush(&mut stream);
+        if backlogged && !self.peer_closed {
+            // Only pongs are here: the close reply and a failure's close frame are kept.
+            stream.output.clear();
+        }
         if let Err(error) = &result {
             let code = match error {
                 WebSocketError::Binary => CloseCode::Unsupported,
@@ -252,7 +262,7 @@ mod tests {
         wire.extend(client_text("POST / HTTP/1.1\n"));
         let mut got = Vec::new();
         for chunk in wire.chunks(3) {
-            got.extend(ws.receive(chunk).expect("valid frames"));
+            got.extend(ws.receive(chunk, false).expect("valid frames"));
         }
         assert_eq!(got, b"GET / HTTP/1.1\n\nPOST / HTTP/1.1\n");
         assert!(drain(&mut ws).is_empty(), "nothing to answer");
@@ -275,7 +285,10 @@ mod tests {
     fn b1_a_binary_message_is_refused_with_1003() {
         let mut ws = WebSocket::new(&FrameLimits::default(), Bytes::new());
         let frame = [0x82, 0x81, 0, 0, 0, 0, b'x'];
-        assert!(matches!(ws.receive(&frame), Err(WebSocketError::Binary)));
+        assert!(matches!(
+            ws.receive(&frame, false),
+            Err(WebSocketError::Binary)
+        ));
         let wire = drain(&mut ws);
         assert_eq!(&wire[..4], &[0x88, wire[1], 0x03, 0xEB], "close, code 1003");
     }
@@ -283,7 +296,7 @@ mod tests {
     #[test]
     fn b1_an_unmasked_frame_is_a_protocol_error() {
         let mut ws = WebSocket::new(&FrameLimits::default(), Bytes::new());
-        assert!(ws.receive(&[0x81, 0x01, b'x']).is_err());
+        assert!(ws.receive(&[0x81, 0x01, b'x'], false).is_err());
         let wire = drain(&mut ws);
         assert_eq!(&wire[2..4], &[0x03, 0xEA], "close, code 1002");
     }
@@ -292,7 +305,7 @@ mod tests {
     fn b1_a_close_is_answered_and_no_data_follows() {
         let mut ws = WebSocket::new(&FrameLimits::default(), Bytes::new());
         let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
-        assert_eq!(ws.receive(&close).expect("a clean close"), b"");
+        assert_eq!(ws.receive(&close, false).expect("a clean close"), b"");
         assert!(ws.peer_closed());
         let reply = drain(&mut ws);
         assert_eq!(reply[0], 0x88, "the close is answered");
@@ -303,6 +316,23 @@ mod tests {
     }
 
     #[test]
+    fn b1_pings_get_pongs_unless_the_peer_leaves_a_backlog_unread() {
+        let mut ws = WebSocket::new(&FrameLimits::default(), Bytes::new());
+        let ping = [0x89, 0x81, 0, 0, 0, 0, b'p'];
+        ws.receive(&ping, false).expect("a ping");
+        assert_eq!(
+            &drain(&mut ws)[..3],
+            &[0x8A, 1, b'p'],
+            "answered with a pong"
+        );
+        ws.receive(&ping.repeat(100), true).expect("pings");
+        assert!(drain(&mut ws).is_empty(), "no pongs while backlogged");
+        let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8];
+        ws.receive(&close, true).expect("a close");
+        assert_eq!(drain(&mut ws)[0], 0x88, "a close is answered even so");
+    }
+
+    #[test]
     fn b1_a_message_larger_than_a_request_may_be_is_refused() {
         let limits = FrameLimits {
             max_head_bytes: 10,
@@ -310,7 +340,7 @@ mod tests {
             ..FrameLimits::default()
         };
         let mut ws = WebSocket::new(&limits, Bytes::new());
-        assert!(ws.receive(&client_text(&"x".repeat(21))).is_err());
+        assert!(ws.receive(&client_text(&"x".repeat(21)), false).is_err());
         let wire = drain(&mut ws);
         assert_eq!(&wire[2..4], &[0x03, 0xF1], "close, code 1009");
     }
@@ -318,6 +348,6 @@ mod tests {
     #[test]
     fn b1_bytes_read_with_the_upgrade_are_not_lost() {
         let mut ws = WebSocket::new(&FrameLimits::default(), client_text("GET").into());
-        assert_eq!(ws.receive(&[]).expect("valid"), b"GET");
+        assert_eq!(ws.receive(&[], false).expect("valid"), b"GET");
     }
 }

@@ -32,7 +32,7 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
@@ -86,7 +86,10 @@ fn main() -> ExitCode {
     if let Some(gateway) = gateway {
         let upgraded = to_driver.clone();
         gateway.serve(driver.metrics(), move |stream, upgrade| {
-            let _ = upgraded.send(Input::Upgraded(stream, upgrade));
+            match upgraded.try_send(Input::Upgraded(stream, upgrade)) {
+                Err(TrySendError::Full(Input::Upgraded(stream, upgrade))) => Err((stream, upgrade)),
+                _ => Ok(()),
+            }
         });
     }
     drive(driver, &inputs, &to_driver, &spawner);

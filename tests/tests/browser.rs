@@ -373,7 +373,12 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
         b"said while bob's old link lingered\n",
     ));
     carol.read_chat_lines(1);
-    thread::sleep(Duration::from_millis(2500)); // bob's next tries meet the 401
+    // Bob's next tries meet the 401 (the server's count shows it), and keep trying.
+    let started = Instant::now();
+    while !scrape(server.http_addr()).contains("chathttp_refused_total{code=\"401\"} ") {
+        assert!(started.elapsed() < GUARD, "no 401 met");
+        thread::sleep(Duration::from_millis(100));
+    }
     relay.let_server_notice();
     carol.read_until_body("bob has just left the chat room...\n");
     wait_until(

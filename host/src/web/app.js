@@ -7,6 +7,7 @@ const HISTORY_ON_JOIN = 50;
 const LOG_LIMIT = 2000;
 const LOG_BYTES_LIMIT = 4 * 1024 * 1024;
 const RETRY_MAX_MS = 15000;
+const NAME_TAKEN_PATIENCE_MS = 5 * 60 * 1000;
 const CHAT_OPEN = '[ ';
 const CHAT_SEPARATOR = ' ] : ';
 const JOINED_SUFFIX = ' has just entered the chat room...\n';
@@ -29,7 +30,9 @@ const state = {
   members: [],
   retries: 0,
   retryTimer: null,
-  // Characters of chat text in the log (C3).
+  // When a resume first met its name taken (401), if it is meeting it still.
+  takenSince: 0,
+  // Characters of text in the log, as shown (C3).
   logBytes: 0,
 };
 
@@ -119,10 +122,11 @@ function span(className, text) {
 function showChat(response, from, text, replayed) {
   const item = document.createElement('li');
   item.className = replayed ? 'chat replayed' : 'chat';
+  const shown = visible(text, true);
   item.append(span('time', timeOf(response)), span('from ' + colorClass(from), visible(from, false)));
   // In a column of its own, so that a line of the text can never start where names do.
-  item.append(span('text', visible(text, true)));
-  append(item, text.length);
+  item.append(span('text', shown));
+  append(item, shown.length + from.length);
 }
 
 function showNotice(text, kind) {
@@ -130,7 +134,7 @@ function showNotice(text, kind) {
   item.className = kind || 'notice';
   if (kind !== 'rule') item.append(span('time', timeOf(null)));
   item.append(document.createTextNode(text));
-  append(item);
+  append(item, text.length);
 }
 
 function showMembers() {
@@ -247,12 +251,17 @@ function chat(response, replayed) {
 
 function joined(response) {
   if (response.code !== 200) {
-    // 401: the name is taken, by our own old connection the server has not yet noticed
-    // gone (TCP keepalive finds it within about a minute and a half): try again.
-    if (state.resuming && response.code === 401) return retryLater();
+    // 401: the name is taken, most likely by our own old connection, which the server has
+    // not yet noticed gone (TCP keepalive finds it within about three minutes): try again,
+    // for a while; past that someone else has the name.
+    if (state.resuming && response.code === 401) {
+      state.takenSince = state.takenSince || Date.now();
+      if (Date.now() - state.takenSince < NAME_TAKEN_PATIENCE_MS) return retryLater();
+    }
     return refuse(response.body);
   }
   state.retries = 0;
+  state.takenSince = 0;
   state.phase = 'replay';
   $('offline').hidden = true;
   $('send').disabled = false;
@@ -321,6 +330,7 @@ $('login-form').addEventListener('submit', (event) => {
   state.wanted = true;
   state.resuming = false;
   state.lastId = null;
+  state.takenSince = 0;
   connect();
 });
 
