@@ -312,9 +312,6 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.shut_down_if_requested();
         self.carry_out();
         self.report_released();
-        if let Some(metrics) = &self.metrics {
-            metrics.publish(&self.server);
-        }
     }
 
     /// Opens a room connection for `stream` with `layer` and starts its reader (`open`);
@@ -445,9 +442,6 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         self.shut_down_if_requested();
         self.carry_out();
         self.report_released();
-        if let Some(metrics) = &self.metrics {
-            metrics.publish(&self.server);
-        }
         if let (Some(tidy), Some(due)) = (self.tidy, self.tidy_due())
             && self.now >= due
         {
@@ -508,6 +502,10 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             self.writers += closing::close(slot, mode, self.now, &mut self.lingering);
         }
         self.report_released();
+        // Once a round, not once an input: a scrape sees the room as of the last round.
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&self.server);
+        }
     }
 
     /// Tells the machine which closed connections' sockets are gone, so that their places

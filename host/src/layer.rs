@@ -56,13 +56,11 @@ impl Layer {
     /// is final: the caller writes what [`take_records`](Self::take_records) gives and
     /// closes.
     pub(crate) fn receive(&mut self, raw: &[u8], backlogged: bool) -> Result<Vec<u8>, LayerError> {
-        let plaintext = match &mut self.tls {
-            Some(session) => session.receive(raw)?,
-            None => raw.to_vec(),
-        };
-        match &mut self.ws {
-            Some(ws) => Ok(ws.receive(&plaintext, backlogged)?),
-            None => Ok(plaintext),
+        match (&mut self.tls, &mut self.ws) {
+            (Some(session), Some(ws)) => Ok(ws.receive(&session.receive(raw)?, backlogged)?),
+            (Some(session), None) => Ok(session.receive(raw)?),
+            (None, Some(ws)) => Ok(ws.receive(raw, backlogged)?),
+            (None, None) => Ok(raw.to_vec()),
         }
     }
 

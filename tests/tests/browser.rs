@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chathttp_tests::{GUARD, Relay, Runtime, Server, request};
+use chathttp_tests::{GUARD, Relay, Runtime, Server, http, request};
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 
@@ -66,18 +66,6 @@ fn other_site() -> std::net::SocketAddr {
         }
     });
     addr
-}
-
-/// The gateway's `/metrics`.
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("the gateway");
-    stream.set_read_timeout(Some(GUARD)).expect("timeout");
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    response
 }
 
 /// Makes `tab` a phone's screen: 375 CSS pixels wide (B3).
@@ -205,7 +193,7 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
         Some("refused"),
         "a foreign page's WebSocket"
     );
-    let metrics = scrape(server.http_addr());
+    let metrics = http::get(server.http_addr(), "/metrics").2;
     assert!(
         metrics.contains("chathttp_foreign_origins_total 1\n"),
         "refused for its Origin: {metrics}"
@@ -375,7 +363,10 @@ fn b3_two_browsers_and_a_terminal_share_the_room() {
     carol.read_chat_lines(1);
     // Bob's next tries meet the 401 (the server's count shows it), and keep trying.
     let started = Instant::now();
-    while !scrape(server.http_addr()).contains("chathttp_refused_total{code=\"401\"} ") {
+    while !http::get(server.http_addr(), "/metrics")
+        .2
+        .contains("chathttp_refused_total{code=\"401\"} ")
+    {
         assert!(started.elapsed() < GUARD, "no 401 met");
         thread::sleep(Duration::from_millis(100));
     }

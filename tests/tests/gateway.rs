@@ -4,38 +4,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use chathttp_tests::{GUARD, Server, conformance, request};
-
-/// A plain HTTP/1.1 GET; returns the status code, the head and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).expect("the gateway accepts connections");
-    stream.set_read_timeout(Some(GUARD)).expect("timeout");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("a whole response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
-    let code = head[9..12].parse().expect("a status code");
-    (code, head.to_ascii_lowercase(), body.to_owned())
-}
+use chathttp_tests::http::{self, get};
+use chathttp_tests::{Server, conformance, request};
 
 /// The status of a WebSocket upgrade sent with these `Host` and `Origin` headers.
 fn upgrade_status(addr: SocketAddr, host: &str, origin: &str) -> u16 {
     let mut stream = TcpStream::connect(addr).expect("the gateway accepts connections");
-    stream.set_read_timeout(Some(GUARD)).expect("timeout");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut head = [0; 12];
-    stream.read_exact(&mut head).expect("a status line");
-    String::from_utf8_lossy(&head[9..12])
-        .parse()
-        .expect("a status code")
+    http::upgrade(&mut stream, host, Some(origin))
 }
 
 /// The value of the sample `name` (with its labels, as written) in a `/metrics` scrape.
@@ -200,14 +175,7 @@ conformance! {
         socket.set_recv_buffer_size(4096).expect("a small window");
         socket.connect(&addr.into()).expect("the gateway");
         let mut stream = TcpStream::from(socket);
-        let upgrade = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        stream.write_all(upgrade.as_bytes()).expect("the upgrade");
-        let mut status = [0; 12];
-        stream.read_exact(&mut status).expect("the 101");
-        assert_eq!(&status[9..], b"101");
+        assert_eq!(http::upgrade(&mut stream, &addr.to_string(), None), 101);
         // Masked pings with 125-byte payloads, and no pong read until the end: answering
         // each would queue as many bytes as the peer sends, for as long as it sends.
         let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
