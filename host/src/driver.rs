@@ -484,6 +484,9 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                 let (written, started) = slot.write();
                 self.writers += started;
                 self.server.handle_drained(self.now, conn, written);
+                // A drain can let the machine go on: the next slice of a replay, input set
+                // aside while the room was paced. Nothing else may come to carry it out.
+                self.carry_out();
             }
             while taken < INPUTS_PER_FLUSH {
                 let Some(input) = arrived() else { break };

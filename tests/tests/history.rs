@@ -101,4 +101,19 @@ conformance! {
         assert_eq!(refused.text(), "the History header must be a number of messages or \"after ID\"\n");
         assert_eq!(bob.request("ADD", "bob", b"").text(), "Welcome, bob!\n");
     }
+
+    fn e2_a_replay_larger_than_one_slice_arrives_whole_in_a_quiet_room(rt: Runtime) {
+        // A replay goes out a slice at a time (half the soft mark: 2 KiB here) as the joiner
+        // drains. Each slice must follow the last without any other input to the server:
+        // nobody else speaks.
+        let server = Server::start(rt, &["--history", "40", "--max-output-bytes", "16384"]);
+        let mut alice = server.member("alice");
+        let line = "x".repeat(400);
+        for _ in 0..40 {
+            alice.request("POST", "alice", line.as_bytes());
+        }
+        let (_bob, replayed, marker) = server.join_with_history("bob", "40");
+        assert_eq!(replayed.len(), 40);
+        assert_eq!(marker, "History: 40 messages replayed\n");
+    }
 }
