@@ -17,8 +17,9 @@
 //!
 //! A second regime overloads the room (S8.1): senders send faster than any member drains,
 //! every member keeps reading at its own pace, a few stop reading or read far slower than
-//! the rest, and the host stops reading while the machine says the room is paced. Nobody
-//! who keeps draining is cut; those who stop are, and so is the one far slower than the
+//! the rest, one reads as fast but with no room in its peer's kernel (so it alone falls
+//! far behind at the server), and the host stops reading while the machine says the room
+//! is paced. Nobody who keeps draining is cut; those who stop are, and so is the one far slower than the
 //! rest; the room is never silent for longer than the hold limit and the drain window; and
 //! the exactly-once checks above hold throughout.
 //!
@@ -289,6 +290,13 @@ impl World {
             1 + self.rng.below(4096)
         };
         self.read_upto(i, budget);
+    }
+
+    /// Bytes the host has queued for client `i` that it has not read.
+    fn unread(&self, i: usize) -> usize {
+        let c = &self.clients[i];
+        let queued: usize = c.inbox.iter().map(|frame| frame.len()).sum();
+        queued - c.read_offset
     }
 
     /// The client reads up to `budget` bytes of what the host queued for it, and the host
@@ -740,8 +748,12 @@ fn simulated_clients_with_faults_keep_every_invariant() {
 /// How a member of the overloaded room reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reader {
-    /// Drains every millisecond, less than the senders send.
+    /// Drains every millisecond, less than the senders send, with room in its peer's kernel
+    /// for [`KERNEL_ROOM`] bytes more than it has read.
     Steady,
+    /// Reads like `Steady`, but its kernel takes nothing ahead of its reads: it falls further
+    /// behind at the server than the others, though no slower.
+    Tight,
     /// Like `Steady`, then stops reading for good.
     Stops,
     /// Drains a few bytes a millisecond: far slower than everyone else.
@@ -750,6 +762,9 @@ enum Reader {
 
 /// What the overloaded room's host reads from a sender at once.
 const READ_SIZE: usize = 1024;
+
+/// How far ahead of a `Steady` member's reads its peer's kernel takes bytes.
+const KERNEL_ROOM: usize = 8192;
 
 /// The overloaded regime (S8.1): one run of `ms` virtual milliseconds.
 fn overloaded_run(seed: u64, ms: u64) -> World {
@@ -765,6 +780,9 @@ fn overloaded_run(seed: u64, ms: u64) -> World {
     readers[10] = Reader::Stops;
     readers[11] = Reader::Stops;
     readers[9] = Reader::Crawls;
+    readers[8] = Reader::Tight;
+    // What each member's kernel holds that the member has not read yet.
+    let mut in_kernel = [0_usize; 12];
     let senders = [0, 1, 2, 3, 4];
     for (i, _) in readers.iter().enumerate() {
         world.open();
@@ -809,13 +827,22 @@ fn overloaded_run(seed: u64, ms: u64) -> World {
         }
         for (i, reader) in readers.iter().enumerate() {
             let budget = match reader {
-                Reader::Steady => 150 + world.rng.below(450),
+                Reader::Steady | Reader::Tight => 150 + world.rng.below(450),
                 Reader::Stops if world.now_ms < stop_at => 150 + world.rng.below(450),
                 Reader::Stops => 0,
                 Reader::Crawls => 4,
             };
-            if budget > 0 && world.clients[i].phase != Phase::Gone {
-                world.read_upto(i, budget);
+            let room = match reader {
+                Reader::Steady => KERNEL_ROOM - in_kernel[i],
+                _ => 0,
+            };
+            if budget + room > 0 && world.clients[i].phase != Phase::Gone {
+                // The host writes what the kernel takes: what the member reads now, and room
+                // ahead of it. The member reads from the kernel first.
+                let before = world.unread(i);
+                world.read_upto(i, budget + room);
+                let moved = before - world.unread(i);
+                in_kernel[i] = (in_kernel[i] + moved).saturating_sub(budget);
             }
         }
         world.pump();
@@ -826,7 +853,9 @@ fn overloaded_run(seed: u64, ms: u64) -> World {
     loop {
         let mut read = false;
         for (i, reader) in readers.iter().enumerate() {
-            if *reader == Reader::Steady && !world.clients[i].inbox.is_empty() {
+            if matches!(reader, Reader::Steady | Reader::Tight)
+                && !world.clients[i].inbox.is_empty()
+            {
                 world.read_upto(i, usize::MAX);
                 read = true;
             }
@@ -839,7 +868,12 @@ fn overloaded_run(seed: u64, ms: u64) -> World {
     for (i, reader) in readers.iter().enumerate() {
         let left = world.clients[i].left;
         match reader {
-            Reader::Steady => assert_eq!(left, None, "member {i} kept draining and was cut"),
+            Reader::Steady | Reader::Tight => {
+                assert_eq!(
+                    left, None,
+                    "member {i} ({reader:?}) kept draining and was cut"
+                );
+            }
             Reader::Stops | Reader::Crawls => assert_eq!(
                 left,
                 Some(LeaveCause::SlowReader),

@@ -69,7 +69,7 @@ use crate::wire::{Frame, Progress, RequestDecoder, Status};
 
 use history::{History, Replay};
 use log::Log;
-use pace::{Pace, RESUMES_PER_CALL};
+use pace::{Marks, Pace, RESUMES_PER_CALL};
 use phase::{Held, Phase};
 
 pub use log::{
@@ -518,8 +518,8 @@ impl Server {
             .filter(|(_, c)| matches!(c.phase, Phase::Member { .. }))
             .map(|(conn, c)| (*conn, c.queued))
             .collect();
-        let mark = pace::soft_mark(self.config.max_output_bytes);
-        self.pace.check(&members, mark)?;
+        self.pace
+            .check(&members, Marks::for_limit(self.config.max_output_bytes))?;
         for (conn, c) in &open {
             let replaying = self.room.replaying().contains(conn);
             if replaying != c.replay.is_some() {
@@ -704,14 +704,14 @@ impl Server {
     /// The host wrote `count` bytes of what was queued for `conn` to its socket.
     pub fn handle_drained(&mut self, now: Timestamp, conn: ConnId, count: usize) {
         self.begin(now);
-        let mark = pace::soft_mark(self.config.max_output_bytes);
+        let marks = Marks::for_limit(self.config.max_output_bytes);
         if let Some(c) = self.connection_mut(conn)
             && count > 0
         {
             c.queued = c.queued.saturating_sub(count);
             c.last_drain = Some(now);
             let queued = c.queued;
-            self.pace.drained(conn, queued, mark, now);
+            self.pace.drained(conn, count, queued, marks, now);
             self.feed_replay(conn);
         }
         self.settle();
@@ -904,7 +904,7 @@ impl Server {
     /// meanwhile, so past the soft mark a slow disk would soon make every member a slow reader
     /// (S8). The host is asked to stop reading as for S8.1.
     fn recording_backlog(&self) -> bool {
-        self.unrecorded_bytes >= pace::soft_mark(self.config.max_output_bytes)
+        self.unrecorded_bytes >= Marks::for_limit(self.config.max_output_bytes).soft
     }
 
     /// Releases the outputs that waited for lines the host has recorded now.
@@ -985,7 +985,7 @@ impl Server {
     /// the limit; a frame larger than the limit still goes to an empty queue.
     fn account(&mut self, conn: ConnId, len: usize) -> bool {
         let limit = self.config.max_output_bytes;
-        let (mark, now) = (pace::soft_mark(limit), self.now);
+        let (marks, now) = (Marks::for_limit(limit), self.now);
         let Some(c) = self.connection_mut(conn) else {
             return false;
         };
@@ -994,9 +994,9 @@ impl Server {
             return false;
         }
         c.queued += len;
-        if c.queued >= mark && matches!(c.phase, Phase::Member { .. }) {
+        if c.queued >= marks.soft && matches!(c.phase, Phase::Member { .. }) {
             let (queued, last_drain) = (c.queued, c.last_drain);
-            self.pace.grew(conn, queued, mark, last_drain, now);
+            self.pace.grew(conn, queued, marks, last_drain, now);
         }
         true
     }
@@ -1148,7 +1148,7 @@ impl Server {
     /// and is fed as it drains; after the last, the marker and whatever waited behind it.
     fn feed_replay(&mut self, conn: ConnId) {
         let limit = self.config.max_output_bytes;
-        let budget = (pace::soft_mark(limit) / 2).max(1);
+        let budget = (Marks::for_limit(limit).soft / 2).max(1);
         loop {
             let Some(c) = self.connection_mut(conn) else {
                 return;

@@ -17,6 +17,13 @@
 //! those still holding are no more than those below the mark and have had their *grace*:
 //! as long again as the others took to catch up, and at least [`STRAGGLER_GRACE`].
 //!
+//! The room is paced, too, while any member is *urgent*: it holds the room, its queue is at
+//! or past the *urgent mark* (three quarters of `max_output_bytes`), and it drains fast, a
+//! soft mark's worth per [`DRAIN_WINDOW`] over its stretch (taken for granted within the
+//! stretch's first window). Such a member reads as fast as the others; it is further behind
+//! only because less of what was sent to it fits in its peer's kernel, which the server
+//! cannot see. A pause that only urgent members caused ends as soon as none is urgent.
+//!
 //! While the room is paced the machine decodes no new requests: bytes handed in are set
 //! aside in order (the connection's *deferred* input), and the host is asked to stop
 //! reading ([`Output::PauseReading`](super::Output::PauseReading)), so that TCP slows the
@@ -35,6 +42,11 @@
 //! * **Drain window.** Holding is earned by reading. A crowd that stops reading holds the
 //!   room for at most [`DRAIN_WINDOW`] after its last drain (and not at all if its queue
 //!   reaches the mark later than that): then the room goes on, and S8 cuts it.
+//! * **Urgent members.** Counting heads alone, a few members with smaller kernel buffers
+//!   than the rest reach the limit while most are still below the mark, and are cut though
+//!   they read as fast. Near the limit, the rate decides instead: a member that drains fast
+//!   is worth a pause, which it ends quickly by draining; a slow one, hostile or on a poor
+//!   link, is not, and S8 cuts it.
 //! * **Hold limit.** However it drains, a member holds the room for at most [`HOLD_LIMIT`]
 //!   in one stretch, so a majority of very slow readers (or of hostile ones) slows the room
 //!   for at most that long before the room goes on without them, and a reader far slower
@@ -50,13 +62,17 @@
 //! | behind or holding | a drain, still at or past the mark, within [`HOLD_LIMIT`] of the stretch's start | holding until the window ends (at most the hold limit) |
 //! | behind or holding | such a drain, [`HOLD_LIMIT`] or more after the stretch began | excused |
 //! | holding | the window runs out | behind (excused at the hold limit) |
+//! | holding | its queue reaches the urgent mark, or it drains there, draining fast (or in the stretch's first window) | urgent |
+//! | urgent | a drain leaves it below the urgent mark, or not fast; its hold ends | not urgent |
 //! | any of those | a drain leaves the queue below the mark | clear; the stretch ends |
 //! | any | the connection closes | forgotten |
 //!
 //! | room | when | becomes |
 //! |---|---|---|
-//! | reading | more members hold it than are below the mark | paced: pause reading |
+//! | reading | more members hold it than are below the mark, or a member is urgent | paced: pause reading |
+//! | paced | a member is urgent | paced |
 //! | paced | no member holds it | reading: resume reading, take deferred input |
+//! | paced for urgent members only | none is urgent, and no more hold it than are below the mark | reading, likewise |
 //! | paced | those holding are no more than those below the mark, and their grace is over | reading, likewise |
 //! | paced | more hold it again than are below the mark, during the grace | paced; the grace is set again when they are no more |
 //!
@@ -83,9 +99,34 @@ pub const STRAGGLER_GRACE: Duration = Duration::from_millis(20);
 /// [`Server::poll_timeout`](super::Server::poll_timeout) says one is due now.
 pub const RESUMES_PER_CALL: usize = 32;
 
-/// The soft mark for a connection limit of `max_output_bytes`.
-pub(crate) fn soft_mark(max_output_bytes: usize) -> usize {
-    (max_output_bytes / 4).max(1)
+/// The two marks pacing compares a member's queue with, for a connection limit of
+/// `max_output_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// A quarter of the limit: a member at or past it is behind.
+    pub(crate) soft: usize,
+    /// Three quarters of the limit: a member at or past it that drains fast is urgent.
+    pub(crate) urgent: usize,
+}
+
+impl Marks {
+    pub(crate) fn for_limit(max_output_bytes: usize) -> Self {
+        let soft = (max_output_bytes / 4).max(1);
+        Self {
+            soft,
+            urgent: max_output_bytes.saturating_sub(soft).max(soft),
+        }
+    }
+
+    /// Whether a member that fell behind at `since` and has drained `drained` bytes since
+    /// drains fast: a soft mark's worth per [`DRAIN_WINDOW`]. Within the first window it is
+    /// taken to: its drains may still wait in the host's queue of inputs behind the input
+    /// that filled it, and no rate is measured over a moment.
+    fn is_fast(&self, drained: usize, since: Timestamp, now: Timestamp) -> bool {
+        let span = since.duration_until(now);
+        let needed = self.soft as u128 * span.as_nanos() / DRAIN_WINDOW.as_nanos();
+        span < DRAIN_WINDOW || drained as u128 >= needed
+    }
 }
 
 /// A member's stretch behind the mark.
@@ -96,6 +137,11 @@ struct Stretch {
     until: Option<Timestamp>,
     /// It held the room for [`HOLD_LIMIT`]: it holds no more in this stretch.
     excused: bool,
+    /// Bytes drained in this stretch.
+    drained: usize,
+    /// It holds the room, its queue is at or past the urgent mark, and as of its last drain
+    /// it drains fast: the room waits for it alone.
+    urgent: bool,
 }
 
 impl Stretch {
@@ -115,6 +161,9 @@ struct Pause {
     /// Once those still holding are no more than those below the mark: when the room goes
     /// on without them.
     grace_until: Option<Timestamp>,
+    /// More held the room than were below the mark at some time in this pause; if not, it
+    /// was for urgent members alone, and ends with them.
+    crowd: bool,
 }
 
 /// The room's pacing state: the members behind the mark, and whether the room is paced.
@@ -128,6 +177,8 @@ pub(crate) struct Pace {
     /// Connections with deferred input, each once, in the order it was set aside. Closed
     /// ones are skipped when reached.
     waiting: VecDeque<ConnId>,
+    /// How many members are urgent (see [`Stretch::urgent`]).
+    urgent: usize,
     /// Set while the room is paced.
     pause: Option<Pause>,
     /// Whether the host was last asked to stop reading.
@@ -145,13 +196,20 @@ impl Pace {
     pub(crate) fn update(&mut self, members: usize, now: Timestamp) {
         let holding = self.expiries.len();
         let clear = members.saturating_sub(self.behind.len());
+        let crowd = holding > clear;
         self.pause = match self.pause {
-            None if holding > clear => Some(Pause {
+            None if crowd || self.urgent > 0 => Some(Pause {
                 since: now,
                 grace_until: None,
+                crowd,
             }),
             None => None,
+            Some(pause) if self.urgent > 0 => Some(Pause {
+                crowd: pause.crowd || crowd,
+                ..pause
+            }),
             Some(_) if holding == 0 => None,
+            Some(pause) if !pause.crowd && !crowd => None,
             Some(mut pause) if holding <= clear => {
                 let took = pause.since.duration_until(now);
                 let grace = took.max(STRAGGLER_GRACE);
@@ -163,6 +221,7 @@ impl Pace {
             // the start of the pause.
             Some(pause) => Some(Pause {
                 grace_until: None,
+                crowd: true,
                 ..pause
             }),
         };
@@ -173,17 +232,31 @@ impl Pace {
         &mut self,
         conn: ConnId,
         queued: usize,
-        mark: usize,
+        marks: Marks,
         last_drain: Option<Timestamp>,
         now: Timestamp,
     ) {
-        if queued < mark || self.behind.contains_key(&conn) {
+        if queued < marks.soft {
+            return;
+        }
+        if let Some(stretch) = self.behind.get(&conn) {
+            if !stretch.urgent
+                && queued >= marks.urgent
+                && stretch.until.is_some()
+                && marks.is_fast(stretch.drained, stretch.since, now)
+                && let Some(mut stretch) = self.leave(conn)
+            {
+                stretch.urgent = true;
+                self.enter(conn, stretch);
+            }
             return;
         }
         let mut stretch = Stretch {
             since: now,
             until: None,
             excused: false,
+            drained: 0,
+            urgent: false,
         };
         if let Some(drained) = last_drain {
             stretch.hold(drained, now);
@@ -191,13 +264,24 @@ impl Pace {
         self.enter(conn, stretch);
     }
 
-    /// A member drained at `now`, leaving `queued`.
-    pub(crate) fn drained(&mut self, conn: ConnId, queued: usize, mark: usize, now: Timestamp) {
+    /// A member drained `count` bytes at `now`, leaving `queued`.
+    pub(crate) fn drained(
+        &mut self,
+        conn: ConnId,
+        count: usize,
+        queued: usize,
+        marks: Marks,
+        now: Timestamp,
+    ) {
         let Some(mut stretch) = self.leave(conn) else {
             return;
         };
-        if queued >= mark {
+        if queued >= marks.soft {
             stretch.hold(now, now);
+            stretch.drained = stretch.drained.saturating_add(count);
+            stretch.urgent = stretch.until.is_some()
+                && queued >= marks.urgent
+                && marks.is_fast(stretch.drained, stretch.since, now);
             self.enter(conn, stretch);
         }
     }
@@ -221,6 +305,7 @@ impl Pace {
                 continue;
             };
             stretch.until = None;
+            stretch.urgent = false;
             stretch.excused |= stretch.since.saturating_add(HOLD_LIMIT) <= now;
             self.enter(conn, stretch);
         }
@@ -265,8 +350,8 @@ impl Pace {
     }
 
     /// Checks the stretches against the index; `members` are the room's members with their
-    /// queues, and `mark` the soft mark.
-    pub(crate) fn check(&self, members: &[(ConnId, usize)], mark: usize) -> Result<(), String> {
+    /// queues.
+    pub(crate) fn check(&self, members: &[(ConnId, usize)], marks: Marks) -> Result<(), String> {
         let holding: BTreeSet<(Timestamp, ConnId)> = self
             .behind
             .iter()
@@ -285,15 +370,27 @@ impl Pace {
                 continue;
             };
             counted += 1;
-            if queued < mark {
+            if queued < marks.soft {
                 return Err(format!("{conn:?} is behind with {queued} bytes queued"));
             }
             if stretch.until.is_some() && stretch.excused {
                 return Err(format!("{conn:?} is excused and holds the room"));
             }
+            if stretch.urgent && (stretch.until.is_none() || queued < marks.urgent) {
+                return Err(format!(
+                    "{conn:?} is urgent with {queued} bytes, not holding"
+                ));
+            }
         }
         if counted != self.behind.len() {
             return Err("a connection that is not a member is counted behind".into());
+        }
+        let urgent = self.behind.values().filter(|s| s.urgent).count();
+        if urgent != self.urgent {
+            return Err(format!(
+                "{urgent} members are urgent, {} counted",
+                self.urgent
+            ));
         }
         Ok(())
     }
@@ -302,6 +399,7 @@ impl Pace {
         if let Some(until) = stretch.until {
             self.expiries.insert((until, conn));
         }
+        self.urgent += usize::from(stretch.urgent);
         self.behind.insert(conn, stretch);
     }
 
@@ -310,6 +408,7 @@ impl Pace {
         if let Some(until) = stretch.until {
             self.expiries.remove(&(until, conn));
         }
+        self.urgent -= usize::from(stretch.urgent);
         Some(stretch)
     }
 }
@@ -318,7 +417,10 @@ impl Pace {
 mod tests {
     use super::*;
 
-    const MARK: usize = 100;
+    const MARKS: Marks = Marks {
+        soft: 100,
+        urgent: 300,
+    };
 
     fn at(ms: u64) -> Timestamp {
         Timestamp::from_millis(ms)
@@ -331,7 +433,7 @@ mod tests {
     /// Members `0..n`, which drained at `now`, fall behind.
     fn behind_and_reading(pace: &mut Pace, n: u32, now: Timestamp) {
         for i in 0..n {
-            pace.grew(conn(i), 200, MARK, Some(now), now);
+            pace.grew(conn(i), 200, MARKS, Some(now), now);
         }
     }
 
@@ -352,13 +454,13 @@ mod tests {
     fn members_that_stopped_reading_hold_the_room_at_most_the_window() {
         let mut pace = Pace::default();
         for i in 0..1000 {
-            pace.grew(conn(i), 200, MARK, None, at(0));
+            pace.grew(conn(i), 200, MARKS, None, at(0));
         }
         pace.update(1001, at(0));
         assert!(!pace.is_paced(), "never drained: never holds");
         let window = DRAIN_WINDOW.as_millis() as u64;
         for i in 0..1000 {
-            pace.grew(conn(1000 + i), 200, MARK, Some(at(0)), at(window / 2));
+            pace.grew(conn(1000 + i), 200, MARKS, Some(at(0)), at(window / 2));
         }
         pace.update(2001, at(window / 2));
         assert!(pace.is_paced(), "drained half a window ago: holds");
@@ -377,15 +479,15 @@ mod tests {
         behind_and_reading(&mut pace, 3, at(0));
         pace.update(3, at(0));
         assert!(pace.is_paced());
-        pace.drained(conn(0), 10, MARK, at(20));
-        pace.drained(conn(1), 60, MARK, at(20));
+        pace.drained(conn(0), 1, 10, MARKS, at(20));
+        pace.drained(conn(1), 1, 60, MARKS, at(20));
         pace.update(3, at(20));
         assert!(
             pace.is_paced(),
             "one still holds it: its grace runs to 40 ms"
         );
         assert_eq!(pace.next_expiry(), Some(at(40)));
-        pace.drained(conn(2), 99, MARK, at(30));
+        pace.drained(conn(2), 1, 99, MARKS, at(30));
         pace.update(3, at(30));
         assert!(!pace.is_paced(), "everyone below the mark");
         assert_eq!(
@@ -394,7 +496,7 @@ mod tests {
             "paused and resumed between two reports"
         );
         let queues = [(conn(0), 10), (conn(1), 60), (conn(2), 99)];
-        pace.check(&queues, MARK).expect("consistent");
+        pace.check(&queues, MARKS).expect("consistent");
     }
 
     #[test]
@@ -403,12 +505,12 @@ mod tests {
         behind_and_reading(&mut pace, 16, at(0));
         pace.update(16, at(0));
         for i in 0..15 {
-            pace.drained(conn(i), 10, MARK, at(40));
+            pace.drained(conn(i), 1, 10, MARKS, at(40));
         }
         pace.update(16, at(40));
         assert!(pace.is_paced(), "one of sixteen holds it: its grace starts");
         assert_eq!(pace.next_expiry(), Some(at(80)), "as long again: 40 ms");
-        pace.drained(conn(15), 150, MARK, at(70));
+        pace.drained(conn(15), 1, 150, MARKS, at(70));
         pace.update(16, at(70));
         assert!(pace.is_paced(), "still draining within its grace");
         pace.update(16, at(80));
@@ -431,7 +533,7 @@ mod tests {
         pace.expire(due);
         pace.update(1, due);
         assert!(!pace.is_paced());
-        pace.drained(conn(0), 150, MARK, due);
+        pace.drained(conn(0), 1, 150, MARKS, due);
         pace.update(1, due);
         assert!(
             pace.is_paced(),
@@ -447,19 +549,93 @@ mod tests {
         let mut now = 0;
         while pace.is_paced() {
             now += 100;
-            pace.drained(conn(0), 1000, MARK, at(now));
+            pace.drained(conn(0), 1, 1000, MARKS, at(now));
             pace.expire(at(now));
             pace.update(1, at(now));
         }
         assert_eq!(at(now), at(0).saturating_add(HOLD_LIMIT));
-        pace.drained(conn(0), 900, MARK, at(now + 100));
+        pace.drained(conn(0), 1, 900, MARKS, at(now + 100));
         pace.update(1, at(now + 100));
         assert!(!pace.is_paced(), "excused until it reads below the mark");
-        pace.drained(conn(0), 50, MARK, at(now + 200));
+        pace.drained(conn(0), 1, 50, MARKS, at(now + 200));
         behind_and_reading(&mut pace, 1, at(now + 300));
         pace.update(1, at(now + 300));
         assert!(pace.is_paced(), "a new stretch");
-        pace.check(&[(conn(0), 200)], MARK).expect("consistent");
+        pace.check(&[(conn(0), 200)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn a_lone_member_near_the_limit_that_drains_fast_is_waited_for() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.update(10, at(0));
+        assert!(!pace.is_paced(), "one holding, nine clear");
+        // Its kernel took less than the others' did: it reads as fast, but from further
+        // behind. A soft mark's worth per window is fast.
+        pace.drained(conn(0), 100, 250, MARKS, at(10));
+        pace.grew(conn(0), 300, MARKS, Some(at(10)), at(20));
+        pace.update(10, at(20));
+        assert!(pace.is_paced(), "urgent: the room waits for it alone");
+        pace.drained(conn(0), 120, 180, MARKS, at(30));
+        pace.update(10, at(30));
+        assert!(
+            !pace.is_paced(),
+            "below the urgent mark, and nobody else held it: no grace"
+        );
+        pace.check(&[(conn(0), 180)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn a_lone_member_that_reaches_the_urgent_mark_in_its_first_window_is_waited_for() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        // The host has not reported its drains yet: they wait behind the input that filled it.
+        pace.grew(conn(0), 300, MARKS, Some(at(0)), at(5));
+        pace.update(10, at(5));
+        assert!(pace.is_paced(), "urgent");
+        pace.check(&[(conn(0), 300)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn a_lone_member_near_the_limit_that_drains_slowly_is_not_waited_for() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        // 10 bytes in 300 ms: a soft mark (100) per 7.5 s, thirty times too slow.
+        pace.drained(conn(0), 10, 290, MARKS, at(300));
+        pace.grew(conn(0), 310, MARKS, Some(at(300)), at(310));
+        pace.update(10, at(310));
+        assert!(!pace.is_paced(), "S8 cuts it if it reaches the limit");
+        pace.check(&[(conn(0), 310)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn a_slow_member_that_grows_past_the_urgent_mark_stays_behind() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.drained(conn(0), 1, 299, MARKS, at(300));
+        pace.grew(conn(0), 320, MARKS, Some(at(300)), at(310));
+        pace.grew(conn(0), 340, MARKS, Some(at(300)), at(310));
+        pace.update(1, at(310));
+        assert!(
+            pace.is_paced(),
+            "still behind and holding, though not urgent"
+        );
+        pace.check(&[(conn(0), 340)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn an_urgent_member_stops_being_waited_for_when_its_hold_runs_out() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.drained(conn(0), 200, 300, MARKS, at(10));
+        pace.update(10, at(10));
+        assert!(pace.is_paced(), "urgent");
+        let due = pace.next_expiry().expect("its hold");
+        assert_eq!(due, at(10).saturating_add(DRAIN_WINDOW));
+        pace.expire(due);
+        pace.update(10, due);
+        assert!(!pace.is_paced(), "it stopped draining");
+        pace.check(&[(conn(0), 300)], MARKS).expect("consistent");
     }
 
     #[test]
@@ -472,6 +648,6 @@ mod tests {
         pace.forget(conn(1));
         pace.update(0, at(0));
         assert!(!pace.is_paced());
-        pace.check(&[], MARK).expect("consistent");
+        pace.check(&[], MARKS).expect("consistent");
     }
 }
