@@ -16,6 +16,7 @@ use chathttp_core::{CloseMode, ConnId, Disconnect, Output, Server, ServerConfig,
 use crate::buffers;
 use crate::clock::{Clock, SystemClock};
 use crate::closing::{self, Lingering};
+use crate::fanout::{Joined, Run};
 use crate::gate::ReadGate;
 use crate::gateway::Upgrade;
 use crate::history::{HistoryDb, Recorded, Recorder};
@@ -90,6 +91,8 @@ pub struct Driver<O, C = SystemClock> {
     outboxes: Outboxes<O>,
     /// Connections with frames queued this round, written by [`flush`](Self::flush).
     unflushed: Vec<ConnId>,
+    /// Broadcasts to the same members, joined before they are queued (see [`crate::fanout`]).
+    run: Run,
     /// A queue this long is written at once instead of at the end of the round, so that a
     /// burst within one round never looks like a slow reader to the machine (S8).
     flush_at_bytes: usize,
@@ -144,6 +147,7 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
             now,
             outboxes: Outboxes::default(),
             unflushed: Vec::new(),
+            run: Run::default(),
             flush_at_bytes,
             writers: 0,
             closing: VecDeque::new(),
@@ -567,7 +571,26 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     }
 
     fn carry_out(&mut self) {
+        // Queueing the last run may write, and a drain may let the machine go on: until
+        // neither has anything left.
+        loop {
+            self.carry_out_outputs();
+            let Some(joined) = self.run.take() else {
+                break;
+            };
+            self.queue_run(joined);
+        }
+        if let Some(log) = &self.log {
+            log.take_appends(&mut self.server);
+        }
+    }
+
+    fn carry_out_outputs(&mut self) {
         while let Some(output) = self.server.poll_output() {
+            // Anything but a broadcast comes after the broadcasts before it, for everyone.
+            if !matches!(output, Output::Broadcast { .. }) {
+                self.end_run();
+            }
             match output {
                 Output::Send { conn, frame } => {
                     let bytes = frame.into_bytes();
@@ -581,8 +604,8 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                     if let Some(metrics) = &self.metrics {
                         metrics.queued(to.len(), bytes.len());
                     }
-                    for &conn in to.iter() {
-                        self.queue(conn, bytes.clone());
+                    if let Some(joined) = self.run.push(to, bytes) {
+                        self.queue_run(joined);
                     }
                 }
                 Output::Close { conn, mode } => match self.outboxes.remove(conn) {
@@ -620,8 +643,28 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
                 }
             }
         }
-        if let Some(log) = &self.log {
-            log.take_appends(&mut self.server);
+    }
+
+    /// Queues the broadcasts joined so far.
+    fn end_run(&mut self) {
+        if let Some(joined) = self.run.take() {
+            self.queue_run(joined);
+        }
+    }
+
+    /// Queues a run of broadcasts for each of its recipients: the joined frames as one entry,
+    /// or one by one for a connection whose layer frames each (a WebSocket's messages).
+    fn queue_run(&mut self, joined: Joined) {
+        for &conn in joined.to.iter() {
+            match self.outboxes.get_mut(conn) {
+                Some(slot) if slot.layer.is_some() => {
+                    for frame in joined.frames() {
+                        self.queue(conn, frame);
+                    }
+                }
+                Some(_) => self.queue(conn, joined.bytes.clone()),
+                None => {}
+            }
         }
     }
 

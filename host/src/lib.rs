@@ -11,7 +11,7 @@
 //!   ([`outbox`]), closing and lingering as the machine asks ([`closing`]). It reads the
 //!   time from a [`Clock`] ([`clock`]), so its tests drive time instead of sleeping.
 //! * [`buffers`]: a connection's read buffer and its queue of frames to write, and who
-//!   writes a socket when.
+//!   writes a socket when; `fanout`, consecutive broadcasts joined into one buffer.
 //! * [`gate`]: the [`ReadGate`] every reader asks before it reads, closed while the room
 //!   machine paces the room (S8.1).
 //! * [`gateway`] (`--http`): the browser gateway on threads of its own, handing each
@@ -34,6 +34,7 @@ pub mod clock;
 pub mod closing;
 pub mod descriptors;
 pub mod driver;
+mod fanout;
 pub mod gate;
 pub mod gateway;
 pub mod history;

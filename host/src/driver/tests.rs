@@ -245,6 +245,39 @@ fn a_message_that_arrives_during_a_fan_out_goes_out_in_the_same_flush() {
 }
 
 #[test]
+fn broadcasts_joined_into_a_run_keep_their_order_around_a_reply() {
+    let (mut driver, conns, mut clients) = room_of(3);
+    let mut pipelined = post("m0", "one");
+    pipelined.extend(post("m0", "two"));
+    pipelined.extend_from_slice(b"GET / HTTP/1.1\n\n");
+    pipelined.extend(post("m0", "three"));
+    received(&mut driver, conns[0], pipelined);
+    driver.flush(no_arrivals, |_, _| unreachable!());
+    let texts = read_all(&mut clients);
+    let at = |text: &str, what: &str| {
+        text.find(what)
+            .unwrap_or_else(|| panic!("{what:?} missing from {text:?}"))
+    };
+    let sender = &texts[0];
+    let order = [
+        at(sender, "[ m0 ] : one"),
+        at(sender, "[ m0 ] : two"),
+        at(sender, "Online users:"),
+        at(sender, "[ m0 ] : three"),
+    ];
+    assert!(order.is_sorted(), "the reply between the runs: {sender}");
+    for text in &texts[1..] {
+        let lines = [
+            at(text, "[ m0 ] : one"),
+            at(text, "[ m0 ] : two"),
+            at(text, "[ m0 ] : three"),
+        ];
+        assert!(lines.is_sorted(), "in order: {text}");
+        assert_eq!(text.matches("[ m0 ] :").count(), 3, "each once: {text}");
+    }
+}
+
+#[test]
 fn a_flush_under_endless_input_returns_and_the_rest_is_written_next() {
     let (mut driver, conns, mut clients) = room_of(2);
     let get = b"GET / HTTP/1.1\n\n";
