@@ -81,6 +81,8 @@ def chat_peer(binary, tls=False, extra=()):
     return dict(proto="chathttp", port=0, args=["--ca", TLS_CERT] if tls else [], cmd=cmd)
 
 
+BASELINE = os.environ.get("BENCH_BASELINE")
+
 PEERS = {
     "smol": chat_peer("chat-server-smol"),
     "asyncstd": chat_peer("chat-server-asyncstd"),
@@ -99,6 +101,11 @@ PEERS = {
                    args=["--ws"], ws=True),
     # ngIRCd listens with a backlog of 10: more connects in flight get SYNs dropped and
     # retried for minutes, so it gets 10 at once (as in the shared run.py).
+    # BENCH_BASELINE=DIR: the same servers built from another commit, for a paired run.
+    **({name + "-base": dict(chat_peer(binary), cmd=[os.path.join(BASELINE, binary)]
+                             + chat_peer(binary)["cmd"][1:])
+        for name, binary in [("smol", "chat-server-smol"), ("asyncstd", "chat-server-asyncstd"),
+                             ("std", "chat-server-std")]} if BASELINE else {}),
     "ngircd": dict(proto="irc", port=17002, args=["--irc-echo"], join_conc=10,
                    cmd=["ngircd", "--nodaemon", "--config",
                         os.path.join(SHARED, "peers", "ngircd.conf")]),

@@ -143,6 +143,8 @@ struct Member {
     /// Messages sent so far (senders only), and when the next one is due (paced only).
     sent: u64,
     next_due: u64,
+    /// On `Bench::again`.
+    again: bool,
 }
 
 /// Everything counted during a run.
@@ -219,6 +221,9 @@ pub struct Bench {
     ready: Vec<(usize, bool, bool, bool)>,
     /// When the last poll returned events (for `--spin-us`).
     last_event_ns: u64,
+    /// Members whose last turn read a whole `scratch` and may have more: read again on the
+    /// next turn (edge-triggered epoll will not say so again).
+    again: Vec<usize>,
 }
 
 /// The headers every request of the run carries (`--min-headers`).
@@ -277,6 +282,7 @@ impl Bench {
             progress,
             ready: Vec::with_capacity(1024),
             last_event_ns: 0,
+            again: Vec::new(),
         })
     }
 
@@ -309,6 +315,7 @@ impl Bench {
             fifo_violations: 0,
             sent: 0,
             next_due: 0,
+            again: false,
         };
         let name = self.name(i);
         let headers = headers(&self.o, &self.datetime);
@@ -423,8 +430,19 @@ impl Bench {
         true
     }
 
+    /// Reads what member `i` has, at most one `scratch` full per turn: independent clients
+    /// each read their own socket, so one member that the server keeps filling must not
+    /// keep the others waiting. A member with more to read goes on `again`.
     fn on_readable(&mut self, i: usize) {
+        let mut turn = 0;
         loop {
+            if turn >= self.scratch.len() {
+                if !self.members[i].again {
+                    self.members[i].again = true;
+                    self.again.push(i);
+                }
+                break;
+            }
             let m = &mut self.members[i];
             let Some(sock) = m.sock.as_mut() else { return };
             match sock.read(&mut self.scratch) {
@@ -438,6 +456,7 @@ impl Bench {
                 }
                 Ok(n) => {
                     let now = now_ns();
+                    turn += n;
                     self.c.bytes_in += n as u64;
                     self.c.reads += 1;
                     self.c.last_rx = now;
@@ -513,7 +532,11 @@ impl Bench {
     pub fn step(&mut self, timeout: Duration) {
         let spinning = self.o.spin_us > 0
             && now_ns().saturating_sub(self.last_event_ns) < self.o.spin_us * 1000;
-        let timeout = if spinning { Duration::ZERO } else { timeout };
+        let timeout = if spinning || !self.again.is_empty() {
+            Duration::ZERO
+        } else {
+            timeout
+        };
         match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
@@ -533,6 +556,12 @@ impl Bench {
                 ev.is_error(),
             )
         }));
+        for i in self.again.drain(..) {
+            if let Some(m) = self.members.get_mut(i) {
+                m.again = false;
+                ready.push((i, true, false, false));
+            }
+        }
         for &(token, readable, writable, error) in &ready {
             if token == TIMER.0 {
                 self.timer.acknowledge();
