@@ -19,10 +19,11 @@
 //!
 //! The room is paced, too, while any member is *urgent*: it holds the room, its queue is at
 //! or past the *urgent mark* (three quarters of `max_output_bytes`), and it drains fast, a
-//! soft mark's worth per [`DRAIN_WINDOW`] over its stretch (taken for granted within the
-//! stretch's first window). Such a member reads as fast as the others; it is further behind
-//! only because less of what was sent to it fits in its peer's kernel, which the server
-//! cannot see. A pause that only urgent members caused ends as soon as none is urgent.
+//! soft mark's worth per [`DRAIN_WINDOW`] over its stretch. Within the stretch's first
+//! window that is granted without a measure, but only until the window ends. Such a member
+//! reads as fast as the others; it is further behind only because less of what was sent to
+//! it fits in its peer's kernel, which the server cannot see. A pause that only urgent
+//! members caused ends as soon as none is urgent.
 //!
 //! While the room is paced the machine decodes no new requests: bytes handed in are set
 //! aside in order (the connection's *deferred* input), and the host is asked to stop
@@ -62,8 +63,9 @@
 //! | behind or holding | a drain, still at or past the mark, within [`HOLD_LIMIT`] of the stretch's start | holding until the window ends (at most the hold limit) |
 //! | behind or holding | such a drain, [`HOLD_LIMIT`] or more after the stretch began | excused |
 //! | holding | the window runs out | behind (excused at the hold limit) |
-//! | holding | its queue reaches the urgent mark, or it drains there, draining fast (or in the stretch's first window) | urgent |
-//! | urgent | a drain leaves it below the urgent mark, or not fast; its hold ends | not urgent |
+//! | holding | its queue reaches the urgent mark, or it drains there, draining fast | urgent until its hold ends |
+//! | holding | the same within the stretch's first window, not measured fast | urgent until that window ends |
+//! | urgent | a drain leaves it below the urgent mark, or not fast; its urgency or hold ends | not urgent |
 //! | any of those | a drain leaves the queue below the mark | clear; the stretch ends |
 //! | any | the connection closes | forgotten |
 //!
@@ -118,14 +120,28 @@ impl Marks {
         }
     }
 
-    /// Whether a member that fell behind at `since` and has drained `drained` bytes since
-    /// drains fast: a soft mark's worth per [`DRAIN_WINDOW`]. Within the first window it is
-    /// taken to: its drains may still wait in the host's queue of inputs behind the input
-    /// that filled it, and no rate is measured over a moment.
-    fn is_fast(&self, drained: usize, since: Timestamp, now: Timestamp) -> bool {
-        let span = since.duration_until(now);
+    /// Until when a member that fell behind at `since`, has drained `drained` bytes since
+    /// and holds the room until `hold` counts as draining fast, as of `now`. Measured: a
+    /// soft mark's worth per [`DRAIN_WINDOW`] over the stretch (at least
+    /// [`STRAGGLER_GRACE`] of it, so that one write is not taken for a rate); then until
+    /// its hold ends, and its next drain measures again. Otherwise granted, until the
+    /// stretch's first window is over: the drains of a member the machine has just filled
+    /// may still wait in the host's queue of inputs, behind the input that filled it.
+    /// `None`: slow.
+    fn fast_until(
+        &self,
+        drained: usize,
+        since: Timestamp,
+        hold: Timestamp,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        let span = since.duration_until(now).max(STRAGGLER_GRACE);
         let needed = self.soft as u128 * span.as_nanos() / DRAIN_WINDOW.as_nanos();
-        span < DRAIN_WINDOW || drained as u128 >= needed
+        let until = match drained as u128 >= needed {
+            true => hold,
+            false => since.saturating_add(DRAIN_WINDOW).min(hold),
+        };
+        (until > now).then_some(until)
     }
 }
 
@@ -139,9 +155,20 @@ struct Stretch {
     excused: bool,
     /// Bytes drained in this stretch.
     drained: usize,
-    /// It holds the room, its queue is at or past the urgent mark, and as of its last drain
-    /// it drains fast: the room waits for it alone.
-    urgent: bool,
+    /// While set, it is urgent until then: it holds the room, its queue is at or past the
+    /// urgent mark, and it drains fast. The room waits for it alone.
+    urgent_until: Option<Timestamp>,
+}
+
+impl Stretch {
+    /// Makes it urgent if it may be, with `queued` bytes.
+    fn check_urgency(&mut self, queued: usize, marks: Marks, now: Timestamp) {
+        let Some(until) = self.until.filter(|_| queued >= marks.urgent) else {
+            self.urgent_until = None;
+            return;
+        };
+        self.urgent_until = marks.fast_until(self.drained, self.since, until, now);
+    }
 }
 
 impl Stretch {
@@ -177,8 +204,9 @@ pub(crate) struct Pace {
     /// Connections with deferred input, each once, in the order it was set aside. Closed
     /// ones are skipped when reached.
     waiting: VecDeque<ConnId>,
-    /// How many members are urgent (see [`Stretch::urgent`]).
-    urgent: usize,
+    /// When each urgent member stops being urgent, earliest first: one entry for each
+    /// `urgent_until` in `behind`.
+    urgencies: BTreeSet<(Timestamp, ConnId)>,
     /// Set while the room is paced.
     pause: Option<Pause>,
     /// Whether the host was last asked to stop reading.
@@ -196,16 +224,17 @@ impl Pace {
     pub(crate) fn update(&mut self, members: usize, now: Timestamp) {
         let holding = self.expiries.len();
         let clear = members.saturating_sub(self.behind.len());
-        let crowd = holding > clear;
+        let (crowd, urgent) = (holding > clear, !self.urgencies.is_empty());
         self.pause = match self.pause {
-            None if crowd || self.urgent > 0 => Some(Pause {
+            None if crowd || urgent => Some(Pause {
                 since: now,
                 grace_until: None,
                 crowd,
             }),
             None => None,
-            Some(pause) if self.urgent > 0 => Some(Pause {
+            Some(pause) if urgent => Some(Pause {
                 crowd: pause.crowd || crowd,
+                grace_until: pause.grace_until.filter(|_| !crowd),
                 ..pause
             }),
             Some(_) if holding == 0 => None,
@@ -240,13 +269,13 @@ impl Pace {
             return;
         }
         if let Some(stretch) = self.behind.get(&conn) {
-            if !stretch.urgent
+            // Only reaching the urgent mark can make it urgent between drains.
+            if stretch.urgent_until.is_none()
                 && queued >= marks.urgent
                 && stretch.until.is_some()
-                && marks.is_fast(stretch.drained, stretch.since, now)
                 && let Some(mut stretch) = self.leave(conn)
             {
-                stretch.urgent = true;
+                stretch.check_urgency(queued, marks, now);
                 self.enter(conn, stretch);
             }
             return;
@@ -256,11 +285,12 @@ impl Pace {
             until: None,
             excused: false,
             drained: 0,
-            urgent: false,
+            urgent_until: None,
         };
         if let Some(drained) = last_drain {
             stretch.hold(drained, now);
         }
+        stretch.check_urgency(queued, marks, now);
         self.enter(conn, stretch);
     }
 
@@ -279,9 +309,7 @@ impl Pace {
         if queued >= marks.soft {
             stretch.hold(now, now);
             stretch.drained = stretch.drained.saturating_add(count);
-            stretch.urgent = stretch.until.is_some()
-                && queued >= marks.urgent
-                && marks.is_fast(stretch.drained, stretch.since, now);
+            stretch.check_urgency(queued, marks, now);
             self.enter(conn, stretch);
         }
     }
@@ -291,9 +319,20 @@ impl Pace {
         self.leave(conn);
     }
 
-    /// Members whose hold ran out by `now` stop holding the room. Each costs a map update
-    /// and nothing else, so all that are due go at once.
+    /// Members whose hold or urgency ran out by `now` stop holding the room, or stop being
+    /// urgent. Each costs a map update and nothing else, so all that are due go at once.
     pub(crate) fn expire(&mut self, now: Timestamp) {
+        while let Some(&(until, conn)) = self.urgencies.first() {
+            if until > now {
+                break;
+            }
+            let Some(mut stretch) = self.leave(conn) else {
+                self.urgencies.pop_first();
+                continue;
+            };
+            stretch.urgent_until = None;
+            self.enter(conn, stretch);
+        }
         while let Some(&(until, conn)) = self.expiries.first() {
             if until > now {
                 break;
@@ -305,18 +344,22 @@ impl Pace {
                 continue;
             };
             stretch.until = None;
-            stretch.urgent = false;
+            stretch.urgent_until = None;
             stretch.excused |= stretch.since.saturating_add(HOLD_LIMIT) <= now;
             self.enter(conn, stretch);
         }
     }
 
-    /// While the room is paced, when it may next resume: a member stops holding it, or the
-    /// stragglers' grace ends.
+    /// While the room is paced, when it may next resume: a member stops holding it or being
+    /// urgent, or the stragglers' grace ends.
     pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
         let pause = self.pause?;
         let hold = self.expiries.first().map(|&(until, _)| until);
-        [hold, pause.grace_until].into_iter().flatten().min()
+        let urgency = self.urgencies.first().map(|&(until, _)| until);
+        [hold, urgency, pause.grace_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Returns `Some(pause)` when the host must be told to pause or resume reading: the room
@@ -376,20 +419,27 @@ impl Pace {
             if stretch.until.is_some() && stretch.excused {
                 return Err(format!("{conn:?} is excused and holds the room"));
             }
-            if stretch.urgent && (stretch.until.is_none() || queued < marks.urgent) {
+            if let Some(urgent_until) = stretch.urgent_until
+                && (stretch.until.is_none_or(|until| urgent_until > until) || queued < marks.urgent)
+            {
                 return Err(format!(
-                    "{conn:?} is urgent with {queued} bytes, not holding"
+                    "{conn:?} is urgent with {queued} bytes, past its hold"
                 ));
             }
         }
         if counted != self.behind.len() {
             return Err("a connection that is not a member is counted behind".into());
         }
-        let urgent = self.behind.values().filter(|s| s.urgent).count();
-        if urgent != self.urgent {
+        let urgent: BTreeSet<(Timestamp, ConnId)> = self
+            .behind
+            .iter()
+            .filter_map(|(conn, stretch)| Some((stretch.urgent_until?, *conn)))
+            .collect();
+        if urgent != self.urgencies {
             return Err(format!(
-                "{urgent} members are urgent, {} counted",
-                self.urgent
+                "{} members are urgent, {} urgencies are indexed",
+                urgent.len(),
+                self.urgencies.len()
             ));
         }
         Ok(())
@@ -399,7 +449,9 @@ impl Pace {
         if let Some(until) = stretch.until {
             self.expiries.insert((until, conn));
         }
-        self.urgent += usize::from(stretch.urgent);
+        if let Some(until) = stretch.urgent_until {
+            self.urgencies.insert((until, conn));
+        }
         self.behind.insert(conn, stretch);
     }
 
@@ -408,7 +460,9 @@ impl Pace {
         if let Some(until) = stretch.until {
             self.expiries.remove(&(until, conn));
         }
-        self.urgent -= usize::from(stretch.urgent);
+        if let Some(until) = stretch.urgent_until {
+            self.urgencies.remove(&(until, conn));
+        }
         Some(stretch)
     }
 }
@@ -594,6 +648,39 @@ mod tests {
         pace.update(10, at(5));
         assert!(pace.is_paced(), "urgent");
         pace.check(&[(conn(0), 300)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn a_granted_urgency_ends_with_the_first_window_whatever_it_trickles() {
+        let mut pace = Pace::default();
+        behind_and_reading(&mut pace, 1, at(0));
+        pace.grew(conn(0), 300, MARKS, Some(at(0)), at(10));
+        pace.update(10, at(10));
+        assert!(pace.is_paced(), "urgent in its first window");
+        // A trickle just before the window ends keeps it holding, not urgent.
+        pace.drained(conn(0), 1, 310, MARKS, at(249));
+        pace.update(10, at(249));
+        assert!(pace.is_paced());
+        assert_eq!(pace.next_expiry(), Some(at(250)), "the grant, not the hold");
+        pace.expire(at(250));
+        pace.update(10, at(250));
+        assert!(
+            !pace.is_paced(),
+            "no longer urgent, though it holds until 499 ms"
+        );
+        pace.check(&[(conn(0), 310)], MARKS).expect("consistent");
+    }
+
+    #[test]
+    fn a_new_stretch_past_the_urgent_mark_is_urgent_at_once() {
+        let mut pace = Pace::default();
+        pace.grew(conn(0), 350, MARKS, Some(at(0)), at(5));
+        pace.update(10, at(5));
+        assert!(
+            pace.is_paced(),
+            "one frame took it from clear past the urgent mark"
+        );
+        pace.check(&[(conn(0), 350)], MARKS).expect("consistent");
     }
 
     #[test]
