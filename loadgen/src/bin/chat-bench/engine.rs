@@ -463,7 +463,7 @@ impl Bench {
                 }
                 Ok(n) => {
                     let now = now_ns();
-                    turn += n;
+                    turn += carried + n;
                     self.c.bytes_in += n as u64;
                     self.c.reads += 1;
                     self.c.last_rx = now;
