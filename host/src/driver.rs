@@ -573,12 +573,9 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn carry_out(&mut self) {
         // Queueing the last run may write, and a drain may let the machine go on: until
         // neither has anything left.
-        loop {
+        self.carry_out_outputs();
+        while self.end_run() {
             self.carry_out_outputs();
-            let Some(joined) = self.run.take() else {
-                break;
-            };
-            self.queue_run(joined);
         }
         if let Some(log) = &self.log {
             log.take_appends(&mut self.server);
@@ -645,11 +642,13 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
         }
     }
 
-    /// Queues the broadcasts joined so far.
-    fn end_run(&mut self) {
-        if let Some(joined) = self.run.take() {
-            self.queue_run(joined);
-        }
+    /// Queues the broadcasts joined so far; returns whether there were any.
+    fn end_run(&mut self) -> bool {
+        let Some(joined) = self.run.take() else {
+            return false;
+        };
+        self.queue_run(joined);
+        true
     }
 
     /// Queues a run of broadcasts for each of its recipients: the joined frames as one entry,
@@ -657,7 +656,12 @@ impl<O: Outbox, C: Clock> Driver<O, C> {
     fn queue_run(&mut self, joined: Joined) {
         for &conn in joined.to.iter() {
             match self.outboxes.get_mut(conn) {
-                Some(slot) if slot.layer.is_some() => {
+                Some(slot)
+                    if slot
+                        .layer
+                        .as_ref()
+                        .is_some_and(|(layer, _)| layer.frames_each()) =>
+                {
                     for frame in joined.frames() {
                         self.queue(conn, frame);
                     }

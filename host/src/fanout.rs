@@ -10,9 +10,9 @@
 //! slices. A run of one frame is not copied.
 //!
 //! Frames stay whole and in order: a run ends at the first output that is not a broadcast to
-//! the same recipients, and is queued before that output is carried out. Members with a layer
-//! (a WebSocket sends each frame as one message) get the run's frames one by one, as slices of
-//! the joined buffer.
+//! the same recipients, and is queued before that output is carried out. Browser members (a
+//! WebSocket sends each frame as one message) get the run's frames one by one, as slices of
+//! the joined buffer; TLS takes the joined buffer as it is.
 
 use std::sync::Arc;
 

@@ -93,6 +93,12 @@ impl Layer {
         }
     }
 
+    /// Whether each of the machine's frames must reach [`seal`](Self::seal) on its own: a
+    /// WebSocket sends each as one message. TLS takes any run of bytes.
+    pub(crate) fn frames_each(&self) -> bool {
+        self.ws.is_some()
+    }
+
     /// Whether a TLS handshake is still going on.
     pub(crate) fn is_handshaking(&self) -> bool {
         self.tls.as_deref().is_some_and(Session::is_handshaking)
