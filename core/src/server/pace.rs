@@ -169,9 +169,7 @@ impl Stretch {
         };
         self.urgent_until = marks.fast_until(self.drained, self.since, until, now);
     }
-}
 
-impl Stretch {
     /// Holds the room after a drain at `drained`, if it may.
     fn hold(&mut self, drained: Timestamp, now: Timestamp) {
         let limit = self.since.saturating_add(HOLD_LIMIT);
