@@ -518,8 +518,7 @@ impl Server {
             .filter(|(_, c)| matches!(c.phase, Phase::Member { .. }))
             .map(|(conn, c)| (*conn, c.queued))
             .collect();
-        self.pace
-            .check(&members, Marks::for_limit(self.config.max_output_bytes))?;
+        self.pace.check(&members, self.marks())?;
         for (conn, c) in &open {
             let replaying = self.room.replaying().contains(conn);
             if replaying != c.replay.is_some() {
@@ -704,7 +703,7 @@ impl Server {
     /// The host wrote `count` bytes of what was queued for `conn` to its socket.
     pub fn handle_drained(&mut self, now: Timestamp, conn: ConnId, count: usize) {
         self.begin(now);
-        let marks = Marks::for_limit(self.config.max_output_bytes);
+        let marks = self.marks();
         if let Some(c) = self.connection_mut(conn)
             && count > 0
         {
@@ -904,7 +903,7 @@ impl Server {
     /// meanwhile, so past the soft mark a slow disk would soon make every member a slow reader
     /// (S8). The host is asked to stop reading as for S8.1.
     fn recording_backlog(&self) -> bool {
-        self.unrecorded_bytes >= Marks::for_limit(self.config.max_output_bytes).soft
+        self.unrecorded_bytes >= self.marks().soft
     }
 
     /// Releases the outputs that waited for lines the host has recorded now.
@@ -981,11 +980,16 @@ impl Server {
         self.emit(Output::Broadcast { to, frame });
     }
 
+    /// The pacing marks for this room's connection limit (S8.1).
+    fn marks(&self) -> Marks {
+        Marks::for_limit(self.config.max_output_bytes)
+    }
+
     /// Adds `len` to `conn`'s queue. Returns false, having closed `conn`, if that would pass
     /// the limit; a frame larger than the limit still goes to an empty queue.
     fn account(&mut self, conn: ConnId, len: usize) -> bool {
         let limit = self.config.max_output_bytes;
-        let (marks, now) = (Marks::for_limit(limit), self.now);
+        let (marks, now) = (self.marks(), self.now);
         let Some(c) = self.connection_mut(conn) else {
             return false;
         };
@@ -1148,7 +1152,7 @@ impl Server {
     /// and is fed as it drains; after the last, the marker and whatever waited behind it.
     fn feed_replay(&mut self, conn: ConnId) {
         let limit = self.config.max_output_bytes;
-        let budget = (Marks::for_limit(limit).soft / 2).max(1);
+        let budget = (self.marks().soft / 2).max(1);
         loop {
             let Some(c) = self.connection_mut(conn) else {
                 return;

@@ -508,10 +508,8 @@ impl Bench {
         }
     }
 
-    /// Parses the `n` bytes just read into the scratch buffer, after any remainder kept
-    /// from the previous read.
-    /// Parses what a read put in `scratch` after the `carried` bytes of `pending` copied in
-    /// front of it.
+    /// Parses the `n` bytes a read put in `scratch`, after the `carried` bytes of the
+    /// remainder kept from the previous read that were copied in front of them.
     fn absorb(&mut self, i: usize, carried: usize, n: usize, now: u64) {
         let Self {
             members,
